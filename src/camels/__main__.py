@@ -1,0 +1,5 @@
+import sys
+
+from camels.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""The ``camels`` command: a thin layer that parses arguments, calls the library and prints.
+
+Each area registers its own subcommands from its own module (``camels.cli.data``, ``camels.cli.train``,
+``camels.cli.eval`` ...), so the parser is assembled here without importing any heavy library: torch and
+transformers are imported only inside the command that needs them, and ``camels --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from camels import __version__
+from camels.core.errors import CamelsError
+
+# Modules that define ``register(sub: argparse._SubParsersAction) -> None``; the order is the help order.
+COMMAND_MODULES = (
+    "camels.cli.data",
+    "camels.cli.train",
+    "camels.cli.eval",
+    "camels.cli.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camels",
+        description="Open instruction datasets -> an instruction-tuned model, measured benchmark by benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"camels {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # that area has no commands yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CamelsError as e:
+        print(f"camels: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("camels: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset converters and the data pipeline: raw files -> validated, mixed, decontaminated chats."""

@@ -1,0 +1,1 @@
+"""One pure converter per source: raw row -> conversations (no I/O)."""

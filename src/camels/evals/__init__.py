@@ -1,0 +1,1 @@
+"""Evaluation: tasks build requests and score responses; the runner persists everything."""

@@ -1,0 +1,1 @@
+"""Supervised finetuning on the chat contract."""
