@@ -1,0 +1,57 @@
+"""The narrow protocol every backend implements: a batch of typed requests in, results out, in order.
+
+A backend owns batching, prompt rendering (through the model's chat format contract) and tokenization;
+it never knows which task a request came from. Backends that cannot serve a kind of request (an API
+without log-probabilities, say) raise :class:`UnsupportedRequest` with a clear sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from camels.core.errors import CamelsError
+from camels.core.requests import (
+    BackendInfo,
+    ChoiceRequest,
+    ChoiceResult,
+    GenerateRequest,
+    Generation,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
+
+
+class UnsupportedRequest(CamelsError):
+    """This backend cannot answer this kind of request."""
+
+
+class BackendError(CamelsError):
+    """A backend failed for good (retries exhausted, model missing ...)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    @property
+    def info(self) -> BackendInfo: ...
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]: ...
+
+    def choose(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceResult]: ...
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]: ...
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest occurrence of any stop string; return (text, whether a stop was found).
+
+    >>> cut_at_stop("4\\nQuestion: next", ["\\nQuestion:", "\\n\\n"])
+    ('4', True)
+    """
+    cut = len(text)
+    for s in stops:
+        if s:
+            i = text.find(s)
+            if i != -1 and i < cut:
+                cut = i
+    return text[:cut], cut < len(text)
