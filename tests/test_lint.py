@@ -19,9 +19,8 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_clean():
-    out = subprocess.run(
-        [_tool("ruff"), "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
-    )
+    paths = [p for p in ("src", "tests", "benchmarks") if (ROOT / p).is_dir()]
+    out = subprocess.run([_tool("ruff"), "check", *paths], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
