@@ -1,0 +1,390 @@
+"""The training configuration: one typed, documented dataclass.
+
+The same :class:`TrainConfig` feeds the YAML loader, the ``key=value`` overrides of ``camels train``,
+validation and the config reference in ``docs/training.md`` (generated from the ``help`` texts below), so
+a field cannot be documented in one place and behave differently in another. The resolved config is
+written next to every output as ``config.resolved.yaml``: a run folder says exactly what produced it.
+
+Defaults are the Tülu v1 recipe (SPEC §3): AdamW, lr 2e-5, linear decay, 3% warmup, weight decay 0,
+2 epochs, 128 conversations per optimizer step, 2048 tokens, bf16.
+
+This module imports no torch, so the CLI can load and check a config before anything heavy starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from camels.core.errors import ConfigError
+
+CHAT_FORMATS = ("tulu", "auto", "hf_template", "plain")
+DTYPES = ("bf16", "fp16", "fp32", "auto")
+SCHEDULERS = ("linear", "cosine", "constant")
+REPORTERS = ("none", "tensorboard", "wandb")
+ATTENTION = ("auto", "varlen", "sdpa_mask", "flash_attention_2")
+
+
+def _f(default: Any = dataclasses.MISSING, *, help: str, factory: Any = None) -> Any:
+    """A dataclass field with a help text (kept in ``metadata`` for the CLI and the docs)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    if default is dataclasses.MISSING:
+        return field(metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class LoraConfig:
+    """Low-rank adapters (the paper's LoRA recipe: rank 64-256, alpha 16-256, dropout 0.05, all projections)."""
+
+    enabled: bool = _f(False, help="Train LoRA adapters instead of all weights.")
+    r: int = _f(64, help="LoRA rank.")
+    alpha: int = _f(16, help="LoRA alpha (the update is scaled by alpha / r).")
+    dropout: float = _f(0.05, help="Dropout on the LoRA input.")
+    target_modules: str | list[str] = _f(
+        "all-linear", help="Modules that get adapters: 'all-linear' (every projection but the LM head) or a list."
+    )
+
+
+@dataclass
+class TrainConfig:
+    """Everything a finetuning run needs; see ``docs/training.md`` for the recipes."""
+
+    # -- what to train on what ----------------------------------------------------------------------
+    model: str = _f(help="Base model: a local folder or a hub name (resolved by the model loader).")
+    train_files: list[str] = _f(help="Unified conversation JSONL files (SPEC §1), read in this order.")
+    output_dir: str = _f(help="Run folder: checkpoints, metrics.jsonl, config.resolved.yaml, final model.")
+    tokenizer: str | None = _f(None, help="Tokenizer folder or name; default: the model's.")
+    chat_format: str = _f(
+        "tulu", help="Chat format written into the checkpoint: tulu, auto (the tokenizer's template if any), "
+        "hf_template or plain (base models)."
+    )
+    # -- sequence handling --------------------------------------------------------------------------
+    max_length: int = _f(2048, help="Tokens per conversation; longer ones are cut at the end (start kept).")
+    packing: bool = _f(
+        True, help="Padding-free packing: several conversations per row, attention isolated between them."
+    )
+    max_tokens_per_batch: int | None = _f(
+        None, help="With packing: tokens per micro-batch row on one device (default: 4 * max_length, and "
+        "never less than max_length)."
+    )
+    per_device_batch_size: int = _f(
+        8, help="Without packing: conversations per padded micro-batch on one device."
+    )
+    attention: str = _f(
+        "auto", help="How packed conversations are kept apart: varlen (per-conversation attention, exact, "
+        "CPU/any), sdpa_mask (explicit block-diagonal causal mask), flash_attention_2 (GPU, cu_seqlens), "
+        "auto (flash_attention_2 when installed on GPU, else varlen)."
+    )
+    # -- optimisation -------------------------------------------------------------------------------
+    effective_batch_size: int = _f(
+        128, help="Conversations per optimizer step, summed over micro-batches and processes."
+    )
+    gradient_accumulation: int | None = _f(
+        None, help="Without packing: micro-batches per step (default: derived from effective_batch_size, "
+        "per_device_batch_size and the number of processes; checked when given)."
+    )
+    learning_rate: float = _f(2e-5, help="Peak learning rate of AdamW.")
+    lr_scheduler: str = _f("linear", help="linear (decay to 0), cosine or constant, after the warmup.")
+    warmup_ratio: float = _f(0.03, help="Share of the optimizer steps spent warming up linearly from 0.")
+    weight_decay: float = _f(0.0, help="AdamW weight decay (not applied to biases and norms).")
+    adam_betas: list[float] = _f(factory=lambda: [0.9, 0.999], help="AdamW betas.")
+    adam_eps: float = _f(1e-8, help="AdamW epsilon.")
+    max_grad_norm: float = _f(0.0, help="Clip the gradient norm to this value; 0 turns clipping off.")
+    num_epochs: int = _f(2, help="Passes over the data.")
+    max_steps: int | None = _f(None, help="Stop after this many optimizer steps (overrides num_epochs).")
+    seed: int = _f(42, help="Seed of the data order (one permutation per epoch) and of initialisation.")
+    # -- model building (read by camels.train.model) --------------------------------------------------
+    dtype: str = _f("bf16", help="Weight/compute dtype: bf16, fp16, fp32 or auto (the checkpoint's).")
+    gradient_checkpointing: bool = _f(False, help="Recompute activations in the backward pass to save memory.")
+    lora: LoraConfig = _f(factory=LoraConfig, help="LoRA adapters (nested: lora.enabled=true, lora.r=...).")
+    qlora: bool = _f(False, help="Load the base model in 4-bit NF4 with double quantisation (needs lora).")
+    compile: bool = _f(False, help="torch.compile the model (measure first: it rarely pays off on CPU).")
+    # -- bookkeeping --------------------------------------------------------------------------------
+    save_every_steps: int = _f(0, help="Checkpoint every N optimizer steps (0: only at the end).")
+    keep_last_checkpoints: int = _f(2, help="Checkpoints kept on disk; older ones are deleted.")
+    logging_every: int = _f(10, help="Log loss, learning rate and tokens/s every N optimizer steps.")
+    report_to: str = _f("none", help="Extra trackers besides metrics.jsonl: none, tensorboard or wandb.")
+    resume: bool = _f(False, help="Resume from the latest checkpoint in output_dir (an error if there is none).")
+    export: bool = _f(True, help="Write the final model (LoRA merged) as a Hugging Face folder in output_dir/final.")
+
+    # -- validation ---------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        if isinstance(self.lora, Mapping):
+            self.lora = _build(LoraConfig, self.lora, prefix="lora.")
+        if isinstance(self.train_files, str):
+            self.train_files = [self.train_files]
+        self.validate()
+
+    def validate(self) -> None:
+        """Check values that types alone cannot; every error names the key."""
+        _choice("chat_format", self.chat_format, CHAT_FORMATS)
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        _choice("report_to", self.report_to, REPORTERS)
+        _choice("attention", self.attention, ATTENTION)
+        if not self.train_files:
+            raise ConfigError("train_files: at least one JSONL file is needed")
+        for key in ("max_length", "per_device_batch_size", "effective_batch_size", "num_epochs",
+                    "logging_every", "keep_last_checkpoints"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be at least 1, got {getattr(self, key)}")
+        for key in ("max_steps", "gradient_accumulation"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                raise ConfigError(f"{key}: must be at least 1 (or unset), got {v}")
+        if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < self.max_length:
+            raise ConfigError(
+                f"max_tokens_per_batch: must be at least max_length ({self.max_length}), "
+                f"got {self.max_tokens_per_batch}"
+            )
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate: must be positive, got {self.learning_rate}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0 or self.save_every_steps < 0:
+            raise ConfigError("weight_decay, max_grad_norm and save_every_steps must not be negative")
+        if len(self.adam_betas) != 2:
+            raise ConfigError(f"adam_betas: expected two numbers, got {self.adam_betas}")
+        if self.qlora and not self.lora.enabled:
+            raise ConfigError("qlora: QLoRA trains adapters; set lora.enabled=true as well")
+        if self.lora.r < 1 or not 0.0 <= self.lora.dropout < 1.0:
+            raise ConfigError("lora.r must be at least 1 and lora.dropout in [0, 1)")
+
+    # -- derived values -----------------------------------------------------------------------------
+    @property
+    def tokens_per_row(self) -> int:
+        """Capacity of one packed micro-batch row."""
+        return self.max_tokens_per_batch or 4 * self.max_length
+
+    def micro_batches_per_step(self, num_processes: int = 1) -> int:
+        """Without packing: micro-batches per optimizer step on each process (checks an explicit value)."""
+        per_step = self.per_device_batch_size * num_processes
+        derived = -(-self.effective_batch_size // per_step)
+        if self.gradient_accumulation is not None and not self.packing:
+            if self.gradient_accumulation * per_step != self.effective_batch_size:
+                raise ConfigError(
+                    f"gradient_accumulation: {self.gradient_accumulation} x per_device_batch_size "
+                    f"{self.per_device_batch_size} x {num_processes} process(es) != effective_batch_size "
+                    f"{self.effective_batch_size}; leave gradient_accumulation unset to derive it"
+                )
+            return self.gradient_accumulation
+        return derived
+
+    # -- (de)serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.resolved.yaml`` (atomically) and return its path."""
+        from camels.core.io import atomic_write
+
+        path = Path(path)
+        if path.is_dir() or path.suffix == "":
+            path = path / "config.resolved.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            f.write(self.to_yaml())
+        return path
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        return _build(cls, d)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: Sequence[str] = (), **kw: Any) -> TrainConfig:
+        """Load a YAML file (optional), then apply ``key=value`` overrides (``lora.r=16``), then ``kw``."""
+        import yaml
+
+        data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from e
+            try:
+                loaded = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {e}") from e
+            if loaded is None:
+                loaded = {}
+            if not isinstance(loaded, Mapping):
+                raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+            data = _deep_copy(loaded)
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"override {item!r}: expected key=value")
+            _set_path(data, key.strip(), _parse_override(raw))
+        for key, value in kw.items():
+            _set_path(data, key, value)
+        return _build(cls, data)
+
+
+# -- help and docs -------------------------------------------------------------------------------------
+
+
+def field_help(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """``(key, type, default, help)`` for every field, nested ones as ``lora.r``; feeds docs and CLI help."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(field_help(tp, prefix=f"{prefix}{f.name}."))
+            continue
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
+        rows.append((prefix + f.name, _type_name(tp), default, f.metadata.get("help", "")))
+    return rows
+
+
+def markdown_reference() -> str:
+    """The config reference table of ``docs/training.md``."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, tp, default, help_ in field_help():
+        d = default if isinstance(default, str) and default == "(required)" else f"`{default!r}`"
+        lines.append(f"| `{key}` | {tp} | {d} | {help_} |")
+    return "\n".join(lines)
+
+
+# -- internals -----------------------------------------------------------------------------------------
+
+
+def _choice(key: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        return f"list[{_type_name(get_args(tp)[0])}]"
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _deep_copy(d: Any) -> Any:
+    if isinstance(d, Mapping):
+        return {k: _deep_copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deep_copy(v) for v in d]
+    return d
+
+
+def _parse_override(raw: str) -> Any:
+    """Parse a CLI value as YAML (``true``, ``2e-5``, ``[a, b]``, ``null``), else keep the string."""
+    import yaml
+
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def _set_path(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{key}: {p} is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert only the lossless cases (int -> float, str path)."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(key, a, value)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin is list:
+        (item,) = get_args(tp)
+        if isinstance(value, (str, int, float)) and item is str:
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a section (mapping), got {type(value).__name__}")
+        return _build(tp, value, prefix=f"{key}.")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "2e-5" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Path):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        import difflib
+
+        k = unknown[0]
+        close = difflib.get_close_matches(k, names, n=1)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+        raise ConfigError(f"{prefix}{k}: unknown key{hint}")
+    kwargs = {}
+    for name, f in names.items():
+        if name in data:
+            kwargs[name] = _coerce(prefix + name, hints[name], data[name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}{name}: required key is missing ({f.metadata.get('help', '')})")
+    return cls(**kwargs)
