@@ -1,0 +1,448 @@
+"""The one training loop: conversations -> optimizer steps, on accelerate.
+
+Read :func:`train` top to bottom; the pieces it uses are small functions above it, each tested alone.
+
+Decisions (SPEC §3, §5):
+
+* **An optimizer step is a fixed set of conversations** (``effective_batch_size``) taken from a seeded
+  permutation of the data, one per epoch (:func:`epoch_order`). The plan depends only on the seed and the
+  data, so resuming at ``(epoch, step_in_epoch)`` replays exactly the batches an uninterrupted run sees,
+  and every process computes the same plan without talking to the others.
+* **Loss = sum of token losses / trained tokens of the whole step** (all micro-batches, all processes).
+  The count is known from the plan before any forward pass, so it is the same number on every process
+  with no communication; each micro-batch's backward uses it, and DDP's gradient averaging is undone by
+  multiplying by the number of processes. Results therefore do not depend on the micro-batch split,
+  accumulation or world size (the 2023 code's per-micro-batch mean did).
+* **Logits only where there is a target** (``logits_to_keep`` with a boolean mask): the LM head and the
+  cross entropy run on trained positions only, not on every prompt token.
+* **No per-micro-batch host syncs**: losses stay on the device and are read every ``logging_every`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camels.core.errors import ConfigError
+from camels.train.config import TrainConfig
+from camels.train.encode import IGNORE_INDEX, Encoded, EncodedDataset
+from camels.train.pack import (
+    Batch,
+    first_fit_decreasing,
+    packed_batch,
+    padded_batch,
+    split_across_processes,
+)
+
+# -- the data plan ---------------------------------------------------------------------------------
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The order of the ``n`` conversations in ``epoch``: a permutation drawn from ``(seed, epoch)`` only."""
+    order = list(range(n))
+    random.Random(f"camels:{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def steps_per_epoch(n: int, effective_batch_size: int) -> int:
+    """The last, smaller step of an epoch is kept (its loss is normalised by its own token count)."""
+    return -(-n // effective_batch_size)
+
+
+def step_indices(n: int, seed: int, epoch: int, step_in_epoch: int, effective_batch_size: int) -> list[int]:
+    order = epoch_order(n, seed, epoch)
+    return order[step_in_epoch * effective_batch_size:(step_in_epoch + 1) * effective_batch_size]
+
+
+def n_targets(e: Encoded) -> int:
+    """Trained targets after the per-conversation shift (the first token is never a target)."""
+    return sum(1 for x in e.labels[1:] if x != IGNORE_INDEX)
+
+
+def micro_batches(
+    examples: Sequence[Encoded],
+    cfg: TrainConfig,
+    *,
+    attention: str,
+    pad_id: int,
+    num_processes: int = 1,
+    process_index: int = 0,
+) -> list[Batch]:
+    """This process's micro-batches for one optimizer step over ``examples`` (the step's conversations).
+
+    Conversations are dealt to processes balancing tokens; with packing each micro-batch is one row of at
+    most ``cfg.tokens_per_row`` tokens (first-fit decreasing), else ``per_device_batch_size`` padded rows.
+    """
+    lengths = [len(e) for e in examples]
+    mine = split_across_processes(lengths, num_processes)[process_index]
+    if cfg.packing:
+        bins = first_fit_decreasing([lengths[i] for i in mine], cfg.tokens_per_row)
+        return [packed_batch([examples[mine[j]] for j in sorted(b)], attention) for b in bins]
+    size = cfg.per_device_batch_size
+    return [padded_batch([examples[i] for i in mine[k:k + size]], pad_id) for k in range(0, len(mine), size)]
+
+
+# -- the loss ----------------------------------------------------------------------------------------
+
+
+def loss_sum(model: Any, batch: Batch) -> Any:
+    """Sum of the cross entropy over the batch's trained targets (fp32), computed on those positions only."""
+    import torch.nn.functional as F
+
+    keep = batch.targets != IGNORE_INDEX
+    out = model(**batch.model_inputs(), logits_to_keep=keep)
+    logits = out.logits
+    if logits.dim() == 3:  # a model that ignores a boolean logits_to_keep
+        logits = logits[keep]
+    return F.cross_entropy(logits.float(), batch.targets[keep], reduction="sum")
+
+
+def backward_step(
+    model: Any,
+    batches: Sequence[Batch],
+    global_trained: int,
+    *,
+    accelerator: Any = None,
+    device: Any = None,
+) -> Any:
+    """Forward and backward every micro-batch of one optimizer step; return the step's mean token loss.
+
+    Each micro-batch contributes ``sum of its token losses / global_trained`` (times the number of
+    processes, which DDP divides back out), so the accumulated gradient is the gradient of the mean token
+    loss of the whole step, however the step is split. Gradients are all-reduced once, on the last
+    micro-batch (``no_sync`` on the others).
+    """
+    import contextlib
+
+    import torch
+
+    world = accelerator.num_processes if accelerator is not None else 1
+    scale = world / max(global_trained, 1)
+    total = torch.zeros((), device=device)
+    for i, b in enumerate(batches):
+        last = i == len(batches) - 1
+        ctx = accelerator.no_sync(model) if (accelerator is not None and not last) else contextlib.nullcontext()
+        with ctx:
+            if device is not None:
+                b = b.to(device)
+            loss = loss_sum(model, b) * scale
+            if accelerator is not None:
+                accelerator.backward(loss)
+            else:
+                loss.backward()
+        total = total + loss.detach()
+    if not batches and accelerator is not None and world > 1:
+        # This process got no conversation this step; it must still join the gradient all-reduce.
+        zero = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+        accelerator.backward(zero)
+    return total / world
+
+
+# -- optimizer and schedule ----------------------------------------------------------------------------
+
+
+def build_optimizer(model: Any, cfg: TrainConfig) -> Any:
+    """AdamW; no weight decay on biases and normalisation weights (1-D parameters)."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
+                             betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+
+
+def build_scheduler(optimizer: Any, cfg: TrainConfig, total_steps: int) -> Any:
+    """Warmup of ``ceil(warmup_ratio * total_steps)`` steps, then linear/cosine decay to 0 (or constant)."""
+    import torch
+
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        if cfg.lr_scheduler == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if cfg.lr_scheduler == "cosine":
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return max(0.0, 1.0 - progress)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# -- model, checkpoints, export: the model/checkpoint modules, with minimal fallbacks -------------------
+
+
+def _load_model_and_tokenizer(cfg: TrainConfig) -> tuple[Any, Any]:
+    try:
+        from camels.train.model import load_model_and_tokenizer
+    except ImportError:
+        load_model_and_tokenizer = _fallback_load
+    return load_model_and_tokenizer(cfg)
+
+
+def _fallback_load(cfg: TrainConfig) -> tuple[Any, Any]:  # used only until camels.train.model exists
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if cfg.lora.enabled or cfg.qlora:
+        raise ConfigError("lora: LoRA/QLoRA need camels.train.model, which is not installed here")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(cfg.dtype, "auto")
+    tok = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model, tok
+
+
+@dataclass
+class _State:  # mirrors camels.train.checkpoint.TrainState for the fallback
+    global_step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    trained_tokens: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _state_cls() -> Any:
+    try:
+        from camels.train.checkpoint import TrainState
+
+        return TrainState
+    except ImportError:
+        return _State
+
+
+def _find_latest(out_dir: Path) -> Path | None:
+    try:
+        from camels.train.checkpoint import find_latest_checkpoint
+    except ImportError:
+        ckpts = sorted((out_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+        return ckpts[-1] if ckpts else None
+    return find_latest_checkpoint(out_dir)
+
+
+def _load(accelerator: Any, path: Path) -> Any:
+    try:
+        from camels.train.checkpoint import load_checkpoint
+    except ImportError:
+        accelerator.load_state(str(path))
+        return _State(**json.loads((path / "train_state.json").read_text()))
+    return load_checkpoint(accelerator, path)
+
+
+def _save(accelerator: Any, state: Any, out_dir: Path, *, chat_format: Any, config_dict: dict,
+          data_sha256: str, keep_last: int) -> Path:
+    try:
+        from camels.train.checkpoint import save_checkpoint
+    except ImportError:
+        import dataclasses
+        import shutil
+
+        path = out_dir / "checkpoints" / f"step-{state.global_step}"
+        accelerator.save_state(str(path))
+        if accelerator.is_main_process:
+            (path / "train_state.json").write_text(json.dumps(dataclasses.asdict(state)))
+            (path / "chat_format.json").write_text(json.dumps(chat_format.to_dict()))
+            ckpts = sorted((out_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+            for old in ckpts[:-keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+        return path
+    return save_checkpoint(accelerator, state, out_dir, chat_format=chat_format, config_dict=config_dict,
+                           data_sha256=data_sha256, keep_last=keep_last)
+
+
+def _export(accelerator: Any, model: Any, tokenizer: Any, out_dir: Path, chat_format: Any, cfg: TrainConfig) -> Path:
+    try:
+        from camels.train.export import export_model
+    except ImportError:
+        target = out_dir / "final"
+        unwrapped = accelerator.unwrap_model(model)
+        if accelerator.is_main_process:
+            if hasattr(unwrapped, "merge_and_unload"):
+                unwrapped = unwrapped.merge_and_unload()
+            unwrapped.save_pretrained(target)
+            tokenizer.save_pretrained(target)
+            (target / "chat_format.json").write_text(json.dumps(chat_format.to_dict(), indent=2))
+        accelerator.wait_for_everyone()
+        return target
+    return export_model(accelerator, model, tokenizer, out_dir / "final", chat_format=chat_format,
+                        config_dict=cfg.to_dict())
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    final_loss: float
+    steps: int
+    trained_tokens: int
+    tokens: int
+    output_dir: Path
+    final_model: Path | None
+    metrics_path: Path
+    config_path: Path
+    last_checkpoint: Path | None
+    resumed_from: Path | None
+    elapsed_s: float
+    data: dict[str, Any]
+
+    @property
+    def trained_tokens_per_s(self) -> float:
+        return self.trained_tokens / max(self.elapsed_s, 1e-9)
+
+
+def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainResult:
+    """Finetune ``cfg.model`` on ``cfg.train_files`` (or a pre-encoded ``dataset``) and export the result."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from camels.core.template import chat_format_for_tokenizer
+    from camels.train.encode import encode_files
+    from camels.train.metrics import MetricsLogger
+    from camels.train.pack import resolve_attention, set_model_attention
+
+    out_dir = Path(cfg.output_dir)
+    trackers = None if cfg.report_to == "none" else cfg.report_to
+    accelerator = Accelerator(log_with=trackers, project_dir=str(out_dir))
+    say = accelerator.print
+
+    # 1. Refuse to silently overwrite or silently ignore an earlier run in the same folder.
+    latest = _find_latest(out_dir)
+    if cfg.resume and latest is None:
+        raise ConfigError(f"resume: no checkpoint found in {out_dir}; nothing to resume from")
+    if not cfg.resume and latest is not None:
+        raise ConfigError(f"output_dir: {out_dir} already holds checkpoint {latest.name}; "
+                          "set resume=true to continue it or choose another output_dir")
+
+    # 2. Model, tokenizer and the chat contract that goes into every checkpoint.
+    set_seed(cfg.seed)
+    model, tokenizer = _load_model_and_tokenizer(cfg)
+    chat_format = chat_format_for_tokenizer(tokenizer, cfg.chat_format)
+    attention = resolve_attention(cfg.attention, accelerator.device.type) if cfg.packing else "padded"
+    if attention != "padded":
+        set_model_attention(model, attention)
+    model.config.use_cache = False  # a KV cache is useless in training and disables packed-mask inference
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    # 3. Data: encoded once, up front (drops counted by reason).
+    if dataset is None:
+        dataset = encode_files(cfg.train_files, tokenizer, chat_format, cfg.max_length)
+    examples = dataset.examples
+    if not examples:
+        raise ConfigError(f"train_files: no trainable conversation (dropped: {dict(dataset.dropped)})")
+    say(f"camels train: {len(examples)} conversations, {dataset.n_tokens} tokens "
+        f"({dataset.n_trained} trained), dropped {dict(dataset.dropped) or 'none'}, attention={attention}")
+
+    # 4. Steps, optimizer, schedule. The scheduler is not handed to accelerate (which would step it once
+    #    per process); it is registered so that checkpoints save and restore it.
+    n = len(examples)
+    per_epoch = steps_per_epoch(n, cfg.effective_batch_size)
+    total_steps = cfg.max_steps or cfg.num_epochs * per_epoch
+    num_epochs = -(-total_steps // per_epoch)
+    model.train()
+    optimizer = build_optimizer(model, cfg)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = build_scheduler(optimizer, cfg, total_steps)
+    accelerator.register_for_checkpointing(scheduler)
+    if cfg.compile:
+        model = torch.compile(model)
+
+    # 5. Resume: restores model, optimizer, scheduler and RNG, and where in the data plan we were.
+    state = _state_cls()(global_step=0, epoch=0, step_in_epoch=0, trained_tokens=0, extra={})
+    if cfg.resume:
+        state = _load(accelerator, latest)
+        say(f"camels train: RESUMING from {latest} at step {state.global_step} "
+            f"(epoch {state.epoch}, step {state.step_in_epoch} of {per_epoch})")
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        config_path = cfg.save(out_dir)
+        (out_dir / "chat_format.json").write_text(json.dumps(chat_format.to_dict(), indent=2), encoding="utf-8")
+        if trackers:
+            accelerator.init_trackers("camels", config=_flat(cfg.to_dict()))
+    else:
+        config_path = out_dir / "config.resolved.yaml"
+    metrics_path = out_dir / "metrics.jsonl"
+    log = MetricsLogger(metrics_path if accelerator.is_main_process else None, total_steps=total_steps,
+                        start_step=state.global_step, every=cfg.logging_every, accelerator=accelerator,
+                        use_trackers=bool(trackers))
+
+    def checkpoint() -> Path:
+        return _save(accelerator, state, out_dir, chat_format=chat_format, config_dict=cfg.to_dict(),
+                     data_sha256=dataset.data_sha256, keep_last=cfg.keep_last_checkpoints)
+
+    # 6. The loop: one iteration = one optimizer step over `effective_batch_size` conversations.
+    last_ckpt: Path | None = None
+    device = accelerator.device
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    while state.global_step < total_steps and state.epoch < num_epochs:
+        idx = step_indices(n, cfg.seed, state.epoch, state.step_in_epoch, cfg.effective_batch_size)
+        step_examples = [examples[i] for i in idx]
+        global_trained = sum(n_targets(e) for e in step_examples)
+        batches = micro_batches(step_examples, cfg, attention=attention, pad_id=pad_id,
+                                num_processes=accelerator.num_processes, process_index=accelerator.process_index)
+        loss = backward_step(model, batches, global_trained, accelerator=accelerator, device=device)
+        if cfg.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        # Advance the position in the data plan (what a checkpoint must record to replay exactly).
+        state.global_step += 1
+        state.step_in_epoch += 1
+        if state.step_in_epoch >= per_epoch:
+            state.epoch += 1
+            state.step_in_epoch = 0
+        state.trained_tokens += global_trained
+        log.step(state.global_step, loss, lr, sum(len(e) for e in step_examples), global_trained, state.epoch)
+        if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0 \
+                and state.global_step < total_steps:
+            last_ckpt = checkpoint()
+
+    # 7. Final checkpoint (resumable) and the exported model (LoRA merged, chat contract inside).
+    log.flush(state.global_step, scheduler.get_last_lr()[0], state.epoch)
+    log.close()
+    last_ckpt = checkpoint()
+    final_model = _export(accelerator, model, tokenizer, out_dir, chat_format, cfg) if cfg.export else None
+    if trackers:
+        accelerator.end_training()
+    say(f"camels train: done, {state.global_step} steps, final loss {log.last_loss:.4f}, "
+        f"{log.total_trained} trained tokens in {log.elapsed:.1f}s")
+    return TrainResult(
+        final_loss=log.last_loss,
+        steps=state.global_step,
+        trained_tokens=state.trained_tokens,
+        tokens=log.total_tokens,
+        output_dir=out_dir,
+        final_model=final_model,
+        metrics_path=metrics_path,
+        config_path=config_path,
+        last_checkpoint=last_ckpt,
+        resumed_from=latest if cfg.resume else None,
+        elapsed_s=log.elapsed,
+        data=dataset.summary(),
+    )
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> flat scalars for trackers (lists as strings)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
