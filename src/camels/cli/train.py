@@ -1,0 +1,88 @@
+"""``camels train CONFIG.yaml [key=value ...]`` and ``camels train inspect DATA.jsonl --tokenizer ...``.
+
+Torch, transformers and the training modules are imported inside the command functions: building the
+parser (``camels --help``) must stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+INSPECT_USAGE = "camels train inspect DATA.jsonl --tokenizer PATH [--n 1] [--format tulu] [--max-length 2048]"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="finetune a model on unified conversations (or: train inspect, to see what is trained)",
+        description=(
+            "Finetune with the Tülu recipe or any config: camels train configs/train/tiny-cpu.yaml "
+            "output_dir=runs/demo lora.enabled=true. Values after the config override its keys "
+            "(nested keys with dots). Use 'camels train inspect DATA.jsonl --tokenizer PATH' to print "
+            "encoded conversations with the trained tokens in [[brackets]]."
+        ),
+        epilog=f"inspect usage: {INSPECT_USAGE}",
+    )
+    p.add_argument("config", help="training config YAML (see docs/training.md), or the word 'inspect'")
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value overrides, e.g. learning_rate=1e-5")
+    p.set_defaults(func=_dispatch)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.config == "inspect":
+        return _inspect(_inspect_parser().parse_args(args.overrides))
+    return _train(args.config, args.overrides)
+
+
+def _inspect_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="camels train inspect", usage=INSPECT_USAGE,
+                                description="Show encoded conversations with trained tokens made visible.")
+    p.add_argument("data", help="unified conversation JSONL")
+    p.add_argument("--tokenizer", required=True, help="tokenizer folder or name")
+    p.add_argument("--n", type=int, default=1, help="number of conversations to show (default 1)")
+    p.add_argument("--format", default="tulu", help="chat format: tulu, auto, hf_template, plain")
+    p.add_argument("--max-length", type=int, default=2048, help="truncation length (default 2048)")
+    p.add_argument("--color", action="store_true", help="colour trained tokens instead of [[brackets]]")
+    return p
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from transformers import AutoTokenizer
+
+    from camels.core.template import chat_format_for_tokenizer
+    from camels.train.encode import Dropped, encode_conversation, inspect_report, iter_conversations
+
+    tok = AutoTokenizer.from_pretrained(args.tokenizer)
+    fmt = chat_format_for_tokenizer(tok, args.format)
+    dropped: Counter = Counter()
+    shown = 0
+    print(f"chat format: {fmt!r}  (trained tokens {'coloured' if args.color else 'in [[brackets]]'})")
+    for conv in iter_conversations([args.data], dropped):
+        try:
+            enc = encode_conversation(tok, fmt, conv.messages, args.max_length, id=conv.id)
+        except Dropped as d:
+            dropped[d.reason] += 1
+            continue
+        print("-" * 80)
+        print(inspect_report(tok, enc, color=args.color))
+        shown += 1
+        if shown >= args.n:
+            break
+    if dropped:
+        print(f"dropped before the ones shown: {dict(dropped)}", file=sys.stderr)
+    return 0 if shown else 1
+
+
+def _train(config: str, overrides: list[str]) -> int:
+    from camels.train.config import TrainConfig
+
+    cfg = TrainConfig.load(config, overrides)
+    from camels.train.loop import train
+
+    result = train(cfg)
+    print(f"final_loss={result.final_loss:.4f} steps={result.steps} trained_tokens={result.trained_tokens} "
+          f"output_dir={result.output_dir} final_model={result.final_model}")
+    return 0
