@@ -387,10 +387,15 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainRe
     last_ckpt: Path | None = None
     device = accelerator.device
     trainable = [p for p in model.parameters() if p.requires_grad]
+    targets_per_example = [n_targets(e) for e in examples]  # counted once, not at every step
+    order, order_epoch = [], -1
     while state.global_step < total_steps and state.epoch < num_epochs:
-        idx = step_indices(n, cfg.seed, state.epoch, state.step_in_epoch, cfg.effective_batch_size)
+        if order_epoch != state.epoch:  # one permutation per epoch, from (seed, epoch) alone
+            order, order_epoch = epoch_order(n, cfg.seed, state.epoch), state.epoch
+        k = state.step_in_epoch * cfg.effective_batch_size
+        idx = order[k:k + cfg.effective_batch_size]
         step_examples = [examples[i] for i in idx]
-        global_trained = sum(n_targets(e) for e in step_examples)
+        global_trained = sum(targets_per_example[i] for i in idx)
         batches = micro_batches(step_examples, cfg, attention=attention, pad_id=pad_id,
                                 num_processes=accelerator.num_processes, process_index=accelerator.process_index)
         loss = backward_step(model, batches, global_trained, accelerator=accelerator, device=device)
