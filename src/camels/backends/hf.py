@@ -1,0 +1,611 @@
+"""The transformers backend: batches of typed requests answered by a local causal LM.
+
+What it guarantees, and how:
+
+* **The prompt the model saw in training.** Prompts are rendered with the checkpoint's chat contract
+  (``chat_format.json`` in a camels checkpoint or export), else the tokenizer's own chat template, else the
+  ``plain`` format for base models. The contract writes BOS into the text and every text is tokenized with
+  ``add_special_tokens=False``, so there is exactly one BOS.
+* **Answers that do not depend on the batch.** Requests are sorted by length, answered in batches and
+  returned in request order. Scoring pads on the right (causal attention never looks at the padding);
+  generation pads on the left with position ids counted from each row's first real token. Sampling uses
+  one ``torch.Generator`` per sample, seeded from the request's seed and the sample index, so a sample is
+  the same whatever else is in the batch (up to float rounding of the logits).
+* **Shared prefixes computed once.** Scoring requests are grouped by their longest common token prefix
+  (5-shot MMLU: the header and exemplars of a subject, about 80% of each prompt); the prefix runs once,
+  its KV cache is expanded over a batch of suffixes, and only the suffixes run. Scores equal those of a
+  full forward up to float rounding.
+* **Each sequence stops on its own.** Generation is a loop written here over the KV cache: a row ends at
+  EOS, at the chat format's end-of-turn strings, at one of its request's stop strings (cut from the text)
+  or after ``max_tokens``; finished rows leave the batch and their cache rows are dropped.
+
+Limits: one device, no tensor parallelism (use the vLLM backend for large models); the model must accept
+``past_key_values``/``position_ids`` like the decoder-only models of transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camels.backends.base import BackendError, cut_at_stop
+from camels.backends.tokens import group_by_prefix, split_at_boundary
+from camels.core.requests import (
+    BackendInfo,
+    ChoiceRequest,
+    ChoiceResult,
+    GenerateRequest,
+    Generation,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
+from camels.core.template import (
+    ChatFormat,
+    ContractError,
+    chat_format_for_tokenizer,
+    chat_format_from_dict,
+)
+
+CHAT_FORMAT_OPTIONS = ("auto", "tulu", "plain", "template")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def resolve_chat_format(choice: Any, tokenizer: Any, model_dir: Path | None) -> ChatFormat:
+    """The chat contract for a model: ``choice`` is auto|tulu|plain|template, a dict or a ChatFormat.
+
+    ``auto``: the ``chat_format.json`` of a camels checkpoint/export folder, else the tokenizer's own chat
+    template, else ``plain`` (a base model).
+    """
+    if isinstance(choice, ChatFormat):
+        return choice
+    if isinstance(choice, dict):
+        return chat_format_from_dict(choice)
+    if choice not in CHAT_FORMAT_OPTIONS:
+        raise ContractError(f"unknown chat_format {choice!r} (choose one of {', '.join(CHAT_FORMAT_OPTIONS)})")
+    if choice == "auto":
+        if model_dir is not None and (model_dir / "chat_format.json").is_file():
+            return chat_format_from_dict(json.loads((model_dir / "chat_format.json").read_text("utf-8")))
+        template = getattr(tokenizer, "chat_template", None)
+        choice = "template" if isinstance(template, str) and template else "plain"
+    return chat_format_for_tokenizer(tokenizer, "hf_template" if choice == "template" else choice)
+
+
+def _tokenizer_digest(tokenizer: Any) -> str:
+    h = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode())
+    else:  # a slow tokenizer: its vocabulary
+        h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    h.update(json.dumps(getattr(tokenizer, "special_tokens_map", {}), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a weights file; a hub cache blob is already named by its sha256, so it is not re-read."""
+    real = path.resolve()
+    if real.parent.name == "blobs" and len(real.name) == 64 and all(c in "0123456789abcdef" for c in real.name):
+        return real.name
+    from camels.core.io import sha256_file
+
+    return sha256_file(real)
+
+
+def _weights_digest_files(model_dir: Path) -> str:
+    files = sorted(p for p in model_dir.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise BackendError(f"{model_dir}: no weights files ({', '.join(WEIGHT_SUFFIXES)}) to fingerprint")
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.name}\0{_file_digest(p)}\n".encode())
+    return h.hexdigest()
+
+
+def _weights_digest_state(model: Any) -> str:
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class _ScoreItem:
+    """One forward to run: ``ids``; read log-probs at positions ``first..`` of ``targets[k]`` (k-th position)."""
+
+    ids: tuple[int, ...]
+    first: int  # the first position whose next-token distribution is needed
+    targets: tuple[tuple[int, ...], ...]  # per needed position, the token ids whose log-probs are read
+    logprobs: list[list[float]] = field(default_factory=list)
+    argmax: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Row:
+    """One sample being generated."""
+
+    req_index: int
+    sample: int
+    prompt_ids: list[int]
+    req: GenerateRequest
+    stops: tuple[str, ...]
+    budget: int
+    generator: Any = None
+    out_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    reason: str = ""
+
+
+class HFBackend:
+    """A transformers causal LM behind the backend protocol.
+
+    ``model`` is a hub name, a local folder, or an already loaded model object (then pass ``tokenizer``
+    too). ``chat_format`` is ``auto`` (checkpoint's contract, else tokenizer template, else plain),
+    ``tulu``, ``plain``, ``template``, or a ChatFormat/dict. ``batch_size`` rows per forward; ``dtype``
+    ``auto`` (float32 on CPU, the checkpoint's dtype on GPU) or a torch dtype name; ``device`` ``auto``
+    (CUDA when available); ``max_length`` the context size (default: the model config's);
+    ``prefix_reuse`` turns shared-prefix KV reuse for scoring on or off; ``min_prefix`` is the shortest
+    shared prefix (tokens) worth reusing.
+    """
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        tokenizer: Any = None,
+        chat_format: Any = "auto",
+        batch_size: int = 16,
+        dtype: str = "auto",
+        device: str = "auto",
+        max_length: int | None = None,
+        prefix_reuse: bool = True,
+        min_prefix: int = 16,
+        trust_remote_code: bool = False,
+        progress: bool = False,
+    ) -> None:
+        import torch
+
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.batch_size = batch_size
+        self.prefix_reuse = prefix_reuse
+        self.min_prefix = min_prefix
+        self.progress = progress
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        model_dir: Path | None = None
+        if isinstance(model, (str, os.PathLike)):
+            model_name = str(model)
+            model_dir = Path(model) if Path(model).is_dir() else None
+            self.model, self.tokenizer = self._load(model_name, tokenizer, dtype, trust_remote_code)
+        else:
+            if tokenizer is None:
+                raise ValueError("an in-memory model needs its tokenizer (tokenizer=...)")
+            model_name = getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
+            self.model = model
+            self.tokenizer = tokenizer
+            if dtype != "auto":
+                self.model.to(getattr(torch, dtype))
+            self.model.to(self.device)
+        if isinstance(self.tokenizer, (str, os.PathLike)):
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.tokenizer))
+        self.model.eval()
+        self.model_name = model_name
+        self.chat_format = resolve_chat_format(chat_format, self.tokenizer, model_dir)
+        self.max_length = max_length or self._context_size()
+        self.eos_ids = self._eos_ids()
+        self.pad_id = self._pad_id()
+        self._weights = _weights_digest_files(model_dir) if model_dir is not None else _weights_digest_state(
+            self.model)
+        # transformers 5.x renamed ``past_key_values`` to ``cache``; use whichever this version takes
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self._fast_head = self._check_fast_head()
+        self.stats = {"forward_tokens": 0, "prefix_tokens_reused": 0, "forwards": 0}
+
+    # -- loading -------------------------------------------------------------------------------------
+    def _load(self, name: str, tokenizer: Any, dtype: str, trust_remote_code: bool) -> tuple[Any, Any]:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype == "auto":
+            torch_dtype: Any = torch.float32 if self.device.type == "cpu" else "auto"
+        else:
+            torch_dtype = getattr(torch, dtype)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+            tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(
+                name, trust_remote_code=trust_remote_code)
+        except OSError as e:
+            raise BackendError(f"cannot load model {name!r}: {e}") from e
+        model.to(self.device)
+        return model, tok
+
+    def _context_size(self) -> int:
+        cfg = getattr(self.model, "config", None)
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            v = getattr(cfg, key, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        v = getattr(self.tokenizer, "model_max_length", None)
+        return v if isinstance(v, int) and 0 < v < 1_000_000 else 2048
+
+    def _eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for src in (self.tokenizer, getattr(self.model, "generation_config", None)):
+            v = getattr(src, "eos_token_id", None)
+            if isinstance(v, int):
+                ids.add(v)
+            elif isinstance(v, (list, tuple)):
+                ids.update(int(x) for x in v)
+        eos_tok = self.tokenizer.convert_tokens_to_ids(self.chat_format.eos_token)
+        if isinstance(eos_tok, int) and eos_tok != getattr(self.tokenizer, "unk_token_id", None):
+            ids.add(eos_tok)
+        return ids
+
+    def _pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        if pad is None:
+            pad = next(iter(sorted(self.eos_ids)), 0)
+        return int(pad)
+
+    def _check_fast_head(self) -> bool:
+        """Whether decoder + output embeddings reproduce the logits (then only needed positions go
+        through the head; models with logit soft-capping or scaling fall back to full logits)."""
+        import torch
+
+        try:
+            decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        except (AttributeError, NotImplementedError):
+            return False
+        if decoder is None or head is None:
+            return False
+        ids = torch.tensor([self.tokenizer("a b c", add_special_tokens=False)["input_ids"] or [0]],
+                           device=self.device)
+        with torch.inference_mode():
+            full = self.model(input_ids=ids).logits.float()
+            fast = head(decoder(input_ids=ids).last_hidden_state).float()
+        return bool(torch.allclose(full, fast, atol=1e-4, rtol=1e-4))
+
+    # -- protocol --------------------------------------------------------------------------------------
+    @property
+    def info(self) -> BackendInfo:
+        dtype = str(next(self.model.parameters()).dtype).replace("torch.", "")
+        blob = json.dumps({"weights": self._weights, "tokenizer": _tokenizer_digest(self.tokenizer),
+                           "chat_format": self.chat_format.fingerprint(), "dtype": dtype}, sort_keys=True)
+        return BackendInfo(
+            name=self.name,
+            model=self.model_name,
+            fingerprint=hashlib.sha256(blob.encode()).hexdigest(),
+            chat_format=self.chat_format.to_dict(),
+            details={"dtype": dtype, "device": str(self.device), "max_length": self.max_length,
+                     "batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse},
+        )
+
+    def prompt_text(self, req: Any) -> str:
+        """The exact text the model sees for a request (BOS included when the contract adds one)."""
+        return self.chat_format.prompt(req.messages, req.assistant_prefix)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def choose(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceResult]:
+        items: dict[tuple[int, ...], _ScoreItem] = {}
+        plan: list[list[tuple[tuple[int, ...], int]]] = []  # per request, per choice: (context, target)
+        for ri, req in enumerate(requests):
+            prompt = self.prompt_text(req)
+            per_choice = []
+            for choice in req.choices:
+                ctx, cont = split_at_boundary(self.tokenizer, prompt, choice)
+                if not cont:
+                    raise BackendError(f"choice request {ri}: choice {choice!r} has no token")
+                if not ctx:
+                    raise BackendError(f"choice request {ri}: empty prompt context")
+                per_choice.append((tuple(ctx), cont[0]))
+            plan.append(per_choice)
+            for ctx, _ in per_choice:
+                self._check_fits(ri, "choice", len(ctx))
+                items.setdefault(ctx, _ScoreItem(ctx, len(ctx) - 1, ((),)))
+        # each context is scored once, for the union of its requested targets
+        wanted: dict[tuple[int, ...], set[int]] = {}
+        for per_choice in plan:
+            for ctx, tgt in per_choice:
+                wanted.setdefault(ctx, set()).add(tgt)
+        for ctx, item in items.items():
+            item.targets = (tuple(sorted(wanted[ctx])),)
+        self._score(list(items.values()))
+        out = []
+        for per_choice in plan:
+            lps = []
+            for ctx, tgt in per_choice:
+                item = items[ctx]
+                lps.append(item.logprobs[0][item.targets[0].index(tgt)])
+            out.append(ChoiceResult(tuple(lps)))
+        return out
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        items: list[_ScoreItem] = []
+        for ri, req in enumerate(requests):
+            ctx, cont = split_at_boundary(self.tokenizer, self.prompt_text(req), req.continuation)
+            if not ctx or not cont:
+                raise BackendError(f"loglikelihood request {ri}: empty context or continuation after tokenizing")
+            ids = tuple(ctx + cont)
+            self._check_fits(ri, "loglikelihood", len(ids))
+            items.append(_ScoreItem(ids, len(ctx) - 1, tuple((t,) for t in cont)))
+        self._score(items)
+        out = []
+        for it in items:
+            targets = [t[0] for t in it.targets]
+            out.append(LoglikelihoodResult(
+                logprob=float(sum(lp[0] for lp in it.logprobs)),
+                n_tokens=len(targets),
+                is_greedy=all(a == t for a, t in zip(it.argmax, targets)),
+            ))
+        return out
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[Generation]:
+        return self.generate_from_prompts([self.prompt_text(r) for r in requests], requests)
+
+    # -- scoring -----------------------------------------------------------------------------------------
+    def _check_fits(self, ri: int, kind: str, n: int) -> None:
+        if n > self.max_length:
+            raise BackendError(
+                f"{kind} request {ri}: {n} tokens do not fit the model's context of {self.max_length} tokens "
+                "(shorten the prompt, e.g. fewer shots)")
+
+    def _score(self, items: list[_ScoreItem]) -> None:
+        """Fill ``logprobs``/``argmax`` of every item, reusing shared prefixes when enabled."""
+        if not items:
+            return
+        if self.prefix_reuse:
+            groups = group_by_prefix([it.ids for it in items], [it.first for it in items],
+                                     min_prefix=self.min_prefix)
+        else:
+            groups = []
+        singles = [g.members[0] for g in groups if g.prefix_len == 0]
+        if not self.prefix_reuse:
+            singles = list(range(len(items)))
+        for g in groups:
+            if g.prefix_len > 0:
+                self._score_with_prefix([items[i] for i in g.members], g.prefix_len)
+        self._score_batches([items[i] for i in singles], prefix=None, prefix_len=0)
+
+    def _score_with_prefix(self, items: list[_ScoreItem], prefix_len: int) -> None:
+        import torch
+
+        prefix = torch.tensor([items[0].ids[:prefix_len]], device=self.device)
+        with torch.inference_mode():
+            _, _, cache = self._forward(prefix, torch.ones_like(prefix), None, None, want_hidden=False)
+        self.stats["prefix_tokens_reused"] += prefix_len * (len(items) - 1)
+        self._score_batches(items, prefix=cache, prefix_len=prefix_len)
+
+    def _score_batches(self, items: list[_ScoreItem], *, prefix: Any, prefix_len: int) -> None:
+        import torch
+
+        order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
+        for start in range(0, len(order), self.batch_size):
+            batch = [items[i] for i in order[start:start + self.batch_size]]
+            suffixes = [it.ids[prefix_len:] for it in batch]
+            width = max(len(s) for s in suffixes)
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), prefix_len + width), dtype=torch.long)
+            mask[:, :prefix_len] = 1
+            for r, s in enumerate(suffixes):
+                ids[r, : len(s)] = torch.tensor(s)
+                mask[r, prefix_len: prefix_len + len(s)] = 1
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            cache = None
+            positions = None
+            if prefix is not None:
+                cache = self._expand_cache(prefix, len(batch))
+                positions = (torch.arange(width, device=self.device) + prefix_len).expand(len(batch), -1)
+            # rows and positions whose next-token distributions are read
+            rows, cols, owners = [], [], []
+            for r, it in enumerate(batch):
+                for k in range(len(it.targets)):
+                    rows.append(r)
+                    cols.append(it.first + k - prefix_len)
+                    owners.append((it, k))
+            with torch.inference_mode():
+                full, hidden, _ = self._forward(ids, mask, positions, cache, want_hidden=True)
+                if hidden is None and full.shape[1] != ids.shape[1]:
+                    raise BackendError("internal: scoring needs the logits of every position")
+                logits = self._logits_at(full, hidden, torch.tensor(rows, device=self.device),
+                                         torch.tensor(cols, device=self.device))
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                best = logp.argmax(dim=-1).tolist()
+            logp_cpu = logp.cpu()
+            for it in batch:
+                it.logprobs, it.argmax = [], []
+            for n, (it, k) in enumerate(owners):
+                it.logprobs.append([float(logp_cpu[n, t]) for t in it.targets[k]])
+                it.argmax.append(best[n])
+
+    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any, *, want_hidden: bool) -> tuple:
+        """One forward -> (logits, hidden, cache). With ``want_hidden`` (and a verified head) only the decoder
+        runs and ``hidden`` is returned; otherwise the logits of the last position only."""
+        from transformers import DynamicCache
+
+        self.stats["forwards"] += 1
+        self.stats["forward_tokens"] += int(ids.numel())
+        cache = cache if cache is not None else DynamicCache(config=self.model.config)
+        kwargs = {"input_ids": ids, "attention_mask": mask, self._cache_kw: cache, "use_cache": True}
+        if positions is not None:
+            kwargs["position_ids"] = positions
+        if want_hidden and self._fast_head:
+            out = self.model.get_decoder()(**kwargs)
+            return None, out.last_hidden_state, _out_cache(out)
+        if not want_hidden:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(**kwargs)
+        return out.logits, None, _out_cache(out)
+
+    def _logits_at(self, logits: Any, hidden: Any, rows: Any, cols: Any) -> Any:
+        if hidden is not None:
+            return self.model.get_output_embeddings()(hidden[rows, cols])
+        return logits[rows, cols]
+
+    def _expand_cache(self, prefix_cache: Any, batch: int) -> Any:
+        from transformers import DynamicCache
+
+        data = [(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
+                for layer in prefix_cache.layers]
+        return DynamicCache(ddp_cache_data=data)
+
+    # -- generation --------------------------------------------------------------------------------------
+    def generate_from_prompts(self, prompts: Sequence[str], params: Sequence[GenerateRequest]) -> list[Generation]:
+        """Generate from already rendered prompt texts; ``params[i]`` gives the decoding parameters.
+
+        Used by :meth:`generate` and by servers that receive raw completion prompts.
+        """
+        import torch
+
+        rows: list[_Row] = []
+        prompt_tokens = []
+        chat_stops = tuple(s for s in self.chat_format.stop_strings if s)
+        for ri, (text, req) in enumerate(zip(prompts, params)):
+            ids = self.encode(text)
+            if not ids:
+                raise BackendError(f"generate request {ri}: the prompt is empty")
+            if len(ids) >= self.max_length:
+                raise BackendError(
+                    f"generate request {ri}: the prompt has {len(ids)} tokens, the model's context is "
+                    f"{self.max_length}; nothing can be generated")
+            prompt_tokens.append(len(ids))
+            budget = min(req.max_tokens, self.max_length - len(ids))
+            for s in range(req.n):
+                gen = None
+                if req.temperature > 0:
+                    gen = torch.Generator(device="cpu")
+                    gen.manual_seed(_sample_seed(req.seed, s))
+                rows.append(_Row(ri, s, ids, req, tuple(req.stop) + chat_stops, budget, gen))
+        # length-sorted, identical prompts side by side (their prefill is shared)
+        order = sorted(range(len(rows)), key=lambda i: (-len(rows[i].prompt_ids), rows[i].prompt_ids, i))
+        for start in range(0, len(order), self.batch_size):
+            self._generate_batch([rows[i] for i in order[start:start + self.batch_size]])
+        out: list[Generation] = []
+        by_req: dict[int, list[_Row]] = {}
+        for r in rows:
+            by_req.setdefault(r.req_index, []).append(r)
+        for ri in range(len(prompts)):
+            rs = sorted(by_req[ri], key=lambda r: r.sample)
+            out.append(Generation(
+                texts=tuple(r.text for r in rs),
+                finish_reasons=tuple(r.reason for r in rs),
+                prompt_tokens=prompt_tokens[ri],
+                completion_tokens=tuple(len(r.out_ids) for r in rs),
+            ))
+        return out
+
+    def _generate_batch(self, batch: list[_Row]) -> None:
+        import torch
+
+        # prefill each distinct prompt once, then copy its cache rows to the samples that share it
+        uniq: dict[tuple[int, ...], int] = {}
+        src = []
+        for r in batch:
+            src.append(uniq.setdefault(tuple(r.prompt_ids), len(uniq)))
+        prompts = list(uniq)
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding: every row's last token is at the same column
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits, _, cache = self._forward(ids, mask, positions, None, want_hidden=False)
+        logits = logits[:, -1]
+        index = torch.tensor(src, device=self.device)
+        if len(prompts) != len(batch) or src != list(range(len(batch))):
+            cache.batch_select_indices(index)
+            logits = logits[index]
+        mask = mask[index]
+        next_pos = positions[index, -1] + 1
+        active = list(batch)
+        while True:
+            tokens = self._pick(logits, active)
+            keep = []
+            for k, (row, tok) in enumerate(zip(active, tokens)):
+                if self._advance(row, tok):
+                    keep.append(k)
+            if not keep:
+                return
+            if len(keep) != len(active):  # free the finished rows' batch slots and cache rows
+                sel = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(sel)
+                mask, next_pos = mask[sel], next_pos[sel]
+                active = [active[k] for k in keep]
+                tokens = [tokens[k] for k in keep]
+            step_ids = torch.tensor(tokens, device=self.device).unsqueeze(1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            with torch.inference_mode():
+                logits, _, cache = self._forward(step_ids, mask, next_pos.unsqueeze(1), cache, want_hidden=False)
+            logits = logits[:, -1]
+            next_pos = next_pos + 1
+
+    def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
+        import torch
+
+        logits = logits.float()
+        picks = logits.argmax(dim=-1).tolist()
+        for k, row in enumerate(rows):
+            req = row.req
+            if req.temperature <= 0:
+                continue
+            probs = torch.softmax(logits[k] / req.temperature, dim=-1).cpu()
+            if req.top_p < 1.0:
+                sorted_p, sorted_i = probs.sort(descending=True)
+                cum = sorted_p.cumsum(0)
+                cut = (cum - sorted_p) >= req.top_p  # drop tokens once the mass before them reaches top_p
+                sorted_p[cut] = 0.0
+                probs = torch.zeros_like(probs).scatter_(0, sorted_i, sorted_p)
+            picks[k] = int(torch.multinomial(probs, 1, generator=row.generator).item())
+        return picks
+
+    def _advance(self, row: _Row, tok: int) -> bool:
+        """Append ``tok`` to the row; return whether the row goes on."""
+        row.out_ids.append(tok)
+        if tok in self.eos_ids:  # the EOS token itself is not part of the text
+            row.text, _ = cut_at_stop(self._decode(row.out_ids[:-1]), row.stops)
+            row.reason = "eos"
+            return False
+        text = self._decode(row.out_ids)
+        cut, hit = cut_at_stop(text, row.stops)
+        if hit:
+            # "stop" when one of the request's own stop strings ends the text, "eos" for end-of-turn strings
+            own, own_hit = cut_at_stop(text, row.req.stop)
+            row.text, row.reason = cut, ("stop" if own_hit and len(own) == len(cut) else "eos")
+            return False
+        if len(row.out_ids) >= row.budget:
+            row.text, row.reason = text, "length"
+            return False
+        return True
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def _out_cache(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _sample_seed(seed: int, sample: int) -> int:
+    """A 63-bit seed for sample ``sample`` of a request with ``seed``, independent of everything else."""
+    digest = hashlib.sha256(f"camels-sample:{seed}:{sample}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

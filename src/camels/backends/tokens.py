@@ -1,0 +1,117 @@
+"""Pure helpers shared by the local backends: split prompt/continuation tokens, group shared prefixes.
+
+No torch here, so the vLLM backend and the tests can use them without a model.
+
+Two decisions live in this file:
+
+* **Where a continuation starts** (:func:`split_at_boundary`): the prompt and the continuation are tokenized
+  *together* (``add_special_tokens=False``: the chat contract already wrote any BOS into the text), and the
+  continuation starts at the first token whose characters reach past the end of the prompt text. So a
+  choice ``" A"`` after ``"Answer:"`` is scored as the token ``" A"`` the model would really produce there,
+  and if the tokenizer merges a trailing prompt space into the continuation (``"Answer: "`` + ``"A"`` ->
+  ``" A"``), the merged token is scored and the context loses that space, never the other way around.
+* **Which requests share a prefix** (:func:`group_by_prefix`): token sequences are sorted, and neighbours
+  are grouped while the tokens the group saves (its shared prefix counted once instead of once per member)
+  do not decrease. For 5-shot MMLU this puts each subject's questions in one group whose prefix is the
+  header and the five exemplars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+def split_at_boundary(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of ``prompt + continuation`` split into (context, continuation) at the prompt's end.
+
+    The continuation starts at the first token that ends after ``len(prompt)``. Needs a fast tokenizer
+    (character offsets); without offsets the prompt is tokenized alone and must be a token prefix.
+    """
+    text = prompt + continuation
+    boundary = len(prompt)
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+    except (NotImplementedError, ValueError, TypeError):
+        offsets = None
+        enc = tokenizer(text, add_special_tokens=False)
+    ids = list(enc["input_ids"])
+    if offsets is None:
+        ctx = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if ids[: len(ctx)] != ctx:
+            ctx = ids[: max(0, len(ctx) - 1)]
+        return ctx, ids[len(ctx):]
+    j = len(ids)
+    for t, (_, end) in enumerate(offsets):
+        if end > boundary:
+            j = t
+            break
+    return ids[:j], ids[j:]
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixGroup:
+    """Members (indices into the input) whose first ``prefix_len`` tokens are identical."""
+
+    prefix_len: int
+    members: tuple[int, ...]
+
+
+def group_by_prefix(
+    seqs: Sequence[Sequence[int]], limits: Sequence[int] | None = None, *, min_prefix: int = 16
+) -> list[PrefixGroup]:
+    """Group sequences that share a long token prefix; every index appears in exactly one group.
+
+    ``limits[i]`` caps the shared prefix for sequence ``i`` (a backend needs the positions it scores to be
+    outside the prefix). A group's prefix is the common prefix of all its members (capped); a sequence
+    joins the current group when ``k * new_prefix >= (k - 1) * old_prefix`` (the tokens saved do not
+    decrease) and the new prefix is at least ``min_prefix`` tokens. Groups of one have ``prefix_len`` 0.
+
+    >>> [(g.prefix_len, g.members) for g in group_by_prefix([[1] * 20 + [2], [5, 6], [1] * 20 + [3]])]
+    [(20, (0, 2)), (0, (1,))]
+    """
+    limits = list(limits) if limits is not None else [len(s) for s in seqs]
+    order = sorted(range(len(seqs)), key=lambda i: tuple(seqs[i]))
+    groups: list[PrefixGroup] = []
+    cur: list[int] = []
+    cur_p = 0
+
+    def close() -> None:
+        if cur:
+            groups.append(PrefixGroup(cur_p if len(cur) > 1 else 0, tuple(cur)))
+
+    for i in order:
+        if cur:
+            new_p = min(cur_p if len(cur) > 1 else limits[cur[0]], limits[i],
+                        common_prefix_len(seqs[cur[0]], seqs[i]))
+            old_saved = (len(cur) - 1) * (cur_p if len(cur) > 1 else 0)
+            if new_p >= min_prefix and len(cur) * new_p >= old_saved:
+                cur.append(i)
+                cur_p = new_p
+                continue
+            close()
+        cur = [i]
+        cur_p = 0
+    close()
+    return groups
+
+
+def stop_hit(text: str, stops: Sequence[str], scan_from: int = 0) -> int:
+    """Index of the earliest stop string found in ``text`` starting at or after ``scan_from``, or -1."""
+    best = -1
+    for s in stops:
+        if s:
+            i = text.find(s, max(0, scan_from))
+            if i != -1 and (best == -1 or i < best):
+                best = i
+    return best
