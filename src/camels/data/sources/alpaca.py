@@ -1,0 +1,28 @@
+"""Stanford Alpaca: JSON list of instruction, input, output (52,002 rows).
+
+Seed-task files (``instruction`` + ``instances[{input, output}]``) are read too. Rule: one random
+prompt template per record (:mod:`camels.data.sources.single_turn`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from camels.core.chat import Conversation
+from camels.data.sources.base import Context, Source, has_keys
+from camels.data.sources.single_turn import convert_instruction_rows
+
+
+def convert(row: Any, ctx: Context) -> list[Conversation]:
+    return convert_instruction_rows(row, ctx)
+
+
+SOURCE = Source(
+    name="alpaca",
+    convert=convert,
+    detect=has_keys(("instruction", "output"), ("instruction", "instances")),
+    shape="JSON list or JSONL of instruction, input, output",
+    rule="random prompt template (seeded per record); input may be empty",
+    hub="tatsu-lab/alpaca",
+    defaults={"template": None},
+)

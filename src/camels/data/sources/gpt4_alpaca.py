@@ -1,0 +1,28 @@
+"""GPT4-Alpaca: the Alpaca instructions answered by GPT-4, JSON list of instruction, input, output.
+
+Seed-task files (``instruction`` + ``instances[{input, output}]``) are read too. Rule: one random
+prompt template per record (:mod:`camels.data.sources.single_turn`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from camels.core.chat import Conversation
+from camels.data.sources.base import Context, Source, has_keys
+from camels.data.sources.single_turn import convert_instruction_rows
+
+
+def convert(row: Any, ctx: Context) -> list[Conversation]:
+    return convert_instruction_rows(row, ctx)
+
+
+SOURCE = Source(
+    name="gpt4_alpaca",
+    convert=convert,
+    detect=has_keys(("instruction", "output"), ("instruction", "instances")),
+    shape="JSON list or JSONL of instruction, input, output",
+    rule="random prompt template (seeded per record); input may be empty",
+    hub="vicgalle/alpaca-gpt4",
+    defaults={"template": None},
+)

@@ -1,0 +1,106 @@
+"""Super-NaturalInstructions: one JSON file per task, ``Definition`` (list of strings), ``Positive
+Examples`` (``[{input, output, explanation}]``) and ``Instances`` (``[{id, input, output: [..]}]``).
+
+One *record* is one task (the file's stem is the task name, e.g. ``task001_quoref_question_generation``).
+Rule: draw ``zero_shot`` (60) + ``few_shot`` (20) distinct instances with the task's seeded generator;
+zero-shot instances get a random single-turn template with the definition as the instruction; few-shot
+instances get the definition, ``n_examples`` (2) positive examples and the instance, each as
+``"Input:\\n..\\nOutput:\\n.."`` blocks (:func:`few_shot_prompt`). The answer is ``output[0]``. A task with
+fewer instances gives all it has (zero-shot first). Conversation ids are the instances' own ids.
+
+Which tasks to use (``splits/default/train_tasks.txt``) is chosen with ``--option tasks=FILE`` in
+``camels data convert``, which keeps only the input files named in that list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from camels.core.chat import Conversation
+from camels.core.errors import RecordError
+from camels.data.sources.base import Context, Source, has_keys, items, need_object, text
+from camels.data.sources.single_turn import single_turn
+
+
+def definition_of(task: Mapping[str, Any]) -> str:
+    value = task.get("Definition")
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        value = value[0]
+    if not isinstance(value, str):
+        raise RecordError("missing_field" if value is None else "bad_type",
+                          "expected a list of strings", field="Definition")
+    if not value.strip():
+        raise RecordError("empty_content", "text is empty", field="Definition")
+    return value.strip()
+
+
+def block(input: str, output: str) -> str:
+    return f"Input:\n{input.strip()}\nOutput:\n{output.strip()}"
+
+
+def few_shot_prompt(definition: str, examples: list[tuple[str, str]], input: str) -> str:
+    """
+    >>> print(few_shot_prompt("Add.", [("1 2", "3")], "2 2"))
+    Add.
+    <BLANKLINE>
+    Input:
+    1 2
+    Output:
+    3
+    <BLANKLINE>
+    Input:
+    2 2
+    Output:
+    """
+    shots = "".join(f"{block(i, o)}\n\n" for i, o in examples)
+    return f"{definition}\n\n{shots}Input:\n{input.strip()}\nOutput:"
+
+
+def instance(task: Mapping[str, Any], k: int, stem: str) -> tuple[str, str, str]:
+    inst = task["Instances"][k]
+    where = f"Instances[{k}]."
+    if not isinstance(inst, Mapping):
+        raise RecordError("bad_type", "expected an object", field=f"Instances[{k}]")
+    outputs = items(inst, "output", where=where)
+    if not outputs or not isinstance(outputs[0], str) or not outputs[0].strip():
+        raise RecordError("empty_content", "needs a non-empty first output", field=f"{where}output")
+    return (inst.get("id") if isinstance(inst.get("id"), str) else f"{stem}:{k}",
+            text(inst, "input", where=where), outputs[0])
+
+
+def convert(row: Any, ctx: Context) -> list[Conversation]:
+    task = need_object(row)
+    definition = definition_of(task)
+    n_instances = len(items(task, "Instances"))
+    examples = []
+    for k, ex in enumerate(items(task, "Positive Examples", required=False)[: ctx.option("n_examples")]):
+        if not isinstance(ex, Mapping):
+            raise RecordError("bad_type", "expected an object", field=f"Positive Examples[{k}]")
+        where = f"Positive Examples[{k}]."
+        examples.append((text(ex, "input", where=where), text(ex, "output", where=where)))
+    zero, few = ctx.option("zero_shot"), ctx.option("few_shot")
+    rng = ctx.rng(ctx.stem)
+    chosen = rng.sample(range(n_instances), min(n_instances, zero + few))
+    out = []
+    for n, k in enumerate(chosen):
+        id_, input, output = instance(task, k, ctx.stem)
+        if n < zero or not examples:
+            msgs, meta = single_turn(definition, input, output, ctx, id_, {"task": ctx.stem, "shots": 0})
+        else:
+            msgs = [("user", few_shot_prompt(definition, examples, input)), ("assistant", output)]
+            meta = {"task": ctx.stem, "shots": len(examples)}
+        out.append(Conversation.build(id_, ctx.source, msgs, meta))
+    return out
+
+
+SOURCE = Source(
+    name="superni",
+    convert=convert,
+    detect=has_keys(("Definition", "Instances")),
+    formats=("json",),
+    shape="one JSON object per task: Definition, Positive Examples, Instances",
+    rule="per task 60 zero-shot (random template) + 20 few-shot (definition + 2 positive examples)",
+    hub=None,
+    defaults={"zero_shot": 60, "few_shot": 20, "n_examples": 2, "template": None},
+)
