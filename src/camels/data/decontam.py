@@ -1,0 +1,531 @@
+"""Decontamination: n-gram overlap of training conversations with the evaluation sets.
+
+Text is normalised (Unicode NFKC, lower case, every run of non-word characters is a separator) and cut into
+word n-grams (default ``n = 13``, the customary choice for instruction data). Each n-gram is reduced to a
+64-bit hash: a polynomial over per-word BLAKE2b hashes, so one n-gram costs a few integer operations and
+one benchmark's index is a Python ``set`` of ints (about 60 bytes an n-gram; all benchmarks of the study
+together hold a few hundred thousand) rather than a set of word tuples. Hashes never use Python's
+``hash()``, so results do not depend on ``PYTHONHASHSEED``.
+
+A training conversation is *contaminated* by a benchmark when at least ``min_matches`` of its n-grams
+(default 1) are in that benchmark's index and they make up at least ``threshold`` of its n-grams (default
+0: any one match is enough). By default only the user turns (and a system turn) are checked, because
+prompts are where test questions leak; ``turns="all"`` checks assistant turns too.
+
+Benchmark readers take the raw files of each evaluation as published (see :data:`READERS`), one text
+segment per field that a model sees at evaluation time; n-grams never span two segments.
+
+Honest limits: a benchmark item shorter than ``n`` words contributes no n-gram and cannot be detected (its
+count is reported as ``short_items``; lower ``n`` to reach them, e.g. BBH's boolean expressions); text that
+was paraphrased or translated is not found; a 13-gram that is common boilerplate could flag an innocent
+conversation (the report lists example n-grams so you can judge).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camels.core.chat import Conversation
+from camels.core.errors import ConfigError, RecordError
+from camels.core.io import atomic_write, iter_lines, open_text, read_json, sha256_file
+from camels.data.manifest import Manifest
+from camels.data.records import format_table, iter_conversations
+
+_MASK = (1 << 64) - 1
+_BASE = 0x100000001B3  # odd 64-bit multiplier of the polynomial hash
+_WORD = re.compile(r"\w+")
+_GSM_CALC = re.compile(r"<<[^>]*>>")
+
+
+# -- normalisation and hashing ---------------------------------------------------------------------------
+
+
+def normalize_words(text: str) -> list[str]:
+    """Lower-cased words of ``text`` (NFKC; punctuation and whitespace separate words).
+
+    >>> normalize_words("The  answer's: 42!")
+    ['the', 'answer', 's', '42']
+    """
+    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+class NgramHasher:
+    """Word n-grams -> 64-bit ints. One instance caches word hashes (bounded) for speed."""
+
+    def __init__(self, n: int = 13, cache_size: int = 1_000_000) -> None:
+        if n < 1:
+            raise ConfigError(f"n-gram size must be at least 1, got {n}")
+        self.n = n
+        self._top = pow(_BASE, n - 1, 1 << 64)
+        self._cache: dict[str, int] = {}
+        self._cache_size = cache_size
+
+    def word(self, w: str) -> int:
+        h = self._cache.get(w)
+        if h is None:
+            h = int.from_bytes(hashlib.blake2b(w.encode("utf-8"), digest_size=8).digest(), "little")
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            self._cache[w] = h
+        return h
+
+    def hashes(self, words: Sequence[str]) -> list[int]:
+        """Hash of every n-gram of ``words`` in order (empty when fewer than ``n`` words)."""
+        n = len(words)
+        if n < self.n:
+            return []
+        ws = [self.word(w) for w in words]
+        h = 0
+        for x in ws[: self.n]:
+            h = (h * _BASE + x) & _MASK
+        out = [h]
+        top = self._top
+        for i in range(self.n, n):
+            h = ((h - ws[i - self.n] * top) * _BASE + ws[i]) & _MASK
+            out.append(h)
+        return out
+
+    def text_hashes(self, text: str) -> list[int]:
+        return self.hashes(normalize_words(text))
+
+
+# -- benchmark readers: raw files -> (item id, [segments]) ----------------------------------------------
+
+Item = tuple[Path, str, list[str]]  # (file, item id, text segments)
+
+
+def _files(path: Path, patterns: Sequence[str]) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"benchmark path {path} does not exist")
+    found: set[Path] = set()
+    for pat in patterns:
+        found.update(p for p in path.rglob(pat) if p.is_file())
+    return sorted(found)
+
+
+def read_mmlu(path: Path) -> Iterator[Item]:
+    """MMLU CSVs: either the Hugging Face export with a header ``question,choice0..3,answer`` (0-3 answer)
+    or the original layout without a header (question, four choices, letter A-D). Segments: the question
+    and each choice."""
+    for f in _files(path, ("*_test.csv", "*_dev.csv", "*_val.csv")):
+        with open_text(f) as fh:
+            rows = list(csv.reader(fh))
+        start = 1 if rows and [c.strip().lower() for c in rows[0][:2]] == ["question", "choice0"] else 0
+        for i, row in enumerate(rows[start:], start=start + 1):
+            if len(row) < 6:
+                raise RecordError("bad_row", f"expected 6 columns, got {len(row)}", file=str(f), line=i)
+            yield f, f"{f.stem}:{i}", [row[0], *row[1:5]]
+
+
+def read_gsm8k(path: Path) -> Iterator[Item]:
+    """GSM8K JSONL (``question``, ``answer``); calculator annotations ``<<...>>`` are removed from answers.
+    A folder means its ``test*.jsonl`` files (the train split is training data, not an eval set)."""
+    for f in _files(path, ("test*.jsonl",)):
+        for n, obj in _jsonl(f):
+            yield f, f"{f.stem}:{n}", [_field(obj, "question", f, n), _GSM_CALC.sub("", str(obj.get("answer", "")))]
+
+
+def read_bbh(path: Path) -> Iterator[Item]:
+    """BBH task files ``{"examples": [{"input", "target"}]}``; segment: the input."""
+    for f in _files(path, ("*.json",)):
+        data = read_json(f)
+        if not isinstance(data, Mapping) or not isinstance(data.get("examples"), list):
+            continue  # not a task file (e.g. a README converted to json elsewhere)
+        for i, ex in enumerate(data["examples"]):
+            yield f, f"{f.stem}:{i}", [str(ex.get("input", ""))]
+
+
+def read_truthfulqa(path: Path) -> Iterator[Item]:
+    """TruthfulQA.csv (``Question``, ``Best Answer``, ...); segments: the question and the best answer."""
+    for f in _files(path, ("TruthfulQA*.csv", "truthfulqa*.csv")):
+        with open_text(f) as fh:
+            text = fh.read().lstrip("\ufeff")
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or "Question" not in reader.fieldnames:
+            raise RecordError("missing_field", "no Question column", file=str(f), field="Question")
+        for i, row in enumerate(reader, start=2):
+            yield f, f"{f.stem}:{i}", [row.get("Question") or "", row.get("Best Answer") or ""]
+
+
+def read_humaneval(path: Path) -> Iterator[Item]:
+    """HumanEval JSONL(.gz) problems; segment: the prompt (signature and docstring)."""
+    for f in _files(path, ("HumanEval*.jsonl*", "*humaneval*.jsonl*")):
+        for n, obj in _jsonl(f):
+            yield f, str(obj.get("task_id", f"{f.stem}:{n}")), [_field(obj, "prompt", f, n)]
+
+
+def read_alpaca_eval(path: Path) -> Iterator[Item]:
+    """AlpacaEval JSON list of ``{"instruction", ...}`` (the eval set or any model_outputs.json)."""
+    for f in _files(path, ("*.json",)):
+        data = read_json(f)
+        if not isinstance(data, list):
+            continue
+        for i, obj in enumerate(data):
+            if isinstance(obj, Mapping) and isinstance(obj.get("instruction"), str):
+                yield f, f"{f.stem}:{i}", [obj["instruction"]]
+
+
+def read_tydiqa(path: Path) -> Iterator[Item]:
+    """TyDi QA: primary-task JSONL(.gz) (``question_text``) or GoldP SQuAD-style JSON
+    (``data[].paragraphs[].qas[].question``); segment: the question. Passages are Wikipedia text and are
+    not indexed (training on Wikipedia is not contamination)."""
+    for f in _files(path, ("*.jsonl", "*.jsonl.gz", "*.json")):
+        if f.name.endswith((".jsonl", ".jsonl.gz")):
+            for n, obj in _jsonl(f):
+                yield f, str(obj.get("example_id", f"{f.stem}:{n}")), [_field(obj, "question_text", f, n)]
+            continue
+        data = read_json(f)
+        for art in data.get("data", []) if isinstance(data, Mapping) else []:
+            for para in art.get("paragraphs", []):
+                for qa in para.get("qas", []):
+                    yield f, str(qa.get("id")), [str(qa.get("question", ""))]
+
+
+def read_toxigen(path: Path) -> Iterator[Item]:
+    """ToxiGen prompt files (one prompt per line, statements separated by a literal ``\\n-``); each
+    statement is a segment."""
+    for f in _files(path, ("hate_*.txt", "neutral_*.txt")):
+        for n, line in iter_lines(f):
+            if isinstance(line, RecordError):
+                raise line
+            parts = [p.strip(" -") for p in line.replace("\\n", "\n").split("\n")]
+            yield f, f"{f.stem}:{n}", [p for p in parts if p]
+
+
+READERS = {
+    "mmlu": read_mmlu,
+    "gsm8k": read_gsm8k,
+    "bbh": read_bbh,
+    "truthfulqa": read_truthfulqa,
+    "humaneval": read_humaneval,
+    "alpaca_eval": read_alpaca_eval,
+    "tydiqa": read_tydiqa,
+    "toxigen": read_toxigen,
+}
+# Sub-folder names looked for when a whole data folder is given (the layout of the real-data folder).
+FOLDERS = {
+    "mmlu": ("mmlu",),
+    "gsm8k": ("gsm8k", "gsm"),
+    "bbh": ("bbh",),
+    "truthfulqa": ("truthfulqa",),
+    "humaneval": ("humaneval", "codex_humaneval"),
+    "alpaca_eval": ("alpaca_eval", "alpaca_farm"),
+    "tydiqa": ("tydiqa", "tydiqa_primary_tiny", "tydiqa_goldp"),
+    "toxigen": ("toxigen",),
+}
+
+
+def _jsonl(f: Path) -> Iterator[tuple[int, Any]]:
+    from camels.core.io import iter_jsonl
+
+    yield from iter_jsonl(f)
+
+
+def _field(obj: Any, key: str, f: Path, n: int) -> str:
+    if not isinstance(obj, Mapping) or not isinstance(obj.get(key), str):
+        raise RecordError("missing_field", "required text field is missing", field=key, file=str(f), line=n)
+    return obj[key]
+
+
+def resolve_benchmarks(specs: Iterable[str]) -> dict[str, Path]:
+    """``NAME=PATH`` (NAME one of :data:`READERS`) or a folder holding benchmark sub-folders."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, raw = spec.partition("=")
+        if sep:
+            name = name.strip().lower().replace("-", "_")
+            if name not in READERS:
+                raise ConfigError(f"--benchmarks {spec}: unknown benchmark {name!r} "
+                                  f"(known: {', '.join(sorted(READERS))})")
+            path = Path(raw)
+            if not path.exists():
+                raise ConfigError(f"--benchmarks {spec}: {path} does not exist")
+            out[name] = path
+            continue
+        root = Path(spec)
+        if not root.is_dir():
+            raise ConfigError(f"--benchmarks {spec}: expected NAME=PATH or a folder of benchmark folders")
+        found = {b: root / d for b, ds in FOLDERS.items() for d in ds if (root / d).is_dir()}
+        if not found:
+            raise ConfigError(f"--benchmarks {spec}: no benchmark folder inside "
+                              f"(looked for {', '.join(sorted(FOLDERS))})")
+        for b, p in found.items():
+            out.setdefault(b, p)
+    return dict(sorted(out.items()))
+
+
+# -- the index -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchmarkIndex:
+    """The hashed n-grams of one benchmark, and what went into it."""
+
+    name: str
+    path: str
+    ngrams: set[int] = field(default_factory=set)
+    items: int = 0
+    short_items: int = 0
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"path": self.path, "items": self.items, "ngrams": len(self.ngrams),
+                "short_items": self.short_items, "files": self.files}
+
+
+def build_index(name: str, path: str | Path, hasher: NgramHasher) -> BenchmarkIndex:
+    """Read a benchmark's raw files with its reader and collect the n-gram hashes of every item."""
+    if name not in READERS:
+        raise ConfigError(f"unknown benchmark {name!r} (known: {', '.join(sorted(READERS))})")
+    path = Path(path)
+    idx = BenchmarkIndex(name, str(path))
+    files: dict[Path, int] = {}
+    for f, _item_id, segments in READERS[name](path):
+        idx.items += 1
+        files[f] = files.get(f, 0) + 1
+        got = False
+        for seg in segments:
+            hs = hasher.text_hashes(seg)
+            if hs:
+                got = True
+                idx.ngrams.update(hs)
+        if not got:
+            idx.short_items += 1
+    if idx.items == 0:
+        raise ConfigError(f"benchmark {name}: no items found under {path}")
+    idx.files = [{"path": str(f), "sha256": sha256_file(f), "items": k} for f, k in sorted(files.items())]
+    return idx
+
+
+# -- checking conversations ------------------------------------------------------------------------------
+
+
+@dataclass
+class Hit:
+    benchmark: str
+    matches: int
+    total: int
+    ngram: str  # the first matched n-gram, as training text words
+
+    @property
+    def ratio(self) -> float:
+        return self.matches / self.total if self.total else 0.0
+
+
+@dataclass
+class Decontaminator:
+    """Checks conversations against a set of benchmark indexes."""
+
+    indexes: dict[str, BenchmarkIndex]
+    hasher: NgramHasher
+    threshold: float = 0.0
+    min_matches: int = 1
+    turns: str = "user"  # "user" (user and system turns) or "all"
+
+    def __post_init__(self) -> None:
+        if self.turns not in ("user", "all"):
+            raise ConfigError(f"turns must be 'user' or 'all', got {self.turns!r}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.min_matches < 1:
+            raise ConfigError(f"min_matches must be at least 1, got {self.min_matches}")
+
+    def check(self, conv: Conversation) -> list[Hit]:
+        """The benchmarks that contaminate ``conv`` (empty list when clean), in benchmark-name order."""
+        words_per_turn = [normalize_words(m.content) for m in conv.messages
+                          if self.turns == "all" or m.role != "assistant"]
+        hashes: list[int] = []
+        spans: list[tuple[int, int]] = []  # (turn number, start word) of each n-gram, for the example text
+        for t, words in enumerate(words_per_turn):
+            hs = self.hasher.hashes(words)
+            hashes.extend(hs)
+            spans.extend((t, i) for i in range(len(hs)))
+        if not hashes:
+            return []
+        uniq = set(hashes)
+        hits = []
+        for name, idx in self.indexes.items():
+            common = uniq & idx.ngrams if len(uniq) < len(idx.ngrams) else idx.ngrams & uniq
+            if not common:
+                continue
+            matches = sum(1 for h in hashes if h in common)
+            if matches < self.min_matches or matches / len(hashes) < self.threshold:
+                continue
+            first = next(k for k, h in enumerate(hashes) if h in common)
+            t, i = spans[first]
+            hits.append(Hit(name, matches, len(hashes), " ".join(words_per_turn[t][i : i + self.hasher.n])))
+        return hits
+
+
+@dataclass
+class DecontamReport:
+    """Counts per source and per benchmark, with example ids."""
+
+    n: int
+    threshold: float
+    min_matches: int
+    turns: str
+    max_examples: int = 5
+    benchmarks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    conversations: Counter = field(default_factory=Counter)  # per source
+    contaminated: Counter = field(default_factory=Counter)  # per source, any benchmark
+    by_benchmark: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # bench->source
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, conv: Conversation, hits: Sequence[Hit]) -> None:
+        self.conversations[conv.dataset] += 1
+        if not hits:
+            return
+        self.contaminated[conv.dataset] += 1
+        for h in hits:
+            self.by_benchmark[h.benchmark][conv.dataset] += 1
+            ex = self.examples[h.benchmark]
+            if len(ex) < self.max_examples:
+                ex.append({"id": conv.id, "source": conv.dataset, "matches": h.matches, "ngrams": h.total,
+                           "ratio": round(h.ratio, 4), "ngram": h.ngram})
+
+    def to_dict(self) -> dict[str, Any]:
+        total = sum(self.conversations.values())
+        per_bench = {}
+        for b in self.benchmarks:
+            by_src = self.by_benchmark.get(b, Counter())
+            n = sum(by_src.values())
+            per_bench[b] = {
+                "contaminated": n,
+                "rate": _rate(n, total),
+                "by_source": dict(sorted(by_src.items())),
+                "examples": self.examples.get(b, []),
+                "index": self.benchmarks[b],
+            }
+        per_source = {}
+        for s in sorted(self.conversations):
+            conv = self.conversations[s]
+            per_source[s] = {
+                "conversations": conv,
+                "contaminated": self.contaminated[s],
+                "rate": _rate(self.contaminated[s], conv),
+                "by_benchmark": {b: self.by_benchmark[b][s] for b in self.benchmarks if self.by_benchmark[b][s]},
+            }
+        any_n = sum(self.contaminated.values())
+        return {
+            "settings": {"n": self.n, "threshold": self.threshold, "min_matches": self.min_matches,
+                         "turns": self.turns},
+            "conversations": total,
+            "skipped": self.skipped,
+            "contaminated": any_n,
+            "rate": _rate(any_n, total),
+            "benchmarks": per_bench,
+            "sources": per_source,
+        }
+
+    def table(self) -> str:
+        """An aligned text table: one row per source, one column per benchmark (contaminated counts)."""
+        benches = list(self.benchmarks)
+        header = ["source", "conversations", *benches, "any", "rate"]
+        rows = []
+        for s in sorted(self.conversations):
+            rows.append([s, str(self.conversations[s]), *(str(self.by_benchmark[b][s]) for b in benches),
+                         str(self.contaminated[s]), f"{100 * _rate(self.contaminated[s], self.conversations[s]):.2f}%"])
+        total = sum(self.conversations.values())
+        any_n = sum(self.contaminated.values())
+        rows.append(["all", str(total), *(str(sum(self.by_benchmark[b].values())) for b in benches),
+                     str(any_n), f"{100 * _rate(any_n, total):.2f}%"])
+        return format_table(header, rows)
+
+
+def _rate(n: int, total: int) -> float:
+    return round(n / total, 6) if total else 0.0
+
+
+# -- the whole run ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DecontamResult:
+    report: DecontamReport
+    written: int | None = None
+    manifest: Path | None = None
+
+
+def decontaminate(
+    train: str | Path,
+    benchmarks: Mapping[str, str | Path],
+    *,
+    n: int = 13,
+    threshold: float = 0.0,
+    min_matches: int = 1,
+    turns: str = "user",
+    output: str | Path | None = None,
+    lenient: bool = False,
+    max_examples: int = 5,
+    show_progress: bool = True,
+) -> DecontamResult:
+    """Check every conversation of ``train`` against the benchmarks; with ``output``, also write the
+    clean conversations there, with a manifest (``kind="decontaminate"``) in which each dropped
+    conversation is counted once, under ``contaminated:<benchmark>`` of the benchmark with the most
+    matching n-grams (ties: the first by name)."""
+    if not benchmarks:
+        raise ConfigError("no benchmark given: use --benchmarks NAME=PATH or a folder of benchmark folders")
+    train = Path(train)
+    if not train.is_file():
+        raise ConfigError(f"training file {train} does not exist")
+    hasher = NgramHasher(n)
+    indexes = {}
+    for name in sorted(benchmarks):
+        indexes[name] = build_index(name, benchmarks[name], hasher)
+    checker = Decontaminator(indexes, hasher, threshold, min_matches, turns)
+    report = DecontamReport(n, threshold, min_matches, turns, max_examples)
+    report.benchmarks = {name: idx.summary() for name, idx in indexes.items()}
+
+    manifest = Manifest(kind="decontaminate")
+    skipped: Counter = Counter()
+    written = 0
+    convs = iter_conversations(train, lenient=lenient, skipped=skipped, show_progress=show_progress,
+                               desc="decontaminate")
+
+    def run(out: Any | None) -> None:
+        nonlocal written
+        for _, conv in convs:
+            manifest.records_out += 1
+            hits = checker.check(conv)
+            report.add(conv, hits)
+            if hits:
+                worst = max(hits, key=lambda h: h.matches)  # the first of equals: hits come in name order
+                manifest.drop(f"contaminated:{worst.benchmark}", conv.dataset)
+                continue
+            if out is not None:
+                out.write(conv.to_json())
+                out.write("\n")
+            written += 1
+            manifest.per_source[conv.dataset] += 1
+        manifest.skipped.update(skipped)
+        manifest.records_in = manifest.records_out + sum(skipped.values())
+        report.skipped = dict(sorted(skipped.items()))
+
+    if output is None:
+        run(None)
+        return DecontamResult(report)
+    with atomic_write(output) as out:
+        run(out)
+    manifest.conversations_out = written
+    manifest.add_input(train, source="train")
+    manifest.config = {"benchmarks": {k: str(v) for k, v in sorted(benchmarks.items())}, **report.to_dict()["settings"]}
+    manifest.extra["benchmarks"] = report.benchmarks
+    dropped = sum(sum(c.values()) for c in manifest.dropped.values())
+    if manifest.records_out != written + dropped:
+        raise AssertionError(f"decontaminate invariant broken: {manifest.records_out} valid != {written} written "
+                             f"+ {dropped} dropped")
+    mpath = manifest.write(output)
+    return DecontamResult(report, written, mpath)

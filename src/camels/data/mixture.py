@@ -1,0 +1,579 @@
+"""Named mixtures: how many conversations to take from each converted source, reproducibly.
+
+A mixture is a small versioned YAML file (``configs/mixtures/<name>.yaml``)::
+
+    name: tulu-v1
+    version: 1
+    seed: 42
+    sources:
+      flan_v2: {path: data/converted/flan_v2.jsonl, count: 100000}
+      oasst1:  {path: data/converted/oasst1.jsonl, count: all}
+      dolly:   {files: [a.jsonl, b.jsonl], fraction: 0.5, on_short: error}
+
+Per source exactly one of ``count`` (an integer, or ``all``) and ``fraction`` (a share of the valid records
+available, ``round(fraction * available)`` with halves rounded up; above 1.0 means up-sampling). With
+neither, ``all``. ``path`` or ``files`` name the unified JSONL input(s); relative paths resolve against the
+current folder and any of them can be replaced on the command line (``--input flan_v2=other.jsonl``).
+
+Sampling rule, per source (``available`` = valid records, ``k`` = records wanted):
+
+* ``k < available``: down-sample: ``k`` distinct records, a seeded sample without replacement; the rest is
+  recorded in the manifest as ``dropped["downsampled"][source]``;
+* ``k > available`` and ``on_short: upsample`` (the default): every record ``k // available`` times, plus a
+  seeded sample without replacement of ``k % available`` records once more; the extra copies are recorded
+  as ``duplicates`` (a warning is printed: nothing is repeated silently);
+  ``on_short: cap`` takes every record once and records the shortfall; ``on_short: error`` refuses.
+
+Determinism: each source draws from its own ``random.Random`` seeded with the string
+``"camels-mix:<seed>:<source>"`` (string seeds are hashed with SHA-512 by Python, not with ``hash()``, so
+``PYTHONHASHSEED`` plays no part), and the final order is one seeded Fisher-Yates shuffle of record
+indices. Same config + same input bytes -> byte-identical output. Adding or removing one source does not
+change which records another source contributes.
+
+Memory stays flat in the size of the records: pass 1 streams each file once, validates every line and
+keeps only its byte offset (8 bytes) and whether it is already in canonical form (1 byte); the shuffle
+permutes integer indices; pass 2 writes the chosen lines by seeking to their offsets. Gzipped inputs are
+decompressed to a temporary file beside the output during pass 1, because gzip cannot seek.
+
+The per-source experiments of the study (one model per dataset) use ``single:SOURCE[:COUNT]``: a mixture of
+that one source (all of it, or COUNT conversations), with the path given by ``--input SOURCE=PATH``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+import shutil
+import tempfile
+from array import array
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from camels.core.errors import ConfigError, RecordError
+from camels.core.io import atomic_write, sha256_file
+from camels.core.progress import progress
+from camels.data.manifest import Manifest, manifest_path, read_manifest
+from camels.data.records import parse_line
+
+ON_SHORT = ("upsample", "cap", "error")
+MIXTURE_DIR_ENV = "CAMELS_MIXTURES"
+_SOURCE_KEYS = {"path", "files", "count", "fraction", "on_short"}
+_TOP_KEYS = {"name", "version", "seed", "description", "sources"}
+
+
+# -- the config ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source of a mixture: where its records are and how many to take."""
+
+    name: str
+    files: tuple[str, ...]
+    count: int | None = None  # None with fraction None means "all"
+    fraction: float | None = None
+    on_short: str = "upsample"
+
+    def target(self, available: int) -> int:
+        """Records wanted from ``available`` valid records (before the ``on_short`` rule)."""
+        if self.fraction is not None:
+            return int(self.fraction * available + 0.5)
+        if self.count is None:
+            return available
+        return self.count
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"files": list(self.files)}
+        if self.fraction is not None:
+            out["fraction"] = self.fraction
+        else:
+            out["count"] = "all" if self.count is None else self.count
+        out["on_short"] = self.on_short
+        return out
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A named, versioned recipe: sources with counts or fractions, and a seed."""
+
+    name: str
+    version: int | str
+    seed: int
+    sources: tuple[SourceSpec, ...]
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "seed": self.seed,
+            "sources": {s.name: s.to_dict() for s in self.sources},
+        }
+
+    def with_inputs(self, inputs: Mapping[str, str | Sequence[str]]) -> Mixture:
+        """Replace the files of named sources (``--input flan_v2=path``); unknown names are an error."""
+        known = {s.name for s in self.sources}
+        unknown = sorted(set(inputs) - known)
+        if unknown:
+            raise ConfigError(
+                f"--input {unknown[0]}=...: mixture {self.name!r} has no source {unknown[0]!r} "
+                f"(its sources: {', '.join(sorted(known))})"
+            )
+        sources = []
+        for s in self.sources:
+            if s.name in inputs:
+                new = inputs[s.name]
+                files = (new,) if isinstance(new, str) else tuple(new)
+                s = SourceSpec(s.name, tuple(str(f) for f in files), s.count, s.fraction, s.on_short)
+            sources.append(s)
+        return Mixture(self.name, self.version, self.seed, tuple(sources), self.description)
+
+    def with_seed(self, seed: int | None) -> Mixture:
+        if seed is None:
+            return self
+        return Mixture(self.name, self.version, int(seed), self.sources, self.description)
+
+
+def mixture_from_dict(d: Any, *, origin: str = "mixture") -> Mixture:
+    """Validate a parsed YAML mapping; errors name the file and the key."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{origin}: expected a mapping with name, version, seed, sources")
+    unknown = sorted(set(d) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{origin}: {unknown[0]}: unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
+    for key in ("name", "sources"):
+        if key not in d:
+            raise ConfigError(f"{origin}: {key}: required key is missing")
+    seed = d.get("seed", 42)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"{origin}: seed: expected an integer, got {seed!r}")
+    raw_sources = d["sources"]
+    if not isinstance(raw_sources, Mapping) or not raw_sources:
+        raise ConfigError(f"{origin}: sources: expected a non-empty mapping of source name -> settings")
+    sources = [_source_from_dict(str(name), spec, origin) for name, spec in raw_sources.items()]
+    return Mixture(
+        name=str(d["name"]),
+        version=d.get("version", 1),
+        seed=seed,
+        sources=tuple(sources),
+        description=str(d.get("description", "")),
+    )
+
+
+def _source_from_dict(name: str, spec: Any, origin: str) -> SourceSpec:
+    where = f"{origin}: sources.{name}"
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a mapping (path, count | fraction, on_short)")
+    unknown = sorted(set(spec) - _SOURCE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (expected one of {', '.join(sorted(_SOURCE_KEYS))})")
+    if "path" in spec and "files" in spec:
+        raise ConfigError(f"{where}: give either path or files, not both")
+    if "files" in spec:
+        files = spec["files"]
+        if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
+            raise ConfigError(f"{where}.files: expected a non-empty list of paths")
+        files_t = tuple(files)
+    elif "path" in spec:
+        if not isinstance(spec["path"], str) or not spec["path"]:
+            raise ConfigError(f"{where}.path: expected a path")
+        files_t = (spec["path"],)
+    else:
+        files_t = ()  # must come from --input
+    if "count" in spec and "fraction" in spec:
+        raise ConfigError(f"{where}: give either count or fraction, not both")
+    count: int | None = None
+    fraction: float | None = None
+    if "count" in spec:
+        c = spec["count"]
+        if c == "all":
+            count = None
+        elif isinstance(c, int) and not isinstance(c, bool) and c >= 0:
+            count = c
+        else:
+            raise ConfigError(f"{where}.count: expected a non-negative integer or 'all', got {c!r}")
+    if "fraction" in spec:
+        f = spec["fraction"]
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or f < 0:
+            raise ConfigError(f"{where}.fraction: expected a number >= 0, got {f!r}")
+        fraction = float(f)
+    on_short = spec.get("on_short", "upsample")
+    if on_short not in ON_SHORT:
+        raise ConfigError(f"{where}.on_short: expected one of {', '.join(ON_SHORT)}, got {on_short!r}")
+    return SourceSpec(name, files_t, count, fraction, on_short)
+
+
+def mixture_dirs() -> list[Path]:
+    """Where named mixtures are looked up: ``$CAMELS_MIXTURES``, ``./configs/mixtures``, the checkout's."""
+    dirs = []
+    if os.environ.get(MIXTURE_DIR_ENV):
+        dirs.append(Path(os.environ[MIXTURE_DIR_ENV]))
+    dirs.append(Path.cwd() / "configs" / "mixtures")
+    dirs.append(Path(__file__).resolve().parents[3] / "configs" / "mixtures")
+    return dirs
+
+
+def named_mixtures() -> dict[str, Path]:
+    """Name -> YAML file of every mixture found in :func:`mixture_dirs` (first found wins)."""
+    out: dict[str, Path] = {}
+    for d in mixture_dirs():
+        if d.is_dir():
+            for p in sorted(d.glob("*.yaml")):
+                out.setdefault(p.stem, p)
+    return out
+
+
+def load_mixture(spec: str) -> Mixture:
+    """A mixture from a YAML path, a name (``tulu-v1``) or ``single:SOURCE[:COUNT]``."""
+    import yaml
+
+    if spec.startswith("single:"):
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[1]:
+            raise ConfigError(f"{spec!r}: expected single:SOURCE or single:SOURCE:COUNT")
+        source = {"count": "all"}
+        if len(parts) == 3:
+            if not parts[2].isdigit():
+                raise ConfigError(f"{spec!r}: COUNT must be a non-negative integer")
+            source = {"count": int(parts[2])}
+        return mixture_from_dict({"name": spec, "version": 1, "seed": 42, "sources": {parts[1]: source}},
+                                 origin=spec)
+    path = Path(spec)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        known = named_mixtures()
+        if spec not in known:
+            raise ConfigError(
+                f"unknown mixture {spec!r}: not a file and not a named mixture "
+                f"(known: {', '.join(sorted(known)) or 'none found'}; or single:SOURCE)"
+            )
+        path = known[spec]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the mixture ({e.strerror})") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    return mixture_from_dict(data, origin=str(path))
+
+
+# -- pass 1: index the inputs ----------------------------------------------------------------------------
+
+
+@dataclass
+class SourceIndex:
+    """What pass 1 learnt about one source: per valid record, its file, byte offset and canonical flag."""
+
+    name: str
+    files: list[Path] = field(default_factory=list)  # readable (decompressed) files, by file number
+    file_no: array = field(default_factory=lambda: array("H"))
+    offsets: array = field(default_factory=lambda: array("q"))
+    canonical: bytearray = field(default_factory=bytearray)
+    read: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    @property
+    def available(self) -> int:
+        return len(self.offsets)
+
+
+def _iter_raw(path: Path, spill_dir: Path | None) -> Iterator[tuple[Path, int, int, bytes]]:
+    """Yield ``(readable file, line number, byte offset, raw line)`` for every line of ``path``.
+
+    A gzipped file is copied, decompressed, to a temporary file in ``spill_dir`` as it is read, and offsets
+    refer to that copy.
+    """
+    if path.suffix != ".gz":
+        with open(path, "rb") as f:
+            offset = 0
+            for n, raw in enumerate(f, start=1):
+                yield path, n, offset, raw
+                offset += len(raw)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mix.tmp", dir=spill_dir)
+    tmp_path = Path(tmp)
+    with os.fdopen(fd, "wb") as out, gzip.open(path, "rb") as f:
+        offset = 0
+        for n, raw in enumerate(f, start=1):
+            out.write(raw)
+            yield tmp_path, n, offset, raw
+            offset += len(raw)
+
+
+def index_source(
+    spec: SourceSpec,
+    *,
+    lenient: bool = False,
+    spill_dir: Path | None = None,
+    show_progress: bool = False,
+) -> SourceIndex:
+    """Pass 1 over one source: validate every line, keep offsets of the valid ones.
+
+    Strict mode raises the first :class:`RecordError` with file, line and field; lenient mode counts it in
+    ``skipped`` by reason and goes on.
+    """
+    if not spec.files:
+        raise ConfigError(f"source {spec.name!r} has no input file: give --input {spec.name}=PATH")
+    idx = SourceIndex(spec.name)
+    for fname in spec.files:
+        path = Path(fname)
+        if not path.is_file():
+            raise ConfigError(f"source {spec.name!r}: input file {path} does not exist")
+        file_no = None
+        lines: Iterator[tuple[Path, int, int, bytes]] = _iter_raw(path, spill_dir)
+        if show_progress:
+            lines = progress(lines, desc=f"read {spec.name}", unit="line")
+        for readable, n, offset, raw in lines:
+            if file_no is None:
+                idx.files.append(readable)
+                file_no = len(idx.files) - 1
+            if not raw.strip():
+                continue
+            idx.read += 1
+            try:
+                _, canonical = parse_line(raw)
+            except RecordError as e:
+                if not lenient:
+                    raise e.located(file=str(path), line=n) from None
+                idx.skipped[e.reason] += 1
+                continue
+            idx.file_no.append(file_no)
+            idx.offsets.append(offset)
+            idx.canonical.append(1 if canonical else 0)
+    return idx
+
+
+# -- selection -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """Which records of a source go into the mixture (indices into its :class:`SourceIndex`)."""
+
+    source: str
+    available: int
+    target: int
+    picked: array  # record indices, with repeats when up-sampled
+    downsampled: int = 0
+    duplicates: int = 0
+    short: int = 0  # wanted but not taken (on_short: cap)
+
+
+def _rng(seed: int, what: str) -> random.Random:
+    return random.Random(f"camels-mix:{seed}:{what}")
+
+
+def select(spec: SourceSpec, available: int, seed: int) -> Selection:
+    """Apply the count/fraction and the up/down-sampling rule (see the module docstring)."""
+    k = spec.target(available)
+    rng = _rng(seed, spec.name)
+    picked = array("q")
+    sel = Selection(spec.name, available, k, picked)
+    if k <= available:
+        if k == available:
+            picked.extend(range(available))
+        else:
+            chosen = rng.sample(range(available), k)
+            chosen.sort()
+            picked.extend(chosen)
+            sel.downsampled = available - k
+        return sel
+    if spec.on_short == "error" or available == 0:
+        why = "no valid records" if available == 0 else f"only {available} valid records"
+        raise ConfigError(
+            f"source {spec.name!r}: {k} conversations wanted but {why} "
+            f"(on_short: {spec.on_short}; use on_short: upsample or cap, or a smaller count)"
+        )
+    if spec.on_short == "cap":
+        picked.extend(range(available))
+        sel.short = k - available
+        return sel
+    copies, rest = divmod(k, available)
+    for _ in range(copies):
+        picked.extend(range(available))
+    extra = rng.sample(range(available), rest)
+    extra.sort()
+    picked.extend(extra)
+    sel.duplicates = k - available
+    return sel
+
+
+def shuffle_in_place(a: array, rng: random.Random) -> None:
+    """Fisher-Yates over an int array (no per-record Python objects kept alive)."""
+    for i in range(len(a) - 1, 0, -1):
+        j = rng.randrange(i + 1)
+        a[i], a[j] = a[j], a[i]
+
+
+# -- the whole mix ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class MixResult:
+    output: Path
+    manifest: Path
+    written: int
+    selections: dict[str, Selection]
+    warnings: list[str]
+
+
+def mix(
+    mixture: Mixture,
+    output: str | Path,
+    *,
+    lenient: bool = False,
+    show_progress: bool = True,
+) -> MixResult:
+    """Build the mixture into ``output`` (JSONL) with its manifest (``kind="mix"``) beside it."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    names = [s.name for s in mixture.sources]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"mixture {mixture.name!r}: a source name appears twice")
+    specs = sorted(mixture.sources, key=lambda s: s.name)  # order independent of the YAML's key order
+    manifest = Manifest(kind="mix")
+    warnings: list[str] = []
+    spill = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        indexes: list[SourceIndex] = []
+        for spec in specs:
+            idx = index_source(spec, lenient=lenient, spill_dir=spill, show_progress=show_progress)
+            indexes.append(idx)
+            for f in spec.files:
+                _add_input(manifest, Path(f), spec.name)
+            manifest.records_in += idx.read
+            manifest.records_out += idx.available
+            for reason, n in idx.skipped.items():
+                manifest.skip(reason, n)
+
+        selections: dict[str, Selection] = {}
+        base = array("q")  # global record number of each source's record 0
+        total_records = 0
+        for spec, idx in zip(specs, indexes):
+            sel = select(spec, idx.available, mixture.seed)
+            selections[spec.name] = sel
+            base.append(total_records)
+            total_records += idx.available
+            if sel.downsampled:
+                manifest.drop("downsampled", spec.name, sel.downsampled)
+            if sel.duplicates:
+                warnings.append(
+                    f"{spec.name}: up-sampled {sel.available} -> {sel.target} conversations "
+                    f"({sel.duplicates} repeated copies)"
+                )
+            if sel.short:
+                warnings.append(f"{spec.name}: only {sel.available} of {sel.target} wanted (on_short: cap)")
+            manifest.per_source[spec.name] = len(sel.picked)
+
+        # One array of global record numbers, then one seeded shuffle.
+        order = array("q")
+        for i, spec in enumerate(specs):
+            b = base[i]
+            order.extend(b + r for r in selections[spec.name].picked)
+        shuffle_in_place(order, _rng(mixture.seed, "shuffle"))
+
+        written = _write(output, order, specs, indexes, base, show_progress)
+        manifest.conversations_out = written
+        manifest.config = mixture.to_dict()
+        manifest.extra["mixture"] = {"name": mixture.name, "version": mixture.version, "seed": mixture.seed}
+        manifest.extra["sources"] = {
+            spec.name: _source_report(spec, idx, selections[spec.name]) for spec, idx in zip(specs, indexes)
+        }
+        manifest.extra["duplicates"] = {s: sel.duplicates for s, sel in selections.items() if sel.duplicates}
+        manifest.extra["warnings"] = warnings
+        check_mix_invariant(manifest, selections)
+        mpath = manifest.write(output)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    return MixResult(output, mpath, written, selections, warnings)
+
+
+def _source_report(spec: SourceSpec, idx: SourceIndex, sel: Selection) -> dict[str, Any]:
+    return {
+        "read": idx.read,
+        "skipped": dict(sorted(idx.skipped.items())),
+        "available": idx.available,
+        "target": sel.target,
+        "out": len(sel.picked),
+        "downsampled": sel.downsampled,
+        "duplicates": sel.duplicates,
+        "short": sel.short,
+        "rule": spec.to_dict(),
+    }
+
+
+def check_mix_invariant(manifest: Manifest, selections: Mapping[str, Selection]) -> None:
+    """Per source ``available - downsampled + duplicates == out``; outputs add up to the lines written."""
+    for name, sel in selections.items():
+        out = len(sel.picked)
+        if sel.available - sel.downsampled + sel.duplicates != out:
+            raise AssertionError(
+                f"mix invariant broken for {name}: {sel.available} available - {sel.downsampled} downsampled "
+                f"+ {sel.duplicates} duplicates != {out} out"
+            )
+        if manifest.dropped.get("downsampled", {}).get(name, 0) != sel.downsampled:
+            raise AssertionError(f"mix invariant broken for {name}: manifest downsampled count differs")
+    if sum(len(s.picked) for s in selections.values()) != manifest.conversations_out:
+        raise AssertionError("mix invariant broken: per-source outputs do not add up to the lines written")
+    manifest.check()
+
+
+def _add_input(manifest: Manifest, path: Path, source: str) -> None:
+    """Record an input with its hash, and the manifest of the step that produced it when there is one."""
+    digest = sha256_file(path)
+    info: dict[str, Any] = {"path": str(path), "sha256": digest, "bytes": path.stat().st_size, "source": source}
+    upstream = read_manifest(path)
+    if upstream is not None:
+        recorded = (upstream.get("output") or {}).get("sha256")
+        info["upstream_manifest"] = {
+            "path": str(manifest_path(path)),
+            "kind": upstream.get("kind"),
+            "matches_input": (recorded == digest) if recorded else None,
+        }
+    manifest.inputs.append(info)
+
+
+def _write(
+    output: Path,
+    order: array,
+    specs: Sequence[SourceSpec],
+    indexes: Sequence[SourceIndex],
+    base: array,
+    show_progress: bool,
+) -> int:
+    """Pass 2: write the chosen lines in ``order`` by seeking to their byte offsets."""
+    import bisect
+
+    handles: list[list[BinaryIO]] = [[open(f, "rb") for f in idx.files] for idx in indexes]
+    starts = list(base)
+    written = 0
+    try:
+        with atomic_write(output, "wb") as out:
+            it = progress(order, desc="write mix", total=len(order), unit="conv") if show_progress else order
+            for g in it:
+                s = bisect.bisect_right(starts, g) - 1
+                idx = indexes[s]
+                r = g - starts[s]
+                fh = handles[s][idx.file_no[r]]
+                fh.seek(idx.offsets[r])
+                raw = fh.readline()
+                if idx.canonical[r]:
+                    line = raw.rstrip(b"\r\n")
+                else:
+                    conv, _ = parse_line(raw)
+                    line = conv.to_json().encode("utf-8")
+                out.write(line)
+                out.write(b"\n")
+                written += 1
+    finally:
+        for hs in handles:
+            for h in hs:
+                h.close()
+    return written

@@ -1,0 +1,83 @@
+"""Reading unified conversation files: every line parsed and validated, errors located or counted.
+
+Shared by mix, decontaminate and stats, so the three agree on what a bad record is: a line that is not
+UTF-8 (``bad_utf8``), not JSON (``bad_json``) or not a valid conversation (the reasons of
+:meth:`camels.core.chat.Conversation.from_dict`). Blank lines are ignored everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from camels.core.chat import Conversation
+from camels.core.errors import RecordError
+from camels.core.io import iter_lines
+from camels.core.progress import progress
+
+
+def parse_line(raw: bytes | str) -> tuple[Conversation, bool]:
+    """Parse and validate one JSONL line; return the conversation and whether the line is already in
+    canonical form (``Conversation.to_json``), i.e. could be copied byte for byte."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise RecordError("bad_utf8", f"invalid UTF-8 at byte {e.start}") from None
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise RecordError("bad_json", f"malformed JSON: {e.msg} (column {e.colno})") from None
+    conv = Conversation.from_dict(obj)
+    return conv, conv.to_json() == raw.rstrip("\r\n")
+
+
+def iter_conversations(
+    path: str | Path,
+    *,
+    lenient: bool = False,
+    skipped: Counter | None = None,
+    show_progress: bool = False,
+    desc: str | None = None,
+) -> Iterator[tuple[int, Conversation]]:
+    """Yield ``(line number, conversation)`` for each valid line of a unified JSONL file (``.gz`` too).
+
+    Strict: the first bad line raises :class:`RecordError` naming file, line and field. Lenient: it is
+    counted in ``skipped`` by reason and reading goes on.
+    """
+    lines = iter_lines(path)
+    if show_progress:
+        lines = progress(lines, desc=desc or Path(path).name, unit="conv")
+    for n, raw in lines:
+        try:
+            if isinstance(raw, RecordError):
+                raise raw
+            conv, _ = parse_line(raw)
+        except RecordError as e:
+            if not lenient:
+                raise e.located(file=str(path), line=n) from None
+            if skipped is not None:
+                skipped[e.reason] += 1
+            continue
+        yield n, conv
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """An aligned text table: first column left-aligned, the others right-aligned.
+
+    >>> print(format_table(["a", "bb"], [["x", "1"], ["yy", "22"]]))
+    a   bb
+    --  --
+    x    1
+    yy  22
+    """
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(r: Sequence[str]) -> str:
+        cells = [str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(r)]
+        return "  ".join(cells).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), sep, *(fmt(r) for r in rows)])
