@@ -1,0 +1,183 @@
+"""Scoring functions shared by the tasks: pure, stdlib-only, deterministic.
+
+* :func:`accuracy`, :func:`mean`, :func:`stderr` -- plain aggregates over per-item scores.
+* :func:`normalize_answer` / :func:`exact_match` -- case, punctuation and whitespace insensitive match.
+* :func:`last_number` / :func:`numbers_equal` -- GSM8K answer extraction (the last number in the output,
+  thousands separators removed) and numeric comparison (``"18.0"`` equals ``"18"``; the 2023 code compared
+  strings, so ``"18.00"`` was wrong and ``"-5"`` lost its sign).
+* :func:`squad_normalize`, :func:`squad_f1`, :func:`squad_em` -- SQuAD-style answer scoring (lowercase,
+  drop punctuation and the articles a/an/the, collapse whitespace; F1 over bag-of-token overlap; the best
+  score over all gold answers).
+* :func:`pass_at_k` -- the unbiased pass@k estimator in its numerically stable product form.
+* :func:`bootstrap_ci` -- percentile bootstrap confidence interval of the mean, seeded.
+
+Nothing here needs numpy: reports and rescoring run in light environments and must give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
+
+
+def mean(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("mean of no values")
+    return math.fsum(values) / len(values)
+
+
+def accuracy(correct: Sequence[bool | int | float]) -> float:
+    """Share of items scored correct (``True``/1)."""
+    return mean([float(c) for c in correct])
+
+
+def stderr(values: Sequence[float]) -> float:
+    """Standard error of the mean: sample standard deviation (n - 1) over sqrt(n); 0 for n < 2."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    m = mean(values)
+    var = math.fsum((v - m) ** 2 for v in values) / (n - 1)
+    return math.sqrt(var / n)
+
+
+def bootstrap_ci(
+    values: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``.
+
+    ``n_resamples`` resamples of size n drawn with replacement from a ``random.Random(seed)``; the interval
+    is the (1-c)/2 and (1+c)/2 quantiles of the resampled means (nearest-rank on the sorted means), so the
+    same values and seed give the same interval on every machine.
+
+    >>> bootstrap_ci([1.0, 1.0, 1.0])
+    (1.0, 1.0)
+    """
+    n = len(values)
+    if n == 0:
+        raise ValueError("bootstrap of no values")
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be in (0, 1)")
+    rng = random.Random(seed)
+    vals = [float(v) for v in values]
+    means = sorted(math.fsum(rng.choices(vals, k=n)) / n for _ in range(n_resamples))
+    alpha = (1 - confidence) / 2
+    lo = means[max(0, math.ceil(alpha * n_resamples) - 1)]
+    hi = means[min(n_resamples - 1, math.ceil((1 - alpha) * n_resamples) - 1)]
+    return lo, hi
+
+
+# --- exact match ---------------------------------------------------------------------------------------
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, drop ASCII punctuation, collapse whitespace.
+
+    >>> normalize_answer("  The Answer: (B)! ")
+    'the answer b'
+    """
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, gold: str | Iterable[str]) -> bool:
+    """True when the normalised prediction equals the normalised gold (or any of several golds)."""
+    golds = [gold] if isinstance(gold, str) else list(gold)
+    p = normalize_answer(prediction)
+    return any(p == normalize_answer(g) for g in golds)
+
+
+# --- numbers (GSM8K) -----------------------------------------------------------------------------------
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)")
+
+
+def last_number(text: str) -> str | None:
+    """The last number in ``text`` after removing thousands separators (``","``), or ``None``.
+
+    >>> last_number("She pays 2 * $1,250 = $2,500. So the answer is 2500.")
+    '2500'
+    >>> last_number("The answer is -3.5") , last_number("no digits")
+    ('-3.5', None)
+    """
+    found = _NUMBER.findall(text.replace(",", ""))
+    return found[-1] if found else None
+
+
+def numbers_equal(a: str | None, b: str | None) -> bool:
+    """Numeric equality of two number strings (``"18.0" == "18"``); False when either is missing."""
+    if a is None or b is None:
+        return False
+    try:
+        return Decimal(a.replace(",", "")) == Decimal(b.replace(",", ""))
+    except InvalidOperation:
+        return a.strip() == b.strip()
+
+
+# --- SQuAD ---------------------------------------------------------------------------------------------
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+
+
+def squad_normalize(text: str) -> str:
+    """SQuAD answer normalisation: lowercase, remove punctuation, remove articles, collapse whitespace.
+
+    >>> squad_normalize("The  Eiffel-Tower!")
+    'eiffeltower'
+    """
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _f1_one(prediction: str, gold: str) -> float:
+    p = squad_normalize(prediction).split()
+    g = squad_normalize(gold).split()
+    if not p or not g:
+        return float(p == g)
+    overlap = sum((Counter(p) & Counter(g)).values())
+    if overlap == 0:
+        return 0.0
+    precision = overlap / len(p)
+    recall = overlap / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_f1(prediction: str, golds: str | Iterable[str]) -> float:
+    """Token-overlap F1 of the normalised texts, best over the gold answers."""
+    golds = [golds] if isinstance(golds, str) else list(golds)
+    return max(_f1_one(prediction, g) for g in golds)
+
+
+def squad_em(prediction: str, golds: str | Iterable[str]) -> float:
+    """1.0 when the normalised prediction equals a normalised gold answer."""
+    golds = [golds] if isinstance(golds, str) else list(golds)
+    p = squad_normalize(prediction)
+    return float(any(p == squad_normalize(g) for g in golds))
+
+
+# --- pass@k --------------------------------------------------------------------------------------------
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of pass@k from ``n`` samples of which ``c`` are correct.
+
+    ``1 - C(n-c, k) / C(n, k)``, computed as ``1 - prod_{i=n-c+1}^{n} (1 - k / i)`` so no binomial
+    coefficient is ever formed (they overflow floats for n in the hundreds).
+
+    >>> round(pass_at_k(5, 1, 1), 12), pass_at_k(5, 0, 3), pass_at_k(5, 3, 3)
+    (0.2, 0.0, 1.0)
+    """
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got c={c}, n={n}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod

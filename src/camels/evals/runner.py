@@ -1,0 +1,372 @@
+"""The runner: items -> requests -> cache -> backend -> predictions.jsonl -> scores -> metrics.json.
+
+One folder per (model, task): ``<output>/<model-slug>/<task label>/`` with
+
+* ``config.resolved.json`` -- task name, version and full config, model, backend and its options, data
+  path, limit, chunk size (written first, so even a crashed run says what it was);
+* ``predictions.jsonl`` -- one :class:`camels.core.results.Prediction` per item, in item order;
+* ``metrics.json`` -- the :class:`camels.core.results.TaskResult` (no clock time in it);
+* ``manifest.json`` -- the :class:`camels.core.results.RunManifest` (written last: its presence means the
+  run finished).
+
+Why nothing is computed twice: requests are deduplicated by content key, looked up in the
+:class:`~camels.evals.cache.RequestCache`, and only the missing ones go to the backend, in chunks of
+``chunk_size`` requests; each answered chunk is committed to the cache before the next one starts. A run
+killed midway loses at most the chunk in flight, and the rerun finds everything else in the cache. Keys
+do not contain the batch size or the chunking, so changing either never recomputes anything.
+
+Requests go to the backend in item order (grouped by kind), so requests that share a prompt prefix (the
+5-shot MMLU exemplars of one subject) arrive together and a backend can reuse the prefix's KV cache.
+
+:func:`rescore` recomputes scores and metrics from ``predictions.jsonl`` alone; :func:`score_outputs`
+scores answers produced elsewhere (``{"id", "output"}`` per line).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from camels.backends.base import BackendError
+from camels.core.errors import ConfigError, RecordError
+from camels.core.io import iter_jsonl, read_json, versions, write_json
+from camels.core.progress import progress
+from camels.core.requests import Request, Result, request_key, result_from_dict
+from camels.core.results import (
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    Prediction,
+    RunManifest,
+    TaskResult,
+    read_predictions,
+    write_predictions,
+)
+from camels.evals.cache import RequestCache
+from camels.evals.task import TASKS, Item, RequestContext, Task, get_task
+
+DEFAULT_CHUNK_SIZE = 64
+CACHE_FILE = ".cache/requests.sqlite"
+_PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "vllm")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def model_slug(model: str) -> str:
+    """A folder name for a model: the last path part (with its parent for ``checkpoint-*``/``step-*``
+    folders), ``org__name`` for hub names; characters outside ``[A-Za-z0-9._-]`` become ``_``.
+
+    >>> model_slug("out/tulu-7b/checkpoint-500"), model_slug("allenai/tulu-7b")
+    ('tulu-7b_checkpoint-500', 'allenai__tulu-7b')
+    """
+    path = Path(model)
+    parts = [p for p in path.parts if p not in ("/", ".", "..")]
+    if not parts:
+        raise ConfigError(f"cannot name a run folder after model {model!r}; pass --run-name")
+    if len(parts) >= 2 and re.match(r"^(checkpoint|step|epoch)[-_]?\d+$", parts[-1]):
+        slug = f"{parts[-2]}_{parts[-1]}"
+    elif len(parts) == 2 and not path.exists() and not model.startswith((".", "/")):
+        slug = f"{parts[0]}__{parts[1]}"
+    else:
+        slug = parts[-1]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", slug)
+
+
+def request_context(backend: Any) -> RequestContext:
+    """What tasks may know of the model: chat or plain prompts, and token counting if the backend has it."""
+    kind = (backend.info.chat_format or {}).get("kind", "plain")
+    return RequestContext(
+        chat=kind != "plain",
+        count_tokens=getattr(backend, "count_prompt_tokens", None),
+        max_length=getattr(backend, "max_length", None),
+    )
+
+
+def _dispatch(backend: Any, kind: str, requests: Sequence[Request]) -> list[Result]:
+    method = {"generate": backend.generate, "choice": backend.choose, "loglikelihood": backend.loglikelihood}[kind]
+    results = list(method(list(requests)))
+    if len(results) != len(requests):
+        raise BackendError(f"backend returned {len(results)} results for {len(requests)} {kind} requests")
+    return results
+
+
+@dataclass(slots=True)
+class RunStats:
+    items: int = 0
+    requests: int = 0
+    unique_requests: int = 0
+    cache_hits: int = 0
+    computed: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        d = {k: v for k, v in asdict(self).items() if k != "skipped"}
+        d.update({f"skipped_{k}": v for k, v in sorted(self.skipped.items())})
+        return d
+
+
+def answer_requests(
+    backend: Any,
+    requests: Sequence[Request],
+    cache: RequestCache,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    desc: str = "requests",
+) -> tuple[list[Result], RunStats]:
+    """Answer ``requests`` (in order) from the cache, asking the backend only for what is missing.
+
+    Each chunk of at most ``chunk_size`` new requests is committed to the cache as soon as the backend
+    returns it, before the next chunk starts.
+    """
+    if chunk_size < 1:
+        raise ConfigError("chunk_size must be at least 1")
+    fp = backend.info.fingerprint
+    keys = [request_key(r, fp) for r in requests]
+    unique: dict[str, Request] = {}
+    for k, r in zip(keys, requests):
+        unique.setdefault(k, r)
+    found = cache.lookup_keys(unique)
+    stats = RunStats(requests=len(requests), unique_requests=len(unique), cache_hits=len(found))
+    by_key: dict[str, Result] = {k: result_from_dict(kind, json.loads(js))
+                                 for k, (kind, js) in found.items()}
+
+    todo: dict[str, list[tuple[str, Request]]] = {}
+    for k, r in unique.items():
+        if k not in by_key:
+            todo.setdefault(r.kind, []).append((k, r))
+    chunks = [(kind, pairs[i : i + chunk_size]) for kind, pairs in todo.items()
+              for i in range(0, len(pairs), chunk_size)]
+    for kind, chunk in progress(chunks, desc=desc, total=len(chunks), unit="chunk"):
+        reqs = [r for _, r in chunk]
+        results = _dispatch(backend, kind, reqs)
+        cache.put_many(fp, reqs, results)
+        for (k, _), res in zip(chunk, results):
+            by_key[k] = res
+        stats.computed += len(chunk)
+    return [by_key[k] for k in keys], stats
+
+
+def _check_ids(items: Sequence[Item], label: str) -> None:
+    seen: set[str] = set()
+    for it in items:
+        if it.id in seen:
+            raise RecordError("duplicate_id", f"{label}: item id {it.id!r} appears twice", field="id")
+        seen.add(it.id)
+
+
+def _score_all(task: Task, items: Sequence[Item], results: Sequence[Sequence[Result]],
+               requests: Sequence[Sequence[Request]] | None = None) -> list[Prediction]:
+    preds = []
+    for i, (item, res) in enumerate(zip(items, results)):
+        preds.append(Prediction(
+            id=item.id,
+            task=task.label,
+            item=item.data,
+            requests=list(requests[i]) if requests is not None else [],
+            results=list(res),
+            output=task.output_text(item, res),
+            scores=task.score(item, res),
+            extra=task.request_extra(item, requests[i]) if requests is not None else {},
+        ))
+    return preds
+
+
+def _task_result(task: Task, items: Sequence[Item], preds: Sequence[Prediction],
+                 counts: dict[str, int]) -> TaskResult:
+    if not preds:
+        raise ConfigError(f"{task.label}: no items to score")
+    metrics = task.aggregate(items, [p.scores for p in preds])
+    return TaskResult(task=task.label, task_version=task.version, primary_metric=task.primary_metric,
+                      metrics=metrics, counts=counts)
+
+
+def resolved_config(task: Task, **run: Any) -> dict[str, Any]:
+    return {"schema": 1, "task": {"name": task.label, "task": task.name, "version": task.version,
+                                  "config": task.config_dict()}, **run}
+
+
+def run_task(
+    task: Task,
+    backend: Any,
+    run_dir: str | Path,
+    *,
+    model: str,
+    cache: RequestCache,
+    data_path: str | Path | None = None,
+    limit: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    backend_options: dict[str, Any] | None = None,
+    command: Sequence[str] | None = None,
+) -> TaskResult:
+    """Evaluate ``task`` with ``backend`` and write the run folder ``run_dir``; return its metrics."""
+    t0 = time.time()
+    started = _now()
+    run_dir = Path(run_dir)
+    data = task.resolve_data_path(data_path)
+    info = backend.info
+    write_json(run_dir / CONFIG_FILE, resolved_config(
+        task, model=model, backend={"name": info.name, "options": backend_options or {}},
+        data=str(data) if data else None, limit=limit, chunk_size=chunk_size))
+
+    loaded = task.load(data)
+    items = loaded.items[:limit] if limit is not None else loaded.items
+    _check_ids(items, task.label)
+    ctx = request_context(backend)
+    per_item = [task.requests(item, ctx) for item in items]
+    flat = [r for reqs in per_item for r in reqs]
+    results, stats = answer_requests(backend, flat, cache, chunk_size=chunk_size, desc=task.label)
+    grouped, pos = [], 0
+    for reqs in per_item:
+        grouped.append(results[pos : pos + len(reqs)])
+        pos += len(reqs)
+    stats.items = len(items)
+    stats.skipped = dict(loaded.skipped)
+
+    preds = _score_all(task, items, grouped, per_item)
+    counts = {"items": len(items), "scored": len(preds)}
+    result = _task_result(task, items, preds, counts)
+    write_predictions(run_dir / PREDICTIONS_FILE, preds)
+    result.write(run_dir / METRICS_FILE)
+    seeds = {k: v for k, v in task.config_dict().items() if "seed" in k and isinstance(v, int)}
+    RunManifest(
+        model=model,
+        backend={"name": info.name, "model": info.model, "fingerprint": info.fingerprint,
+                 "chat_format": info.chat_format, "details": info.details},
+        task={"name": task.label, "task": task.name, "version": task.version, "config": task.config_dict()},
+        seeds=seeds,
+        versions=versions(*_PACKAGES),
+        data=dict(loaded.sources),
+        timing={"started": started, "finished": _now(), "seconds": round(time.time() - t0, 3)},
+        counts=stats.counts(),
+        command=list(command if command is not None else sys.argv),
+    ).write(run_dir / MANIFEST_FILE)
+    return result
+
+
+def task_from_run(run_dir: str | Path) -> Task:
+    """Rebuild the task of a run folder from its ``config.resolved.json``."""
+    cfg = read_json(Path(run_dir) / CONFIG_FILE)
+    t = cfg.get("task") or {}
+    base = t.get("task") or t.get("name")
+    get_task(base)  # loads the built-in tasks; raises a clear error for unknown names
+    if base not in TASKS:
+        raise ConfigError(f"{run_dir}: unknown task {base!r}")
+    task = TASKS[base](label=t.get("name"), **(t.get("config") or {}))
+    if t.get("version") and t["version"] != task.version:
+        print(f"camels: note: {run_dir} was made with {base} version {t['version']}; "
+              f"scoring with version {task.version}", file=sys.stderr)
+    return task
+
+
+def rescore(run_dir: str | Path) -> TaskResult:
+    """Recompute per-item scores and ``metrics.json`` from ``predictions.jsonl`` (no model, no data).
+
+    Rewrites ``predictions.jsonl`` (new scores) and ``metrics.json``; with unchanged scoring code the
+    bytes of both are reproduced exactly.
+    """
+    run_dir = Path(run_dir)
+    pred_path = run_dir / PREDICTIONS_FILE
+    if not pred_path.is_file():
+        raise ConfigError(f"{run_dir}: no {PREDICTIONS_FILE} (is this a run folder?)")
+    task = task_from_run(run_dir)
+    old = read_predictions(pred_path)
+    items = [Item(p.id, p.item) for p in old]
+    preds = _score_all(task, items, [p.results for p in old], [p.requests for p in old])
+    for new, prev in zip(preds, old):
+        new.extra = prev.extra
+    counts = {"items": len(items), "scored": len(preds)}
+    metrics_path = run_dir / METRICS_FILE
+    if metrics_path.is_file():  # keep counts that only the original run knew (items missing upstream ...)
+        counts = {**TaskResult.read(metrics_path).counts, **counts}
+    result = _task_result(task, items, preds, counts)
+    write_predictions(pred_path, preds)
+    result.write(metrics_path)
+    return result
+
+
+@dataclass(slots=True)
+class ScoreReport:
+    """What :func:`score_outputs` found: the metrics over the items present, and the coverage."""
+
+    result: TaskResult
+    predictions: list[Prediction]
+    missing_ids: list[str]
+    unknown_ids: list[str]
+
+
+def score_outputs(
+    task: Task,
+    outputs_path: str | Path,
+    *,
+    data_path: str | Path | None = None,
+    output_dir: str | Path | None = None,
+) -> ScoreReport:
+    """Score answers produced elsewhere: one JSON line per item, ``{"id": ..., "output": "..."}``.
+
+    Scores the task's items that are present; ``counts`` in the result says how many of the task's items
+    are ``missing`` and how many lines name ``unknown`` ids (not items of this task). A line without a
+    string ``id`` or ``output``, or an id given twice, is an error naming the file and line. With
+    ``output_dir``, writes ``predictions.jsonl``, ``metrics.json``, ``coverage.json`` (the missing and
+    unknown ids) and ``config.resolved.json`` there.
+    """
+    outputs_path = Path(outputs_path)
+    data = task.resolve_data_path(data_path)
+    loaded = task.load(data)
+    by_id = {it.id: it for it in loaded.items}
+    answers: dict[str, str] = {}
+    unknown: list[str] = []
+    for line, obj in iter_jsonl(outputs_path):
+        where = {"file": str(outputs_path), "line": line}
+        if not isinstance(obj, dict):
+            raise RecordError("bad_record", "expected a JSON object with 'id' and 'output'", **where)
+        for key in ("id", "output"):
+            if key not in obj:
+                raise RecordError("missing_field", f"missing field {key!r}", field=key, **where)
+        if not isinstance(obj["output"], str):
+            raise RecordError("bad_type", "output must be a string", field="output", **where)
+        item_id = str(obj["id"])
+        if item_id in answers or item_id in unknown:
+            raise RecordError("duplicate_id", f"id {item_id!r} appears twice", field="id", **where)
+        if item_id in by_id:
+            answers[item_id] = obj["output"]
+        else:
+            unknown.append(item_id)
+    items = [it for it in loaded.items if it.id in answers]
+    missing = [it.id for it in loaded.items if it.id not in answers]
+    results = [task.results_from_output(it, answers[it.id]) for it in items]
+    preds = _score_all(task, items, results)
+    counts = {"items": len(loaded.items), "scored": len(preds), "missing": len(missing),
+              "unknown": len(unknown)}
+    if not preds:
+        raise ConfigError(f"{outputs_path}: none of its {len(unknown)} ids is an item of {task.label} "
+                          f"(e.g. {unknown[:3]}); item ids look like {loaded.items[0].id!r}")
+    result = _task_result(task, items, preds, counts)
+    if output_dir is not None:
+        out = Path(output_dir)
+        write_json(out / CONFIG_FILE, resolved_config(task, outputs=str(outputs_path),
+                                                      data=str(data) if data else None))
+        write_predictions(out / PREDICTIONS_FILE, preds)
+        result.write(out / METRICS_FILE)
+        write_json(out / "coverage.json", {"missing_ids": missing, "unknown_ids": unknown,
+                                           "data": dict(loaded.sources)})
+    return ScoreReport(result=result, predictions=preds, missing_ids=missing, unknown_ids=unknown)
+
+
+def run_dir_for(output: str | Path, model: str, task: Task, run_name: str | None = None) -> Path:
+    return Path(output) / (run_name or model_slug(model)) / task.label
+
+
+def open_cache(output: str | Path, cache_path: str | Path | None = None) -> RequestCache:
+    """The request cache: ``cache_path``, or ``<output>/.cache/requests.sqlite`` shared by all runs there."""
+    return RequestCache(cache_path if cache_path is not None else Path(output) / CACHE_FILE)
+
