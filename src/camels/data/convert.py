@@ -321,14 +321,19 @@ def iter_conversations(source: Source | str, path: str | os.PathLike, *,
                        errors: list[RecordError] | None = None, seed: int = DEFAULT_SEED,
                        options: Mapping[str, Any] | None = None, count_tokens: Callable[[str], int] | None = None,
                        tally: Tally | None = None, progress: bool = False) -> Iterator[Conversation]:
-    """The conversations of one raw file, for reuse by mixtures and benchmarks.
+    """The conversations of one raw file (or of the raw files of a folder), for mixtures and benchmarks.
 
     Strict when ``errors`` is None: a broken record raises its located :class:`RecordError`. Lenient
     when ``errors`` is a list: broken records are appended to it and reading goes on. Records left out
     by the source's rule (:class:`Skip`) are appended to ``errors`` when given and counted in ``tally``.
     """
     tally = tally if tally is not None else Tally()
-    for _, result in iter_records(source, str(path), seed=seed, options=options, count_tokens=count_tokens,
+    for one in expand_inputs([path]):
+        yield from _conversations_of(source, one, errors, seed, options, count_tokens, tally, progress)
+
+
+def _conversations_of(source, path, errors, seed, options, count_tokens, tally, progress):
+    for _, result in iter_records(source, path, seed=seed, options=options, count_tokens=count_tokens,
                                   progress=progress):
         tally.records_in += 1
         if isinstance(result, RecordError):

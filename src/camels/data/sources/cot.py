@@ -7,7 +7,8 @@ Two raw shapes:
 * the Flan collection's raw CoT TSV files (``cot_data/*_train.tsv``: question, answer, rationale, tab
   separated, no header). A row becomes a question followed by one of a weighted set of reasoning
   requests, drawn per row with the seeded generator, and an answer that gives the rationale first and then
-  the answer: ``"{rationale} So the answer is {answer}."`` (the sentence's final period is not doubled).
+  the answer: ``"{rationale}. So the answer is {answer}."`` (periods are not doubled). The TSV files write
+  line breaks inside a field as the two characters ``\\n``; they are turned back into line breaks.
 
 Sampling 50k zero-shot + 50k few-shot rows is a mixture's job; every row is converted.
 """
@@ -33,14 +34,26 @@ REQUESTS = (
 
 def cot_answer(rationale: str, answer: str) -> str:
     """
-    >>> cot_answer("2 + 2 = 4.", "4")
+    >>> cot_answer("2 + 2 = 4", "4")
     '2 + 2 = 4. So the answer is 4.'
     >>> cot_answer("It rains.", "yes.")
     'It rains. So the answer is yes.'
     """
-    answer = answer.strip()
-    end = "" if answer.endswith((".", "!", "?")) else "."
-    return f"{rationale.strip()} So the answer is {answer}{end}"
+    answer, rationale = answer.strip(), rationale.strip()
+    return f"{_sentence(rationale)} So the answer is {_sentence(answer)}"
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def unescape(field: str) -> str:
+    r"""The TSV files' escaped line breaks back to real ones.
+
+    >>> unescape(r"Options:\n(A) 1") == "Options:\n(A) 1"
+    True
+    """
+    return field.replace("\\n", "\n")
 
 
 def convert_tsv_row(row: Sequence[Any], ctx: Context) -> list[Conversation]:
@@ -53,7 +66,7 @@ def convert_tsv_row(row: Sequence[Any], ctx: Context) -> list[Conversation]:
             raise RecordError("bad_type", f"expected a string, got {json_type(value)}", field=name)
         if not value.strip():
             raise RecordError("empty_content", "text is empty", field=name)
-    question, answer, rationale = row
+    question, answer, rationale = (unescape(v) for v in row)
     base = ctx.base_id()
     rng = ctx.rng(base)
     name, request, _ = rng.choices(REQUESTS, weights=[w for *_, w in REQUESTS])[0]

@@ -48,15 +48,19 @@ TEMPLATES = {"with_input": WITH_INPUT, "no_input": NO_INPUT}
 
 
 def pick_template(has_input: bool, rng: random.Random, forced: str | None = None) -> Template:
-    """Draw a template (or take the one named ``forced``) from the set for this kind of record."""
+    """Draw a template (or take the one named ``forced``) from the set for this kind of record.
+
+    A forced name that exists only in the other set (``input_output`` for a record without input) falls
+    back to ``plain``.
+    """
     choices = WITH_INPUT if has_input else NO_INPUT
     if forced:
-        for t in choices:
-            if t.name == forced:
-                return t
-        names = sorted({t.name for t in WITH_INPUT} | {t.name for t in NO_INPUT})
-        raise RecordError("bad_option", f"unknown template {forced!r} (known: {', '.join(names)})",
-                          field="template")
+        names = {t.name for t in WITH_INPUT} | {t.name for t in NO_INPUT}
+        if forced not in names:
+            raise RecordError("bad_option", f"unknown template {forced!r} (known: {', '.join(sorted(names))})",
+                              field="template")
+        by_name = {t.name: t for t in choices}
+        return by_name.get(forced, by_name["plain"])
     return rng.choices(choices, weights=[t.weight for t in choices])[0]
 
 

@@ -6,7 +6,7 @@ Rule: draw ``zero_shot`` (60) + ``few_shot`` (20) distinct instances with the ta
 zero-shot instances get a random single-turn template with the definition as the instruction; few-shot
 instances get the definition, ``n_examples`` (2) positive examples and the instance, each as
 ``"Input:\\n..\\nOutput:\\n.."`` blocks (:func:`few_shot_prompt`). The answer is ``output[0]``. A task with
-fewer instances gives all it has (zero-shot first). Conversation ids are the instances' own ids.
+fewer instances gives all it has, split in the same ratio (:func:`split_counts`). Conversation ids are the instances' own ids.
 
 Which tasks to use (``splits/default/train_tasks.txt``) is chosen with ``--option tasks=FILE`` in
 ``camels data convert``, which keeps only the input files named in that list.
@@ -69,6 +69,18 @@ def instance(task: Mapping[str, Any], k: int, stem: str) -> tuple[str, str, str]
             text(inst, "input", where=where), outputs[0])
 
 
+def split_counts(n: int, zero: int, few: int) -> tuple[int, int]:
+    """How many zero-shot and few-shot instances a task of ``n`` instances gives (same ratio when short).
+
+    >>> split_counts(1000, 60, 20), split_counts(8, 60, 20), split_counts(0, 60, 20)
+    ((60, 20), (6, 2), (0, 0))
+    """
+    if n >= zero + few:
+        return zero, few
+    n_few = round(n * few / (zero + few)) if zero + few else 0
+    return n - n_few, n_few
+
+
 def convert(row: Any, ctx: Context) -> list[Conversation]:
     task = need_object(row)
     definition = definition_of(task)
@@ -79,9 +91,9 @@ def convert(row: Any, ctx: Context) -> list[Conversation]:
             raise RecordError("bad_type", "expected an object", field=f"Positive Examples[{k}]")
         where = f"Positive Examples[{k}]."
         examples.append((text(ex, "input", where=where), text(ex, "output", where=where)))
-    zero, few = ctx.option("zero_shot"), ctx.option("few_shot")
+    zero, few = split_counts(n_instances, ctx.option("zero_shot"), ctx.option("few_shot"))
     rng = ctx.rng(ctx.stem)
-    chosen = rng.sample(range(n_instances), min(n_instances, zero + few))
+    chosen = rng.sample(range(n_instances), zero + few)
     out = []
     for n, k in enumerate(chosen):
         id_, input, output = instance(task, k, ctx.stem)
