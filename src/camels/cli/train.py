@@ -10,6 +10,7 @@ import argparse
 import sys
 
 INSPECT_USAGE = "camels train inspect DATA.jsonl --tokenizer PATH [--n 1] [--format tulu] [--max-length 2048]"
+MERGE_USAGE = "camels train merge ADAPTER_DIR -o OUT [--base MODEL] [--dtype auto] [--format tulu]"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(nested keys with dots). Use 'camels train inspect DATA.jsonl --tokenizer PATH' to print "
             "encoded conversations with the trained tokens in [[brackets]]."
         ),
-        epilog=f"inspect usage: {INSPECT_USAGE}",
+        epilog=f"inspect usage: {INSPECT_USAGE}\nmerge usage: {MERGE_USAGE}",
     )
     p.add_argument("config", help="training config YAML (see docs/training.md), or the word 'inspect'")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value overrides, e.g. learning_rate=1e-5")
@@ -32,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.config == "inspect":
         return _inspect(_inspect_parser().parse_args(args.overrides))
+    if args.config == "merge":
+        return _merge(_merge_parser().parse_args(args.overrides))
     return _train(args.config, args.overrides)
 
 
@@ -74,6 +77,45 @@ def _inspect(args: argparse.Namespace) -> int:
     if dropped:
         print(f"dropped before the ones shown: {dict(dropped)}", file=sys.stderr)
     return 0 if shown else 1
+
+
+def _merge_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="camels train merge", usage=MERGE_USAGE,
+                                description="Fold a LoRA adapter into its base model and write a Hugging Face "
+                                "folder (tokenizer and chat template included).")
+    p.add_argument("adapter", help="adapter folder (adapter_config.json), e.g. RUN/checkpoints/step-N/adapter")
+    p.add_argument("-o", "--out", required=True, help="output folder for the merged model")
+    p.add_argument("--base", default=None, help="base model folder or name (default: the one the adapter records)")
+    p.add_argument("--dtype", default="auto", help="dtype of the merged weights: auto, bf16, fp16, fp32")
+    p.add_argument("--format", default=None,
+                   help="chat format when no chat_format.json sits next to the adapter (default tulu)")
+    return p
+
+
+def _merge(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from camels.core.template import chat_format_for_tokenizer, chat_format_from_dict
+    from camels.train.export import write_model_folder
+    from camels.train.model import load_tokenizer, merge_lora
+
+    adapter = Path(args.adapter)
+    model = merge_lora(adapter, base=args.base, dtype=args.dtype)
+    base = args.base or model.config.name_or_path
+    # The chat contract: the checkpoint's (adapter/ sits inside checkpoints/step-N), else built for the tokenizer.
+    contract = next((p for p in (adapter / "chat_format.json", adapter.parent / "chat_format.json")
+                     if p.is_file()), None)
+    tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else base
+    tokenizer = load_tokenizer(str(tok_source))
+    if contract is not None and args.format is None:
+        fmt = chat_format_from_dict(json.loads(contract.read_text(encoding="utf-8")))
+    else:
+        fmt = chat_format_for_tokenizer(tokenizer, args.format or "tulu")
+    out = write_model_folder(model, tokenizer, args.out, chat_format=fmt,
+                             config_dict={"merged_from": str(adapter), "base": str(base)})
+    print(f"merged {adapter} into {base} -> {out}")
+    return 0
 
 
 def _train(config: str, overrides: list[str]) -> int:

@@ -112,6 +112,10 @@ class TrainConfig:
     logging_every: int = _f(10, help="Log loss, learning rate and tokens/s every N optimizer steps.")
     report_to: str = _f("none", help="Extra trackers besides metrics.jsonl: none, tensorboard or wandb.")
     resume: bool = _f(False, help="Resume from the latest checkpoint in output_dir (an error if there is none).")
+    resume_force: bool = _f(
+        False, help="With resume: continue even if the training data (sha256) or a field that changes the "
+        "math differs from the checkpoint's (the result is then not what an uninterrupted run gives)."
+    )
     export: bool = _f(True, help="Write the final model (LoRA merged) as a Hugging Face folder in output_dir/final.")
 
     # -- validation ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import json
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -177,104 +177,49 @@ def build_scheduler(optimizer: Any, cfg: TrainConfig, total_steps: int) -> Any:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-# -- model, checkpoints, export: the model/checkpoint modules, with minimal fallbacks -------------------
+# -- model, checkpoints, export: thin calls into camels.train.model / checkpoint / export -------------
 
 
 def _load_model_and_tokenizer(cfg: TrainConfig) -> tuple[Any, Any]:
-    try:
-        from camels.train.model import load_model_and_tokenizer
-    except ImportError:
-        load_model_and_tokenizer = _fallback_load
+    from camels.train.model import load_model_and_tokenizer
+
     return load_model_and_tokenizer(cfg)
 
 
-def _fallback_load(cfg: TrainConfig) -> tuple[Any, Any]:  # used only until camels.train.model exists
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if cfg.lora.enabled or cfg.qlora:
-        raise ConfigError("lora: LoRA/QLoRA need camels.train.model, which is not installed here")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(cfg.dtype, "auto")
-    tok = AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.model)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    return model, tok
-
-
-@dataclass
-class _State:  # mirrors camels.train.checkpoint.TrainState for the fallback
-    global_step: int = 0
-    epoch: int = 0
-    step_in_epoch: int = 0
-    trained_tokens: int = 0
-    extra: dict = field(default_factory=dict)
-
-
 def _state_cls() -> Any:
-    try:
-        from camels.train.checkpoint import TrainState
+    from camels.train.checkpoint import TrainState
 
-        return TrainState
-    except ImportError:
-        return _State
+    return TrainState
 
 
 def _find_latest(out_dir: Path) -> Path | None:
-    try:
-        from camels.train.checkpoint import find_latest_checkpoint
-    except ImportError:
-        ckpts = sorted((out_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-        return ckpts[-1] if ckpts else None
+    from camels.train.checkpoint import find_latest_checkpoint
+
     return find_latest_checkpoint(out_dir)
 
 
-def _load(accelerator: Any, path: Path) -> Any:
-    try:
-        from camels.train.checkpoint import load_checkpoint
-    except ImportError:
-        accelerator.load_state(str(path))
-        return _State(**json.loads((path / "train_state.json").read_text()))
-    return load_checkpoint(accelerator, path)
+def _load(accelerator: Any, path: Path, cfg: TrainConfig, data_sha256: str) -> Any:
+    """Restore a checkpoint after checking that its data and math-relevant settings match this run."""
+    from camels.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(accelerator, path, config_dict=cfg.to_dict(), data_sha256=data_sha256,
+                           force=cfg.resume_force)
 
 
 def _save(accelerator: Any, state: Any, out_dir: Path, *, chat_format: Any, config_dict: dict,
           data_sha256: str, keep_last: int) -> Path:
-    try:
-        from camels.train.checkpoint import save_checkpoint
-    except ImportError:
-        import dataclasses
-        import shutil
+    from camels.train.checkpoint import save_checkpoint
 
-        path = out_dir / "checkpoints" / f"step-{state.global_step}"
-        accelerator.save_state(str(path))
-        if accelerator.is_main_process:
-            (path / "train_state.json").write_text(json.dumps(dataclasses.asdict(state)))
-            (path / "chat_format.json").write_text(json.dumps(chat_format.to_dict()))
-            ckpts = sorted((out_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-            for old in ckpts[:-keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
-        return path
     return save_checkpoint(accelerator, state, out_dir, chat_format=chat_format, config_dict=config_dict,
                            data_sha256=data_sha256, keep_last=keep_last)
 
 
-def _export(accelerator: Any, model: Any, tokenizer: Any, out_dir: Path, chat_format: Any, cfg: TrainConfig) -> Path:
-    try:
-        from camels.train.export import export_model
-    except ImportError:
-        target = out_dir / "final"
-        unwrapped = accelerator.unwrap_model(model)
-        if accelerator.is_main_process:
-            if hasattr(unwrapped, "merge_and_unload"):
-                unwrapped = unwrapped.merge_and_unload()
-            unwrapped.save_pretrained(target)
-            tokenizer.save_pretrained(target)
-            (target / "chat_format.json").write_text(json.dumps(chat_format.to_dict(), indent=2))
-        accelerator.wait_for_everyone()
-        return target
+def _export(accelerator: Any, model: Any, tokenizer: Any, out_dir: Path, chat_format: Any, cfg: TrainConfig,
+            data_sha256: str | None = None) -> Path:
+    from camels.train.export import export_model
+
     return export_model(accelerator, model, tokenizer, out_dir / "final", chat_format=chat_format,
-                        config_dict=cfg.to_dict())
+                        config_dict=cfg.to_dict(), data_sha256=data_sha256)
 
 
 # -- the loop ------------------------------------------------------------------------------------------
@@ -363,7 +308,7 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainRe
     # 5. Resume: restores model, optimizer, scheduler and RNG, and where in the data plan we were.
     state = _state_cls()(global_step=0, epoch=0, step_in_epoch=0, trained_tokens=0, extra={})
     if cfg.resume:
-        state = _load(accelerator, latest)
+        state = _load(accelerator, latest, cfg, dataset.data_sha256)
         say(f"camels train: RESUMING from {latest} at step {state.global_step} "
             f"(epoch {state.epoch}, step {state.step_in_epoch} of {per_epoch})")
     if accelerator.is_main_process:
@@ -423,7 +368,8 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainRe
     log.close()
     loop_s = log.elapsed
     last_ckpt = checkpoint()
-    final_model = _export(accelerator, model, tokenizer, out_dir, chat_format, cfg) if cfg.export else None
+    final_model = (_export(accelerator, model, tokenizer, out_dir, chat_format, cfg, dataset.data_sha256)
+                   if cfg.export else None)
     if trackers:
         accelerator.end_training()
     say(f"camels train: done, {state.global_step} steps, final loss {log.last_loss:.4f}, "

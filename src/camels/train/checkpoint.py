@@ -1,0 +1,410 @@
+"""Checkpoints that are never half-written and that resume a run exactly.
+
+Layout of ``output_dir/checkpoints/step-N/`` (everything accelerate's ``save_state`` writes, plus ours)::
+
+    model.safetensors          full finetuning: all weights (absent with LoRA)
+    adapter/                   LoRA: the adapter only, as peft writes it (``camels train merge`` reads it)
+    optimizer.bin, custom_checkpoint_0.pkl (the LR scheduler), random_states_<rank>.pkl (python, numpy,
+                               torch and CUDA generators of every process)
+    train_state.json           where the run is: global_step, epoch, step_in_epoch, trained_tokens
+    chat_format.json           the chat contract the model was trained with
+    config.resolved.yaml/.json the run's full configuration
+    provenance.json            sha256 of the training data, package versions
+    COMPLETE                   written last: step and the sha256 and size of every file above
+
+**Atomicity.** Every process writes into ``checkpoints/.tmp-step-N-<pid>`` (the main process's pid);
+the main process adds its files, fsyncs everything, renames the folder to ``step-N`` and only then writes
+``COMPLETE``. :func:`find_latest_checkpoint` only considers ``step-N`` folders whose ``COMPLETE`` lists
+files that all exist with their recorded sizes, so a run killed at any moment leaves either the previous
+checkpoint or the new one as the latest, never a partial one. Leftovers (tmp folders, folders without a
+valid marker) are deleted by the next save. :func:`load_checkpoint` also checks every file's sha256.
+
+**Exact resume.** The data plan depends only on ``(seed, epoch)`` (see :mod:`camels.train.loop`), so
+model + optimizer + scheduler + RNG states + ``(epoch, step_in_epoch)`` are all a run needs to continue
+bit-for-bit. Resuming is refused when the training data changed (sha256) or when a field that changes the
+math differs (:data:`MATH_FIELDS`); ``resume_force=true`` overrides both, knowingly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camels.core.errors import ConfigError
+
+CHECKPOINTS = "checkpoints"
+MARKER = "COMPLETE"
+TMP_PREFIX = ".tmp-step-"
+ADAPTER_DIR = "adapter"
+_STEP_RE = re.compile(r"^step-(\d+)$")
+MARKER_VERSION = 1
+
+#: Config fields whose change makes a resumed run differ from an uninterrupted one. Fields that only
+#: change how a step is split or computed (packing, attention, micro-batch sizes, logging, saving) are
+#: free to change: the loss of a step does not depend on them (tests/train/test_loop.py).
+MATH_FIELDS: tuple[str, ...] = (
+    "model", "tokenizer", "chat_format", "max_length", "effective_batch_size", "learning_rate",
+    "lr_scheduler", "warmup_ratio", "weight_decay", "adam_betas", "adam_eps", "max_grad_norm",
+    "num_epochs", "max_steps", "seed", "dtype", "qlora", "lora.enabled", "lora.r", "lora.alpha",
+    "lora.dropout", "lora.target_modules",
+)
+
+
+@dataclass
+class TrainState:
+    """Where a run is in its data plan; saved as ``train_state.json`` in every checkpoint."""
+
+    global_step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    trained_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# -- finding checkpoints ---------------------------------------------------------------------------------
+
+
+def checkpoints_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / CHECKPOINTS
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """``N`` for a folder named ``step-N``, else ``None``."""
+    m = _STEP_RE.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+def read_marker(path: str | Path) -> dict[str, Any] | None:
+    """The ``COMPLETE`` marker of a checkpoint folder if it is valid (cheap checks: sizes, not hashes)."""
+    path = Path(path)
+    try:
+        marker = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict) or "train_state.json" not in files:
+        return None
+    if marker.get("step") != checkpoint_step(path):
+        return None
+    for rel, info in files.items():
+        try:
+            if (path / rel).stat().st_size != info["bytes"]:
+                return None
+        except (OSError, KeyError, TypeError):
+            return None
+    return marker
+
+
+def list_checkpoints(out_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run folder, oldest first (tmp folders and unmarked folders left out)."""
+    root = checkpoints_dir(out_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and checkpoint_step(p) is not None and read_marker(p)]
+    return sorted(found, key=lambda p: checkpoint_step(p) or 0)
+
+
+def find_latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step, or ``None``."""
+    ckpts = list_checkpoints(out_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def clean_stale(out_dir: str | Path, keep: Path | None = None) -> list[Path]:
+    """Delete tmp folders and ``step-N`` folders without a valid marker (crash leftovers); return them.
+
+    Only the process that writes checkpoints may call this (it would delete a save in progress).
+    """
+    root = checkpoints_dir(out_dir)
+    removed = []
+    if not root.is_dir():
+        return removed
+    for p in root.iterdir():
+        if keep is not None and p == keep:
+            continue
+        stale = p.name.startswith(TMP_PREFIX) or (checkpoint_step(p) is not None and read_marker(p) is None)
+        if stale and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def prune(out_dir: str | Path, keep_last: int) -> list[Path]:
+    """Delete all but the ``keep_last`` newest complete checkpoints; return the deleted ones."""
+    ckpts = list_checkpoints(out_dir)
+    old = ckpts[:-keep_last] if keep_last > 0 else ckpts
+    for p in old:
+        # Remove the marker first: a half-deleted folder must never look complete.
+        with contextlib.suppress(FileNotFoundError):
+            (p / MARKER).unlink()
+        shutil.rmtree(p, ignore_errors=True)
+    return old
+
+
+# -- saving ----------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    accelerator: Any,
+    state: TrainState,
+    out_dir: str | Path,
+    *,
+    chat_format: Any,
+    config_dict: dict[str, Any],
+    data_sha256: str,
+    keep_last: int,
+) -> Path:
+    """Write ``checkpoints/step-N`` atomically (see the module docstring); every process must call it."""
+    root = checkpoints_dir(out_dir)
+    main = accelerator.is_main_process
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
+        clean_stale(out_dir)
+    pid = _main_process_pid(accelerator)
+    tmp = root / f"{TMP_PREFIX}{state.global_step}-{pid}"
+    final = root / f"step-{state.global_step}"
+    accelerator.wait_for_everyone()
+    with _adapter_hooks(accelerator):
+        accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if main:
+        _write_json(tmp / "train_state.json", state.to_dict())
+        _write_json(tmp / "chat_format.json", chat_format.to_dict())
+        _write_json(tmp / "config.resolved.json", config_dict)
+        _write_text(tmp / "config.resolved.yaml", _yaml(config_dict))
+        _write_json(tmp / "provenance.json", {"data_sha256": data_sha256, "versions": _versions()})
+        files = _describe_files(tmp)
+        _fsync_dir(tmp)
+        if final.exists():  # the same step saved again (e.g. a resumed run that had nothing left to do)
+            (final / MARKER).unlink(missing_ok=True)
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+        marker = {"version": MARKER_VERSION, "step": state.global_step, "files": files}
+        _write_json(final / MARKER, marker)
+        _fsync_dir(final)
+        prune(out_dir, keep_last)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _describe_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"sha256", "bytes"}}`` for every file under ``folder`` (each fsynced)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file():
+            continue
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+            os.fsync(f.fileno())
+        out[p.relative_to(folder).as_posix()] = {"sha256": h.hexdigest(), "bytes": p.stat().st_size}
+    for d in sorted({p.parent for p in folder.rglob("*")}):
+        _fsync_dir(d)
+    return out
+
+
+def _main_process_pid(accelerator: Any) -> int:
+    """The main process's pid, known to every process (they all write into the same tmp folder)."""
+    if accelerator.num_processes == 1:
+        return os.getpid()
+    from accelerate.utils import broadcast_object_list
+
+    box = [os.getpid() if accelerator.is_main_process else 0]
+    broadcast_object_list(box, from_process=0)
+    return int(box[0])
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+
+def verify_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Check the marker and the sha256 of every file it lists; return the marker or raise ConfigError."""
+    path = Path(path)
+    marker = read_marker(path)
+    if marker is None:
+        raise ConfigError(f"{path}: not a complete checkpoint (no valid {MARKER} marker)")
+    for rel, info in marker["files"].items():
+        h = hashlib.sha256()
+        with open(path / rel, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        if h.hexdigest() != info["sha256"]:
+            raise ConfigError(f"{path / rel}: file content does not match its sha256 in {MARKER} "
+                              "(the checkpoint was changed or damaged after it was written)")
+    return marker
+
+
+def resume_problems(path: str | Path, config_dict: dict[str, Any] | None, data_sha256: str | None) -> list[str]:
+    """What differs between a checkpoint and the run that wants to resume it (empty: compatible)."""
+    path = Path(path)
+    problems = []
+    if data_sha256 is not None:
+        saved = _read_json(path / "provenance.json").get("data_sha256")
+        if saved != data_sha256:
+            problems.append(f"the training data changed (sha256 {str(saved)[:12]}... when saved, "
+                            f"{data_sha256[:12]}... now)")
+    if config_dict is not None:
+        saved_cfg = _read_json(path / "config.resolved.json")
+        diffs = []
+        for key in MATH_FIELDS:
+            if key.startswith("lora.") and key != "lora.enabled" \
+                    and not (_get(saved_cfg, "lora.enabled") or _get(config_dict, "lora.enabled")):
+                continue  # adapter settings do not matter when neither run uses adapters
+            a, b = _get(saved_cfg, key), _get(config_dict, key)
+            if a != b:
+                diffs.append(f"{key}: {a!r} -> {b!r}")
+        if diffs:
+            problems.append("fields that change the math differ: " + ", ".join(diffs))
+    return problems
+
+
+def load_checkpoint(
+    accelerator: Any,
+    path: str | Path,
+    *,
+    config_dict: dict[str, Any] | None = None,
+    data_sha256: str | None = None,
+    force: bool = False,
+    verify: bool = True,
+) -> TrainState:
+    """Restore model (or adapter), optimizer, scheduler and RNG states; return where the run was.
+
+    With ``config_dict``/``data_sha256`` the checkpoint is first checked against the resuming run
+    (:func:`resume_problems`); a difference is a :class:`ConfigError` unless ``force``.
+    """
+    path = Path(path)
+    problems = resume_problems(path, config_dict, data_sha256)
+    if problems and not force:
+        raise ConfigError(f"resume: cannot continue {path} exactly: " + "; ".join(problems)
+                          + ". Restore the original data/settings, or set resume_force=true to continue "
+                          "anyway (the result is then not what an uninterrupted run would give).")
+    if problems:
+        accelerator.print("camels train: WARNING resuming despite: " + "; ".join(problems))
+    if verify and accelerator.is_main_process:
+        verify_checkpoint(path)
+    accelerator.wait_for_everyone()
+    with _adapter_hooks(accelerator):
+        accelerator.load_state(str(path))
+    return TrainState.from_dict(_read_json(path / "train_state.json"))
+
+
+# -- LoRA: the checkpoint holds the adapter, not the frozen base -------------------------------------------
+
+
+@contextlib.contextmanager
+def _adapter_hooks(accelerator: Any) -> Iterator[None]:
+    """Make ``save_state``/``load_state`` store a peft model's adapter (in ``adapter/``) instead of all weights."""
+    from camels.train.model import is_peft_model
+
+    def save_hook(models: list, weights: list, output_dir: str) -> None:
+        for i in reversed(range(len(weights))):
+            unwrapped = accelerator.unwrap_model(models[i])
+            if is_peft_model(unwrapped):
+                weights.pop(i)
+                unwrapped.save_pretrained(str(Path(output_dir) / ADAPTER_DIR),
+                                          is_main_process=accelerator.is_main_process)
+
+    def load_hook(models: list, input_dir: str) -> None:
+        for i in reversed(range(len(models))):
+            unwrapped = accelerator.unwrap_model(models[i])
+            if is_peft_model(unwrapped):
+                _load_adapter(unwrapped, Path(input_dir) / ADAPTER_DIR)
+                models.pop(i)
+
+    handles = [accelerator.register_save_state_pre_hook(save_hook),
+               accelerator.register_load_state_pre_hook(load_hook)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _load_adapter(model: Any, folder: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    file = folder / "adapter_model.safetensors"
+    if not file.is_file():
+        raise ConfigError(f"{folder}: the checkpoint holds no LoRA adapter, but the run trains one "
+                          "(was it saved by a full-finetuning run?)")
+    result = set_peft_model_state_dict(model, load_file(str(file)))
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ConfigError(f"{file}: adapter weights that the model does not have: {unexpected[:5]}")
+
+
+# -- small file helpers ----------------------------------------------------------------------------------
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from camels.core.io import write_json
+
+    write_json(path, obj)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from e
+
+
+def _yaml(d: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    node: Any = d
+    for part in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _versions() -> dict[str, str]:
+    from camels.core.io import versions
+
+    return versions("torch", "transformers", "accelerate", "peft")
