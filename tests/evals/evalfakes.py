@@ -97,3 +97,17 @@ def text_oracle(texts: dict[str, str]) -> Callable[[Request], Result]:
         return Generation(texts=(texts[request_key_material(req)],), finish_reasons=("stop",))
 
     return answer
+
+
+# Instances made through the CLI (``--backend evalfakes:CLIFakeBackend``), so a test can inspect them.
+CLI_INSTANCES: list[FakeBackend] = []
+
+
+class CLIFakeBackend(FakeBackend):
+    """The fake as ``load_backend`` builds backends: ``Class(model, **options)``."""
+
+    def __init__(self, model: str, batch_size: int | None = None, crash_after: int | None = None,
+                 chat: bool = False):
+        super().__init__(crash_after=crash_after, chat=chat)
+        self.batch_size = batch_size
+        CLI_INSTANCES.append(self)

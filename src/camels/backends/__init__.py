@@ -27,8 +27,18 @@ BACKENDS: dict[str, tuple[str, str]] = {
 def load_backend(name: str, model: str, **options: Any) -> Any:
     """Build the backend ``name`` for ``model`` (a path or hub name; for ``api``, the served model name).
 
-    Options are passed to the backend class (``batch_size``, ``device``, ``base_url`` ...).
+    Options are passed to the backend class (``batch_size``, ``device``, ``base_url`` ...). A name of
+    the form ``package.module:Class`` loads a backend of your own that implements the same protocol.
     """
+    if ":" in name:
+        module_name, class_name = name.split(":", 1)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            raise ConfigError(f"backend {name!r}: cannot import {module_name!r} ({e})") from None
+        if not hasattr(module, class_name):
+            raise ConfigError(f"backend {name!r}: {module_name} has no {class_name}")
+        return getattr(module, class_name)(model, **options)
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
     module_name, class_name = BACKENDS[name]

@@ -17,6 +17,7 @@ Every file carries ``"schema": SCHEMA_VERSION``; readers refuse a newer schema w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -48,6 +49,18 @@ def _check_schema(obj: dict[str, Any], where: str) -> None:
     if not isinstance(v, int) or v > SCHEMA_VERSION:
         raise RecordError("bad_schema", f"schema {v!r} is newer than this camels reads ({SCHEMA_VERSION})",
                           field="schema", file=where)
+
+
+def _build(cls: Any, d: dict[str, Any], where: str) -> Any:
+    if not isinstance(d, dict):
+        raise RecordError("bad_record", f"expected a JSON object for {cls.__name__}", file=where)
+    names = {f.name for f in fields(cls)}
+    required = [f.name for f in fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    for name in required:
+        if name not in d:
+            raise RecordError("missing_field", f"missing field {name!r}", field=name, file=where)
+    return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass(slots=True)
@@ -151,8 +164,7 @@ class TaskResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, where: str = "<metrics>") -> TaskResult:
         _check_schema(d, where)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return _build(cls, d, where)
 
     def write(self, path: str | Path) -> None:
         write_json(path, self.to_dict())
@@ -192,8 +204,7 @@ class RunManifest:
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, where: str = "<manifest>") -> RunManifest:
         _check_schema(d, where)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return _build(cls, d, where)
 
     def write(self, path: str | Path) -> None:
         write_json(path, self.to_dict())

@@ -55,6 +55,7 @@ from camels.evals.task import TASKS, Item, RequestContext, Task, get_task
 
 DEFAULT_CHUNK_SIZE = 64
 CACHE_FILE = ".cache/requests.sqlite"
+COVERAGE_FILE = "coverage.json"
 _PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "vllm")
 
 
@@ -285,12 +286,14 @@ def rescore(run_dir: str | Path) -> TaskResult:
     for new, prev in zip(preds, old):
         new.extra = prev.extra
     counts = {"items": len(items), "scored": len(preds)}
-    metrics_path = run_dir / METRICS_FILE
-    if metrics_path.is_file():  # keep counts that only the original run knew (items missing upstream ...)
-        counts = {**TaskResult.read(metrics_path).counts, **counts}
+    coverage = run_dir / COVERAGE_FILE
+    if coverage.is_file():  # a folder made by score_outputs: the task had items that were not answered
+        cov = read_json(coverage)
+        counts = {"items": len(items) + len(cov["missing_ids"]), "scored": len(preds),
+                  "missing": len(cov["missing_ids"]), "unknown": len(cov["unknown_ids"])}
     result = _task_result(task, items, preds, counts)
     write_predictions(pred_path, preds)
-    result.write(metrics_path)
+    result.write(run_dir / METRICS_FILE)
     return result
 
 
@@ -357,7 +360,7 @@ def score_outputs(
                                                       data=str(data) if data else None))
         write_predictions(out / PREDICTIONS_FILE, preds)
         result.write(out / METRICS_FILE)
-        write_json(out / "coverage.json", {"missing_ids": missing, "unknown_ids": unknown,
+        write_json(out / COVERAGE_FILE, {"missing_ids": missing, "unknown_ids": unknown,
                                            "data": dict(loaded.sources)})
     return ScoreReport(result=result, predictions=preds, missing_ids=missing, unknown_ids=unknown)
 

@@ -1,0 +1,223 @@
+"""``camels eval``, ``camels rescore RUN_DIR`` and ``camels score TASK OUTPUTS.jsonl``.
+
+The backend (and with it torch) is imported only inside ``camels eval``; rescoring and scoring outside
+outputs need neither a model nor torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from camels.core.errors import ConfigError
+
+
+def suite_dirs() -> list[Path]:
+    """Where named suites are looked up: ``./configs/eval``, then the checkout's ``configs/eval``."""
+    return [Path.cwd() / "configs" / "eval", Path(__file__).resolve().parents[3] / "configs" / "eval"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on tasks or a suite (runs/<model>/<task>/: predictions, metrics, manifest)",
+        description=(
+            "Evaluate a model: camels eval --model out/tulu-7b --suite tulu-v1 --data ../shared/realdata. "
+            "Answers are cached by content, so a rerun after a crash recomputes nothing that finished."
+        ),
+    )
+    p.add_argument("--model", required=True, help="model folder (a camels checkpoint or HF model) or hub name")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tasks", help="comma-separated task or preset names (e.g. mmlu_5shot,gsm8k_cot)")
+    which.add_argument("--suite", help="suite name in configs/eval (e.g. tulu-v1) or a suite YAML path")
+    p.add_argument("--backend", default="hf", help="hf (default), vllm or api")
+    p.add_argument("--data", action="append", default=[], metavar="[TASK=]PATH",
+                   help="local folder of raw benchmark files (each task looks in PATH/<task> first); "
+                        "TASK=PATH for one task; repeatable. Default: the Hugging Face hub")
+    p.add_argument("--limit", type=int, help="evaluate only the first N items of each task (smoke tests)")
+    p.add_argument("--batch-size", type=int, help="backend batch size (results do not depend on it)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="requests per backend call; each answered chunk is cached at once (default 64)")
+    p.add_argument("--output", default="runs", help="runs folder (default runs/)")
+    p.add_argument("--run-name", help="folder name for the model (default: derived from --model)")
+    p.add_argument("--cache", help="request cache file (default <output>/.cache/requests.sqlite)")
+    p.add_argument("--task-option", action="append", default=[], metavar="TASK.KEY=VALUE",
+                   help="override a task option, e.g. mmlu_5shot.subjects=anatomy,virology (repeatable)")
+    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra backend option, e.g. device=cuda or base_url=http://... (repeatable)")
+    p.set_defaults(func=_eval)
+
+    r = sub.add_parser("rescore", help="recompute scores and metrics of a run folder from its predictions",
+                       description="Recompute predictions' scores and metrics.json without a model.")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s) holding predictions.jsonl")
+    r.set_defaults(func=_rescore)
+
+    s = sub.add_parser("score", help="score outputs produced elsewhere (one {\"id\", \"output\"} per line)",
+                       description="Score another system's outputs against a task's items; reports how many "
+                                   "items are missing and which ids are unknown.")
+    s.add_argument("task", help="task or preset name (e.g. gsm8k_cot)")
+    s.add_argument("outputs", help="JSONL with one {\"id\": ..., \"output\": \"...\"} per line")
+    s.add_argument("--data", help="local folder of the benchmark's raw files (default: the hub)")
+    s.add_argument("--output", help="folder for predictions/metrics/coverage (default: OUTPUTS.<task>/)")
+    s.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a task option, e.g. n=0 (repeatable)")
+    s.set_defaults(func=_score)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+def _kv(text: str, what: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ConfigError(f"{what} {text!r}: expected KEY=VALUE")
+    k, v = text.split("=", 1)
+    return k.strip(), v
+
+
+def _yaml_value(v: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(v)
+    except yaml.YAMLError:
+        return v
+
+
+def load_suite(name_or_path: str) -> dict[str, Any]:
+    """A suite YAML: ``{"name", "version", "tasks": [{"name", "task", "options", "status"}]}``."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = next((d / f"{name_or_path}.yaml" for d in suite_dirs() if (d / f"{name_or_path}.yaml").is_file()),
+                    path)
+    if not path.is_file():
+        known = sorted({p.stem for d in suite_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+        raise ConfigError(f"no suite {name_or_path!r} (known: {', '.join(known) or 'none'})")
+    suite = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(suite.get("tasks"), list):
+        raise ConfigError(f"{path}: a suite needs a 'tasks' list")
+    for i, t in enumerate(suite["tasks"]):
+        if not isinstance(t, dict) or "name" not in t:
+            raise ConfigError(f"{path}: tasks[{i}] needs a 'name'")
+    return suite
+
+
+def _data_paths(values: list[str]) -> tuple[str | None, dict[str, str]]:
+    default, per_task = None, {}
+    for v in values:
+        if "=" in v and not Path(v).exists():
+            k, path = v.split("=", 1)
+            per_task[k] = path
+        elif default is None:
+            default = v
+        else:
+            raise ConfigError("--data given twice without TASK=; use TASK=PATH for per-task folders")
+    return default, per_task
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str]]:
+    """(label, task name, options) for each task to run, and the pending ones of a suite."""
+    from camels.evals.task import PRESETS, TASKS, task_names
+
+    task_names()  # load the built-in tasks
+    plan, pending = [], []
+    if args.suite:
+        suite = load_suite(args.suite)
+        for t in suite["tasks"]:
+            if t.get("status") == "pending":
+                pending.append(t["name"])
+                continue
+            plan.append((t["name"], t.get("task", t["name"]), dict(t.get("options") or {})))
+    else:
+        for name in [n.strip() for n in args.tasks.split(",") if n.strip()]:
+            plan.append((name, name, {}))
+    for label, task, _ in plan:
+        if task not in TASKS and task not in PRESETS:
+            raise ConfigError(f"unknown task {task!r} for {label!r} (known: {', '.join(task_names())})")
+    for opt in args.task_option:
+        key, value = _kv(opt, "--task-option")
+        if "." not in key:
+            raise ConfigError(f"--task-option {opt!r}: expected TASK.KEY=VALUE")
+        label, field = key.split(".", 1)
+        matched = [p for p in plan if p[0] == label or p[1] == label]
+        if not matched:
+            raise ConfigError(f"--task-option {opt!r}: no task {label!r} in this run")
+        for p in matched:
+            p[2][field] = _yaml_value(value)
+    return plan, pending
+
+
+def _build_task(label: str, task: str, options: dict[str, Any]):
+    from camels.evals.task import PRESETS, TASKS
+
+    if task in PRESETS:
+        base, preset = PRESETS[task]
+        return TASKS[base](label=label, **{**preset, **options})
+    return TASKS[task](label=label, **options)
+
+
+def _summary(result) -> str:
+    score = result.score
+    if isinstance(score, float):
+        score = f"{score:.4f}"
+    ci = result.metrics.get(f"{result.primary_metric}_ci95")
+    ci_text = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
+    return f"{result.task}: {result.primary_metric}={score}{ci_text} n={result.counts.get('scored')}"
+
+
+# --- commands ---------------------------------------------------------------------------------------------
+def _eval(args: argparse.Namespace) -> int:
+    from camels.backends import load_backend
+    from camels.evals.runner import DEFAULT_CHUNK_SIZE, open_cache, run_dir_for, run_task
+
+    plan, pending = _plan(args)
+    if pending:
+        print(f"camels: pending (not implemented yet, skipped): {', '.join(pending)}", file=sys.stderr)
+    if not plan:
+        raise ConfigError("nothing to run")
+    tasks = [_build_task(*p) for p in plan]
+    default_data, per_task_data = _data_paths(args.data)
+    backend_options: dict[str, Any] = {k: _yaml_value(v) for k, v in (_kv(o, "--backend-option")
+                                                                      for o in args.backend_option)}
+    if args.batch_size is not None:
+        backend_options["batch_size"] = args.batch_size
+    backend = load_backend(args.backend, args.model, **backend_options)
+    chunk = args.chunk_size or DEFAULT_CHUNK_SIZE
+    with open_cache(args.output, args.cache) as cache:
+        for task in tasks:
+            run_dir = run_dir_for(args.output, args.model, task, args.run_name)
+            data = per_task_data.get(task.label, per_task_data.get(task.name, default_data))
+            result = run_task(task, backend, run_dir, model=args.model, cache=cache, data_path=data,
+                              limit=args.limit, chunk_size=chunk, backend_options=backend_options,
+                              command=sys.argv)
+            print(f"{_summary(result)} -> {run_dir}")
+    if pending:
+        print(f"pending: {', '.join(pending)}")
+    return 0
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    from camels.evals.runner import rescore
+
+    for run_dir in args.run_dirs:
+        print(f"{_summary(rescore(run_dir))} <- {run_dir}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from camels.evals.runner import score_outputs
+    from camels.evals.task import get_task
+
+    options = {k: _yaml_value(v) for k, v in (_kv(o, "--task-option") for o in args.task_option)}
+    task = get_task(args.task, **options)
+    outputs = Path(args.outputs)
+    out_dir = Path(args.output) if args.output else outputs.with_name(f"{outputs.stem}.{task.label}")
+    report = score_outputs(task, outputs, data_path=args.data, output_dir=out_dir)
+    c = report.result.counts
+    print(_summary(report.result))
+    print(f"items={c['items']} scored={c['scored']} missing={c['missing']} unknown={c['unknown']}"
+          + (f" (unknown ids, first ones: {report.unknown_ids[:5]})" if report.unknown_ids else ""))
+    print(json.dumps({"metrics": out_dir.as_posix() + "/metrics.json"}))
+    return 0

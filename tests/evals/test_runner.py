@@ -1,0 +1,259 @@
+"""The runner: crash and resume, cache keys, rescore, scoring outside outputs, the CLI (fake backends)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from evalfakes import CLI_INSTANCES, Crash, FakeBackend, default_answer
+
+from camels.cli import main as camels_main
+from camels.core.errors import ConfigError, RecordError
+from camels.core.requests import ChoiceRequest, ChoiceResult, request_key
+from camels.core.results import Prediction, RunManifest, TaskResult, read_predictions
+from camels.evals.cache import RequestCache
+from camels.evals.runner import answer_requests, model_slug, rescore, run_task, score_outputs
+from camels.evals.task import get_task
+
+
+@pytest.fixture()
+def mmlu_dir(fixtures):
+    return fixtures / "evals" / "mmlu_hendrycks"
+
+
+@pytest.fixture()
+def gsm_dir(fixtures):
+    return fixtures / "evals" / "gsm8k"
+
+
+def _run(task, backend, tmp_path, data, cache_name="cache.sqlite", run="run", chunk_size=2):
+    with RequestCache(tmp_path / cache_name) as cache:
+        return run_task(task, backend, tmp_path / run, model="fake", cache=cache, data_path=data,
+                        chunk_size=chunk_size, command=["test"])
+
+
+def test_crash_and_resume_recomputes_no_finished_request(tmp_path, gsm_dir):
+    task = get_task("gsm8k_cot", n=0)  # all 10 fixture questions, one request each
+    crashing = FakeBackend(crash_after=5)
+    with pytest.raises(Crash):
+        _run(task, crashing, tmp_path, gsm_dir, chunk_size=2)
+    # chunks of 2: two chunks answered and committed, the third (would reach 6 > 5) lost
+    assert len(crashing.answered) == 4
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert (tmp_path / "run" / "config.resolved.json").exists()
+
+    resumed = FakeBackend()
+    result = _run(task, resumed, tmp_path, gsm_dir, chunk_size=2)
+    fp = resumed.info.fingerprint
+    first = {request_key(r, fp) for r in crashing.answered}
+    second = [request_key(r, fp) for r in resumed.answered]
+    assert len(second) == 6 and not first & set(second)
+    manifest = RunManifest.read(tmp_path / "run" / "manifest.json")
+    assert manifest.counts == {"cache_hits": 4, "computed": 6, "items": 10, "requests": 10, "unique_requests": 10}
+
+    # the resumed run's files equal those of a run that never crashed
+    clean = _run(task, FakeBackend(), tmp_path, gsm_dir, cache_name="clean.sqlite", run="clean", chunk_size=2)
+    assert clean.to_dict() == result.to_dict()
+    assert (tmp_path / "clean" / "predictions.jsonl").read_bytes() == (tmp_path / "run" / "predictions.jsonl").read_bytes()
+
+
+def test_cache_does_not_depend_on_chunk_or_batch_size(tmp_path, mmlu_dir):
+    task = get_task("mmlu_5shot")
+    first = FakeBackend()
+    r1 = _run(task, first, tmp_path, mmlu_dir, chunk_size=3)
+    assert len(first.answered) == 8 and first.calls == 3  # 8 questions in chunks of 3
+    again = FakeBackend()
+    r2 = _run(task, again, tmp_path, mmlu_dir, chunk_size=64, run="run2")
+    assert again.calls == 0 and again.answered == []
+    assert r1.to_dict() == r2.to_dict()
+    # another model fingerprint shares nothing
+    other = FakeBackend(fingerprint="fake-v2")
+    _run(task, other, tmp_path, mmlu_dir, chunk_size=64, run="run3")
+    assert len(other.answered) == 8
+
+
+def test_duplicate_requests_are_answered_once(tmp_path):
+    req = ChoiceRequest([("user", "q")], choices=(" A", " B"))
+    other = ChoiceRequest([("user", "q2")], choices=(" A", " B"))
+    backend = FakeBackend()
+    with RequestCache(tmp_path / "c.sqlite") as cache:
+        results, stats = answer_requests(backend, [req, other, req], cache, chunk_size=10)
+    assert len(backend.answered) == 2
+    assert results[0] == results[2] == default_answer(req)
+    assert (stats.requests, stats.unique_requests, stats.computed) == (3, 2, 2)
+
+
+def test_cache_is_shared_by_processes(tmp_path):
+    path = tmp_path / "shared.sqlite"
+    code = (
+        "import sys\n"
+        "from camels.evals.cache import RequestCache\n"
+        "from camels.core.requests import ChoiceRequest, ChoiceResult\n"
+        "c = RequestCache(sys.argv[1])\n"
+        "for i in range(60):\n"
+        "    r = ChoiceRequest([('user', f'q{i}')], choices=(' A', ' B'))\n"
+        "    c.put_many('fp', [r], [ChoiceResult((float(-i), 0.0))])\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)]) for _ in range(3)]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    with RequestCache(path) as cache:
+        assert len(cache) == 60
+        got = cache.get_many("fp", [ChoiceRequest([("user", "q7")], choices=(" A", " B"))])
+    assert got == [ChoiceResult((-7.0, 0.0))]
+
+
+def test_rescore_reproduces_metrics_bytes(tmp_path, mmlu_dir):
+    _run(get_task("mmlu_0shot"), FakeBackend(), tmp_path, mmlu_dir)
+    run = tmp_path / "run"
+    metrics = (run / "metrics.json").read_bytes()
+    preds = (run / "predictions.jsonl").read_bytes()
+    (run / "metrics.json").write_text("{}")
+    result = rescore(run)
+    assert (run / "metrics.json").read_bytes() == metrics
+    assert (run / "predictions.jsonl").read_bytes() == preds
+    assert result.task == "mmlu_0shot" and result.counts == {"items": 8, "scored": 8}
+
+
+def test_rescore_applies_changed_scoring(tmp_path, gsm_dir):
+    _run(get_task("gsm8k_cot", n=0), FakeBackend(), tmp_path, gsm_dir)
+    path = tmp_path / "run" / "predictions.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0]["results"][0]["texts"] = ["So the answer is " + rows[0]["item"]["gold"] + "."]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = TaskResult.read(tmp_path / "run" / "metrics.json").metrics["exact_match"]
+    after = rescore(tmp_path / "run").metrics["exact_match"]
+    assert after == pytest.approx(before + 1 / 10)
+    assert read_predictions(path)[0].scores["exact_match"] == 1.0
+
+
+def test_predictions_schema_roundtrip(tmp_path, mmlu_dir):
+    _run(get_task("mmlu_5shot"), FakeBackend(), tmp_path, mmlu_dir)
+    lines = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["id"] == "astronomy_test:0" and first["task"] == "mmlu_5shot" and first["schema"] == 1
+    assert first["item"]["answer"] == 0 and first["extra"] == {"shots": 5}
+    assert first["results"][0]["kind"] == "choice" and first["requests"][0]["kind"] == "choice"
+    pred = Prediction.from_dict(first)
+    assert Prediction.from_dict(json.loads(pred.to_json())).to_json() == pred.to_json()
+    assert pred.output == "ABCD"[pred.results[0].best]
+    with pytest.raises(RecordError, match="newer"):
+        Prediction.from_dict({**first, "schema": 99})
+
+
+def _write_outputs(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_score_outputs_counts_missing_and_unknown(tmp_path, gsm_dir):
+    task = get_task("gsm8k_cot", n=0)
+    outputs = _write_outputs(tmp_path / "out.jsonl", [
+        {"id": "test:0", "output": "3 + 4 = 7. So the answer is 7."},
+        {"id": "test:2", "output": "So the answer is $1,250."},
+        {"id": "test:9", "output": "It is 3 degrees."},  # gold -3: wrong
+        {"id": "test:99", "output": "1"},
+        {"id": "train:0", "output": "2"},
+    ])
+    report = score_outputs(task, outputs, data_path=gsm_dir, output_dir=tmp_path / "scored")
+    assert report.result.counts == {"items": 10, "scored": 3, "missing": 7, "unknown": 2}
+    assert report.result.metrics["exact_match"] == pytest.approx(2 / 3)
+    assert report.unknown_ids == ["test:99", "train:0"]
+    assert report.missing_ids == ["test:1", "test:3", "test:4", "test:5", "test:6", "test:7", "test:8"]
+    coverage = json.loads((tmp_path / "scored" / "coverage.json").read_text())
+    assert coverage["unknown_ids"] == ["test:99", "train:0"]
+    assert [p.id for p in read_predictions(tmp_path / "scored" / "predictions.jsonl")] == ["test:0", "test:2", "test:9"]
+    # a scored folder rescores like a run folder
+    assert rescore(tmp_path / "scored").metrics["exact_match"] == pytest.approx(2 / 3)
+
+
+def test_score_outputs_mmlu_reads_letters(tmp_path, mmlu_dir):
+    outputs = _write_outputs(tmp_path / "out.jsonl", [
+        {"id": "astronomy_test:0", "output": "A"},
+        {"id": "astronomy_test:1", "output": "The answer is (B)."},
+        {"id": "virology_test:2", "output": "I am not sure"},
+    ])
+    report = score_outputs(get_task("mmlu_0shot"), outputs, data_path=mmlu_dir)
+    assert [p.scores["correct"] for p in report.predictions] == [1.0, 1.0, 0.0]
+    assert report.result.counts["missing"] == 5
+
+
+def test_score_outputs_bad_lines_name_file_and_line(tmp_path, gsm_dir):
+    task = get_task("gsm8k_cot", n=0)
+    bad = _write_outputs(tmp_path / "bad.jsonl", [{"id": "test:0", "output": "1"}, {"id": "test:1"}])
+    with pytest.raises(RecordError, match=r"bad.jsonl:2: output: missing field") as e:
+        score_outputs(task, bad, data_path=gsm_dir)
+    assert e.value.line == 2
+    dup = _write_outputs(tmp_path / "dup.jsonl", [{"id": "test:0", "output": "1"}, {"id": "test:0", "output": "2"}])
+    with pytest.raises(RecordError, match=r"dup.jsonl:2: id: id 'test:0' appears twice"):
+        score_outputs(task, dup, data_path=gsm_dir)
+    none = _write_outputs(tmp_path / "none.jsonl", [{"id": "x", "output": "1"}])
+    with pytest.raises(ConfigError, match="item ids look like 'test:"):
+        score_outputs(task, none, data_path=gsm_dir)
+
+
+def test_model_slug():
+    assert model_slug("runs/tulu-7b/checkpoint-1000") == "tulu-7b_checkpoint-1000"
+    assert model_slug("allenai/tulu-7b") == "allenai__tulu-7b"
+    assert model_slug("/models/llama 7b") == "llama_7b"
+
+
+# --- CLI ------------------------------------------------------------------------------------------------
+def _cli(*argv):
+    return camels_main([str(a) for a in argv])
+
+
+def test_cli_eval_rescore_score(tmp_path, mmlu_dir, gsm_dir, capsys):
+    CLI_INSTANCES.clear()
+    out = tmp_path / "runs"
+    code = _cli("eval", "--model", "org/fake-7b", "--tasks", "mmlu_5shot,gsm8k_direct",
+                "--backend", "evalfakes:CLIFakeBackend", "--batch-size", "4", "--chunk-size", "3",
+                "--data", f"mmlu_5shot={mmlu_dir}", "--data", f"gsm8k_direct={gsm_dir}",
+                "--task-option", "gsm8k_direct.n=6", "--task-option", "mmlu_5shot.subjects=virology",
+                "--output", out)
+    assert code == 0
+    assert CLI_INSTANCES[0].batch_size == 4 and len(CLI_INSTANCES[0].answered) == 3 + 6
+    text = capsys.readouterr().out
+    assert "mmlu_5shot: accuracy=" in text and "gsm8k_direct: exact_match=" in text
+    mmlu_run = out / "org__fake-7b" / "mmlu_5shot"
+    assert sorted(p.name for p in mmlu_run.iterdir()) == [
+        "config.resolved.json", "manifest.json", "metrics.json", "predictions.jsonl"]
+    cfg = json.loads((mmlu_run / "config.resolved.json").read_text())
+    assert cfg["task"]["config"]["subjects"] == ["virology"] and cfg["backend"]["options"] == {"batch_size": 4}
+    assert (out / ".cache" / "requests.sqlite").is_file()
+
+    # same command again: everything from the cache
+    assert _cli("eval", "--model", "org/fake-7b", "--tasks", "mmlu_5shot", "--backend", "evalfakes:CLIFakeBackend",
+                "--data", f"mmlu_5shot={mmlu_dir}", "--task-option", "mmlu_5shot.subjects=virology",
+                "--output", out) == 0
+    assert CLI_INSTANCES[1].answered == []
+
+    before = (mmlu_run / "metrics.json").read_bytes()
+    assert _cli("rescore", mmlu_run) == 0
+    assert (mmlu_run / "metrics.json").read_bytes() == before
+
+    outputs = _write_outputs(tmp_path / "sys.jsonl", [{"id": "test:0", "output": "The answer is 7."}])
+    assert _cli("score", "gsm8k_cot", outputs, "--data", gsm_dir, "--task-option", "n=0") == 0
+    text = capsys.readouterr().out
+    assert "exact_match=1.0000" in text and "items=10 scored=1 missing=9 unknown=0" in text
+    assert (tmp_path / "sys.gsm8k_cot" / "metrics.json").is_file()
+
+
+def test_cli_suite_reports_pending_and_crash_resume(tmp_path, mmlu_dir, capsys):
+    suite = tmp_path / "mini.yaml"
+    suite.write_text("name: mini\ntasks:\n  - {name: mmlu_0shot, task: mmlu, options: {shots: 0}}\n"
+                     "  - {name: bbh_cot, task: bbh, status: pending}\n")
+    args = ["eval", "--model", "fake", "--suite", suite, "--backend", "evalfakes:CLIFakeBackend",
+            "--data", mmlu_dir, "--output", tmp_path / "runs", "--chunk-size", "2"]
+    CLI_INSTANCES.clear()
+    with pytest.raises(Crash):
+        _cli(*args, "--backend-option", "crash_after=5")
+    assert "pending (not implemented yet, skipped): bbh_cot" in capsys.readouterr().err
+    assert _cli(*args) == 0
+    assert len(CLI_INSTANCES[0].answered) == 4 and len(CLI_INSTANCES[1].answered) == 4
+    assert "pending: bbh_cot" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        _cli("eval", "--model", "fake")  # neither --tasks nor --suite
+    assert _cli("eval", "--model", "fake", "--tasks", "nope", "--backend", "evalfakes:CLIFakeBackend") == 1
+    assert "unknown task 'nope'" in capsys.readouterr().err
