@@ -1,0 +1,114 @@
+"""Converters on real raw files (../shared/realdata, read through the ``realdata`` fixture)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from camels.core.errors import RecordError
+from camels.data.convert import Tally, convert, iter_conversations
+
+pytestmark = pytest.mark.realdata
+
+OASST = "oasst/model/model_eval/manual/data"
+
+
+def msgs(conv):
+    return [(m.role, m.content) for m in conv.messages]
+
+
+def test_oasst_trees(realdata):
+    path = realdata / OASST / "en_100_tree.jsonl"
+    tally = Tally()
+    out = list(iter_conversations("oasst1", path, tally=tally))
+    # oracle: distinct root-to-leaf paths with a trailing prompter turn cut, counted straight from the file
+    def paths(node):
+        if not node["replies"]:
+            return [[node]]
+        return [[node, *p] for child in node["replies"] for p in paths(child)]
+
+    expected = 0
+    for line in path.read_text().splitlines():
+        tree = json.loads(line)
+        cut = {tuple(m["message_id"] for m in (p[:-1] if p[-1]["role"] == "prompter" else p))
+               for p in paths(tree["prompt"])}
+        expected += len(cut)
+    assert (tally.records_in, tally.records_out, tally.conversations) == (100, 100, 564) and expected == 564
+    first = out[0]
+    assert first.id == "054e1df3-35e0-4bb8-a585-607dbdcd24e0#0"
+    assert msgs(first)[0] == ("user", "How can I find the best 401k plan for my needs?")
+    assert msgs(first)[1][1].startswith("The first step is to research your options.")
+    assert {len(c.messages) for c in out} == {2, 4, 6}
+
+
+def test_oasst_message_export_gives_the_same_conversations(realdata):
+    trees = [c.to_json() for c in iter_conversations("oasst1", realdata / OASST / "en_100_tree.jsonl")]
+    messages = [c.to_json() for c in iter_conversations("oasst1", realdata / OASST / "en_100_message.jsonl")]
+    assert messages == trees
+    top1 = list(iter_conversations("oasst1", realdata / OASST / "en_100_tree.jsonl", options={"top_k": 1}))
+    assert len(top1) == 100 and len({c.id for c in top1}) == 100
+
+
+def test_code_alpaca_2k(realdata, tmp_path):
+    path = realdata / "code_alpaca/data/code_alpaca_2k.json"
+    with pytest.raises(RecordError) as e:
+        convert("code_alpaca", [path], tmp_path / "o.jsonl", progress=False)
+    assert str(e.value) == f"{path}: [237].output: text is empty"
+    m = convert("code_alpaca", [path], tmp_path / "o.jsonl", lenient=True, progress=False)
+    assert (m.records_in, m.records_out, dict(m.skipped)) == (2017, 2015, {"empty_content": 2})
+    first = json.loads((tmp_path / "o.jsonl").read_text().splitlines()[0])
+    assert first["id"] == "code_alpaca_2k:0"
+    assert first["messages"][1] == {"role": "assistant",
+                                    "content": "The distinct values from the given list are 3, 5, 7 and 9."}
+    assert "What are the distinct values from the given list?" in first["messages"][0]["content"]
+    assert "dataList = [3, 9, 3, 5, 7, 9, 5]" in first["messages"][0]["content"]
+
+
+def test_flan_cot_tsv(realdata):
+    folder = realdata / "flan_v2_cot/flan/v2/cot_data"
+    tally = Tally()
+    out = list(iter_conversations("cot", folder / "strategyqa_train.tsv", tally=tally))
+    out += list(iter_conversations("cot", folder / "qasc_train.tsv", tally=tally))
+    assert (tally.records_in, tally.records_out, tally.conversations) == (2061 + 1084, 3145, 3145)
+    first = out[0]
+    assert first.id == "strategyqa_train:0"
+    assert first.messages[0].content.startswith("Are more people today related to Genghis Khan than Julius "
+                                                "Caesar?\n")
+    assert first.messages[1].content.startswith("Julius Caesar had three children.")
+    assert first.messages[1].content.endswith("So the answer is yes.")
+    assert not any("\\n" in m.content for c in out for m in c.messages)
+
+
+def test_sharegpt_format_dummy(realdata):
+    tally = Tally()
+    out = list(iter_conversations("sharegpt", realdata / "sharegpt_format/data/dummy_conversation.json",
+                                  tally=tally))
+    assert (tally.records_in, tally.records_out, tally.conversations) == (500, 500, 500)
+    assert out[0].id == "identity_0"
+    assert msgs(out[0]) == [("user", "Who are you?"), ("assistant", "I am Vicuna, a language model trained by "
+                            "researchers from Large Model Systems Organization (LMSYS)."),
+                            ("user", "Have a nice day!"), ("assistant", "You too!")]
+
+
+def test_self_instruct_files(realdata):
+    seeds = list(iter_conversations("self_instruct", realdata / "self_instruct/data/seed_tasks.jsonl"))
+    assert len(seeds) == 175 and seeds[0].id == "seed_task_0"
+    assert seeds[0].messages[0].content.startswith("Is there anything I can eat for a breakfast")
+    assert seeds[0].messages[1].content.startswith("Yes, you can have 1 oatmeal banana protein shake")
+    user = list(iter_conversations("self_instruct", realdata / "self_instruct/human_eval/"
+                                   "user_oriented_instructions.jsonl"))
+    assert len(user) == 252 and user[0].id == "user_oriented_task_0"
+    assert user[0].messages[1].content == ("If you have any questions about my rate or find it necessary to "
+                                           "increase or decrease this project's scope, please let me know.")
+    tuned = list(iter_conversations("self_instruct", realdata / "self_instruct/data/finetuning/t0_train_50k/"
+                                    "data_per_template/ag_news_classify.jsonl"))
+    assert len(tuned) == 200 and msgs(tuned[0])[1] == ("assistant", "Business")
+    assert tuned[0].messages[0].content.endswith("What label best describes this news article?")
+
+
+def test_gpt4_alpaca_and_alpaca_seed_tasks(realdata):
+    gpt4 = list(iter_conversations("gpt4_alpaca", realdata / "gpt4_alpaca/plots/data/user_oriented_instructions.jsonl"))
+    assert len(gpt4) == 252 and {c.dataset for c in gpt4} == {"gpt4_alpaca"}
+    alpaca = list(iter_conversations("alpaca", realdata / "alpaca/seed_tasks.jsonl"))
+    assert len(alpaca) == 175 and alpaca[0].id == "seed_task_0" and alpaca[0].dataset == "alpaca"
