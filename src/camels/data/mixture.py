@@ -406,9 +406,14 @@ def select(spec: SourceSpec, available: int, seed: int) -> Selection:
 
 
 def shuffle_in_place(a: array, rng: random.Random) -> None:
-    """Fisher-Yates over an int array (no per-record Python objects kept alive)."""
+    """Fisher-Yates over an int array (no per-record Python objects kept alive).
+
+    ``j = floor(random() * (i + 1))``: one 53-bit float per step, bias below 2**-30 for any realistic
+    mixture size, and the same sequence on every platform for the same seed.
+    """
+    rand = rng.random
     for i in range(len(a) - 1, 0, -1):
-        j = rng.randrange(i + 1)
+        j = int(rand() * (i + 1))
         a[i], a[j] = a[j], a[i]
 
 
@@ -457,6 +462,11 @@ def mix(
         base = array("q")  # global record number of each source's record 0
         total_records = 0
         for spec, idx in zip(specs, indexes):
+            if idx.available == 0 and spec.target(0) == 0 and spec.count != 0:
+                raise ConfigError(
+                    f"source {spec.name!r}: no valid records in {', '.join(spec.files)} "
+                    f"({idx.read} read, skipped: {dict(sorted(idx.skipped.items())) or 'none'})"
+                )
             sel = select(spec, idx.available, mixture.seed)
             selections[spec.name] = sel
             base.append(total_records)
