@@ -233,3 +233,21 @@ def test_cli_bad_input_exits_1_with_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"camels: error: {path}:2: output: expected a string, got number"]
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_hub_loading_path_with_a_stand_in_datasets_module(monkeypatch, tmp_path):
+    import types
+
+    calls = []
+
+    def load_dataset(name, config=None, *, split, streaming):
+        calls.append((name, config, split, streaming))
+        return iter([{"instruction": "Say hi.", "input": "", "output": "hi"}])
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    m = convert("alpaca", ["hf:tatsu-lab/alpaca"], tmp_path / "o.jsonl", progress=False)
+    assert calls == [("tatsu-lab/alpaca", None, "train", True)]
+    assert m.inputs == [{"path": "hf:tatsu-lab/alpaca", "source": "alpaca", "hub": True}]
+    assert json.loads((tmp_path / "o.jsonl").read_text())["id"] == "tatsu-lab/alpaca:0"
+    list(iter_conversations("self_instruct", "hf:yizhongw/self_instruct:self_instruct:validation"))
+    assert calls[-1] == ("yizhongw/self_instruct", "self_instruct", "validation", True)

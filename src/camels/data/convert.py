@@ -11,7 +11,8 @@ json       ``*.json`` holding a list (loaded whole: the largest source file, Sha
            text and fits in memory; JSONL is the streaming format) or one object (a SuperNI task)
 tsv        ``*.tsv``: streamed, one row of tab-separated columns per line, no header (Flan CoT files)
 parquet    ``*.parquet``: in record batches, needs ``pyarrow`` (imported only then)
-hf         ``hf:org/name[:split]``: a dataset hub name, streamed with ``datasets`` (imported only then)
+hf         ``hf:org/name[:split]`` (or ``hf:org/name:config:split``): a dataset hub name, streamed with
+           ``datasets`` (imported only then)
 =========  ============================================================================================
 
 ``.gz`` is accepted on the three text formats. Locations in errors: JSONL and TSV name the 1-based
@@ -192,14 +193,18 @@ def _read_parquet(path: str) -> Iterator[tuple[Loc, Any]]:
 
 
 def _read_hub(spec: str) -> Iterator[tuple[Loc, Any]]:
-    """``hf:org/name[:split]`` streamed from the dataset hub (needs ``datasets`` and network)."""
-    name, _, split = spec[3:].partition(":")
+    """``hf:org/name[:split]`` or ``hf:org/name:config:split`` streamed from the dataset hub (needs
+    ``datasets`` and network; never exercised by the tests)."""
+    parts = spec[3:].split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise ConfigError(f"{spec}: expected hf:org/name, hf:org/name:split or hf:org/name:config:split")
+    name, config, split = parts[0], (parts[1] if len(parts) == 3 else None), parts[-1] if len(parts) > 1 else ""
     try:
         import datasets
     except ImportError:
         raise ConfigError(f"{spec}: loading from the hub needs `datasets` (pip install camels[hub])") from None
     try:
-        rows = datasets.load_dataset(name, split=split or "train", streaming=True)
+        rows = datasets.load_dataset(name, config, split=split or "train", streaming=True)
     except Exception as e:  # the hub library raises many types; the user needs the sentence
         raise ConfigError(f"{spec}: cannot load from the hub: {e}") from None
     for i, row in enumerate(rows):

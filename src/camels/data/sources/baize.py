@@ -66,5 +66,5 @@ SOURCE = Source(
     detect=has_keys(("input",)),
     shape="JSON list of topic, input (transcript with [|Human|] / [|AI|] markers)",
     rule="split into rounds; rounds without an AI part dropped; multi-turn",
-    hub="linkanjarad/baize-chat-data",
+    hub=None,
 )
