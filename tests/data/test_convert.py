@@ -251,3 +251,14 @@ def test_hub_loading_path_with_a_stand_in_datasets_module(monkeypatch, tmp_path)
     assert json.loads((tmp_path / "o.jsonl").read_text())["id"] == "tatsu-lab/alpaca:0"
     list(iter_conversations("self_instruct", "hf:yizhongw/self_instruct:self_instruct:validation"))
     assert calls[-1] == ("yizhongw/self_instruct", "self_instruct", "validation", True)
+
+
+def test_cli_tokenizer_by_path(fixtures, tmp_path, tiny_tok, capsys):
+    tiny_tok.save_pretrained(tmp_path / "tok")
+    out = tmp_path / "sg.jsonl"
+    code = main(["data", "convert", "sharegpt", str(fixtures / "raw" / "sharegpt.json"), "-o", str(out),
+                 "--tokenizer", str(tmp_path / "tok"), "--option", "max_tokens=1", "--no-progress"])
+    assert code == 0
+    ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
+    assert ids == ["ok1#0", "ok1#1", "sys1", "long1#0", "long1#1", "long1#2"]
+    assert read_manifest(out)["config"]["tokenizer"] == str(tmp_path / "tok")

@@ -273,3 +273,34 @@ def test_output_lines_are_unified_records(fixtures):
     assert json.loads(out[3].to_json()) == {
         "dataset": "oasst1", "id": "t2",
         "messages": [{"role": "user", "content": "Hola"}, {"role": "assistant", "content": "¡Hola!"}]}
+
+
+def test_source_modules_do_no_file_io():
+    import ast
+    from pathlib import Path
+
+    import camels.data.sources as pkg
+
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any(n in ("os", "pathlib", "io", "gzip", "camels.core.io", "camels.data.convert")
+                               for n in names), (path.name, names)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "open", path.name
+
+
+def test_sharegpt_budget_with_a_real_tokenizer(tiny_tok):
+    from camels.data.convert import token_counter
+
+    count = token_counter(tiny_tok)
+    text = "The sea is wide and blue."
+    assert count(text) == len(tiny_tok(text, add_special_tokens=False)["input_ids"]) > 0
+    row = {"id": "t", "conversations": [{"from": "human" if i % 2 == 0 else "gpt", "value": text}
+                                        for i in range(6)]}
+    budget = 2 * count(text) * 2  # two pairs fit, the third does not
+    out = SOURCES["sharegpt"].convert(row, Context("sharegpt", options={"max_tokens": budget},
+                                                   count_tokens=count))
+    assert [len(c.messages) for c in out] == [4, 2] and [c.id for c in out] == ["t#0", "t#1"]

@@ -253,12 +253,12 @@ def token_counter(tokenizer: Any = None) -> Callable[[str], int]:
     """Whitespace words without a tokenizer; with a name or path, a transformers tokenizer's count."""
     if tokenizer is None:
         return whitespace_tokens
-    if callable(getattr(tokenizer, "encode", None)):
-        tok = tokenizer
-    elif isinstance(tokenizer, str):
+    if isinstance(tokenizer, (str, os.PathLike)):
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(tokenizer)
+        tok = AutoTokenizer.from_pretrained(str(tokenizer))
+    elif callable(getattr(tokenizer, "encode", None)):
+        tok = tokenizer
     else:
         raise ConfigError(f"cannot count tokens with {tokenizer!r}")
     return lambda text: len(tok.encode(text, add_special_tokens=False))
