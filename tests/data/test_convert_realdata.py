@@ -112,3 +112,17 @@ def test_gpt4_alpaca_and_alpaca_seed_tasks(realdata):
     assert len(gpt4) == 252 and {c.dataset for c in gpt4} == {"gpt4_alpaca"}
     alpaca = list(iter_conversations("alpaca", realdata / "alpaca/seed_tasks.jsonl"))
     assert len(alpaca) == 175 and alpaca[0].id == "seed_task_0" and alpaca[0].dataset == "alpaca"
+
+
+def test_flan_cot_all_tsv_files_convert_whole(realdata, tmp_path):
+    folder = realdata / "flan_v2_cot/flan/v2/cot_data"
+    m = convert("cot", [folder], tmp_path / "cot.jsonl", progress=False)
+    per_file = {p["path"].rsplit("/", 1)[1]: p["records"] for p in m.inputs}
+    assert per_file == {"aqua_train.tsv": 2728, "creak_train.tsv": 6915, "ecqa_train.tsv": 7112,
+                        "gsm8k_train.tsv": 7473, "qasc_train.tsv": 1084, "sensemaking_train.tsv": 6070,
+                        "strategyqa_train.tsv": 2061}
+    assert (m.records_in, m.records_out, m.conversations_out, dict(m.skipped)) == (33443, 33443, 33443, {})
+    gsm = json.loads((tmp_path / "cot.jsonl").read_text().splitlines()[2728 + 6915 + 7112])
+    assert gsm["id"] == "gsm8k_train:0"
+    assert gsm["messages"][1]["content"] == ("Natalia sold 48 / 2 = 24 clips in May. Natalia sold 48 + 24 = 72 "
+                                             "clips altogether in April and May. So the answer is 72.")
