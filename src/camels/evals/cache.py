@@ -96,15 +96,20 @@ class RequestCache:
                 found[key] = (kind, result)
         return found
 
-    def put_many(self, fingerprint: str, requests: Sequence[Request], results: Sequence[Result]) -> int:
-        """Store results in one transaction (all or nothing); return the number of new rows."""
-        if len(requests) != len(results):
-            raise ValueError("requests and results differ in length")
+    def put_many(self, fingerprint: str, requests: Sequence[Request], results: Sequence[Result],
+                 keys: Sequence[str] | None = None) -> int:
+        """Store results in one transaction (all or nothing); return the number of new rows.
+
+        ``keys`` may pass the requests' keys when the caller has them already.
+        """
+        if len(requests) != len(results) or (keys is not None and len(keys) != len(requests)):
+            raise ValueError("requests, results and keys differ in length")
+        if keys is None:
+            keys = [request_key(req, fingerprint) for req in requests]
         now = time.time()
         rows = [
-            (request_key(req, fingerprint), req.kind, fingerprint,
-             json.dumps(result_to_dict(res), separators=(",", ":")), now)
-            for req, res in zip(requests, results)
+            (key, req.kind, fingerprint, json.dumps(result_to_dict(res), separators=(",", ":")), now)
+            for key, req, res in zip(keys, requests, results)
         ]
         with self._transaction():
             before = self._conn.total_changes

@@ -11,13 +11,13 @@
 * :func:`pass_at_k` -- the unbiased pass@k estimator in its numerically stable product form.
 * :func:`bootstrap_ci` -- percentile bootstrap confidence interval of the mean, seeded.
 
-Nothing here needs numpy: reports and rescoring run in light environments and must give the same bytes.
+Pure Python except the bootstrap, which uses numpy's frozen legacy random stream for speed (a million
+resampled items in well under a second) without giving up reproducible bytes.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import re
 import string
 from collections import Counter
@@ -51,25 +51,34 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values``.
 
-    ``n_resamples`` resamples of size n drawn with replacement from a ``random.Random(seed)``; the interval
-    is the (1-c)/2 and (1+c)/2 quantiles of the resampled means (nearest-rank on the sorted means), so the
-    same values and seed give the same interval on every machine.
+    ``n_resamples`` resamples of size n drawn with replacement; the interval is the (1-c)/2 and (1+c)/2
+    quantiles of the resampled means (nearest rank on the sorted means). Indices come from numpy's legacy
+    ``RandomState(seed)``, whose stream numpy keeps frozen across versions and platforms, so the same
+    values and seed give the same interval everywhere (and ``camels rescore`` the same bytes).
 
     >>> bootstrap_ci([1.0, 1.0, 1.0])
     (1.0, 1.0)
     """
+    import numpy as np
+
     n = len(values)
     if n == 0:
         raise ValueError("bootstrap of no values")
     if not 0 < confidence < 1:
         raise ValueError("confidence must be in (0, 1)")
-    rng = random.Random(seed)
-    vals = [float(v) for v in values]
-    means = sorted(math.fsum(rng.choices(vals, k=n)) / n for _ in range(n_resamples))
+    rng = np.random.RandomState(seed)
+    vals = np.asarray(values, dtype=np.float64)
+    means = np.empty(n_resamples, dtype=np.float64)
+    step = max(1, 4_000_000 // n)  # bound memory: about 32 MB of indices at a time
+    for start in range(0, n_resamples, step):
+        stop = min(n_resamples, start + step)
+        idx = rng.randint(0, n, size=(stop - start, n))
+        means[start:stop] = vals[idx].sum(axis=1) / n
+    means.sort()
     alpha = (1 - confidence) / 2
     lo = means[max(0, math.ceil(alpha * n_resamples) - 1)]
     hi = means[min(n_resamples - 1, math.ceil((1 - alpha) * n_resamples) - 1)]
-    return lo, hi
+    return float(lo), float(hi)
 
 
 # --- exact match ---------------------------------------------------------------------------------------

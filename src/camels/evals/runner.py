@@ -150,7 +150,7 @@ def answer_requests(
     for kind, chunk in progress(chunks, desc=desc, total=len(chunks), unit="chunk"):
         reqs = [r for _, r in chunk]
         results = _dispatch(backend, kind, reqs)
-        cache.put_many(fp, reqs, results)
+        cache.put_many(fp, reqs, results, keys=[k for k, _ in chunk])
         for (k, _), res in zip(chunk, results):
             by_key[k] = res
         stats.computed += len(chunk)
@@ -166,7 +166,8 @@ def _check_ids(items: Sequence[Item], label: str) -> None:
 
 
 def _score_all(task: Task, items: Sequence[Item], results: Sequence[Sequence[Result]],
-               requests: Sequence[Sequence[Request]] | None = None) -> list[Prediction]:
+               requests: Sequence[Sequence[Request]] | None = None,
+               extras: Sequence[dict[str, Any]] | None = None) -> list[Prediction]:
     preds = []
     for i, (item, res) in enumerate(zip(items, results)):
         preds.append(Prediction(
@@ -177,7 +178,7 @@ def _score_all(task: Task, items: Sequence[Item], results: Sequence[Sequence[Res
             results=list(res),
             output=task.output_text(item, res),
             scores=task.score(item, res),
-            extra=task.request_extra(item, requests[i]) if requests is not None else {},
+            extra=extras[i] if extras is not None else {},
         ))
     return preds
 
@@ -233,7 +234,8 @@ def run_task(
     stats.items = len(items)
     stats.skipped = dict(loaded.skipped)
 
-    preds = _score_all(task, items, grouped, per_item)
+    extras = [task.request_extra(item, reqs) for item, reqs in zip(items, per_item)]
+    preds = _score_all(task, items, grouped, per_item, extras)
     counts = {"items": len(items), "scored": len(preds)}
     result = _task_result(task, items, preds, counts)
     write_predictions(run_dir / PREDICTIONS_FILE, preds)
@@ -282,9 +284,7 @@ def rescore(run_dir: str | Path) -> TaskResult:
     task = task_from_run(run_dir)
     old = read_predictions(pred_path)
     items = [Item(p.id, p.item) for p in old]
-    preds = _score_all(task, items, [p.results for p in old], [p.requests for p in old])
-    for new, prev in zip(preds, old):
-        new.extra = prev.extra
+    preds = _score_all(task, items, [p.results for p in old], [p.requests for p in old], [p.extra for p in old])
     counts = {"items": len(items), "scored": len(preds)}
     coverage = run_dir / COVERAGE_FILE
     if coverage.is_file():  # a folder made by score_outputs: the task had items that were not answered

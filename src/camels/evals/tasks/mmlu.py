@@ -171,6 +171,13 @@ class MMLU(Task):
     primary_metric = "accuracy"
     data_dir = "mmlu"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # subject -> solved dev examples, filled by load(); kept out of the items so that predictions
+        # do not repeat the exemplars 14,042 times (the requests hold the exact prompt anyway).
+        self.exemplars: dict[str, list[dict[str, Any]]] = {}
+        self._prefixes: dict[tuple[str, int], str] = {}
+
     def _subjects(self, available: Sequence[str]) -> list[str]:
         wanted = list(self.config.subjects) or list(SUBJECTS)
         unknown = [s for s in wanted if s not in SUBCATEGORIES]
@@ -184,6 +191,8 @@ class MMLU(Task):
     def load(self, data_path: str | Path | None = None) -> TaskData:
         if not 0 <= self.config.shots <= 5:
             raise ConfigError(f"mmlu: shots must be 0-5 (the dev split has 5 per subject), got {self.config.shots}")
+        self.exemplars.clear()
+        self._prefixes.clear()
         if data_path is None:
             return self._load_hub()
         root = Path(data_path)
@@ -201,7 +210,8 @@ class MMLU(Task):
                 shots = read_mmlu_csv(devs[subject])[: self.config.shots]
                 sources[str(devs[subject].resolve())] = sha256_file(devs[subject])
             for i, row in enumerate(read_mmlu_csv(tests[subject])):
-                items.append(self._item(subject, i, row, shots))
+                items.append(self._item(subject, i, row))
+            self.exemplars[subject] = shots
             sources[str(tests[subject].resolve())] = sha256_file(tests[subject])
         return TaskData(items=items, sources=sources)
 
@@ -219,30 +229,45 @@ class MMLU(Task):
             test = hub_dataset("cais/mmlu", subject, "test")
             for i, r in enumerate(test):
                 row = {"question": r["question"], "choices": list(r["choices"]), "answer": int(r["answer"])}
-                items.append(self._item(subject, i, row, shots))
+                items.append(self._item(subject, i, row))
+            self.exemplars[subject] = shots
             k, v = hub_source(test, "cais/mmlu", subject, "test")
             sources[k] = v
         return TaskData(items=items, sources=sources)
 
     @staticmethod
-    def _item(subject: str, row: int, data: dict[str, Any], shots: list[dict[str, Any]]) -> Item:
-        return Item(f"{subject}_test:{row}", {"subject": subject, **data, "shots": shots})
+    def _item(subject: str, row: int, data: dict[str, Any]) -> Item:
+        return Item(f"{subject}_test:{row}", {"subject": subject, **data})
 
     # -- requests ----------------------------------------------------------------------------------------
     def prompt_text(self, item: Item, k: int | None = None) -> str:
         """The user-turn text with the first ``k`` exemplars (all loaded ones by default)."""
         d = item.data
-        shots = d["shots"] if k is None else d["shots"][:k]
-        return (header(d["subject"]) + "".join(format_question(s["question"], s["choices"], s["answer"])
-                                               for s in shots)
-                + format_question(d["question"], d["choices"]))
+        return self.prefix(d["subject"], k) + format_question(d["question"], d["choices"])
+
+    def prefix(self, subject: str, k: int | None = None) -> str:
+        """Header and the first ``k`` solved exemplars: the part shared by every question of a subject."""
+        shots = self._shots_of(subject)
+        k = len(shots) if k is None else k
+        key = (subject, k)
+        if key not in self._prefixes:
+            self._prefixes[key] = header(subject) + "".join(
+                format_question(s["question"], s["choices"], s["answer"]) for s in shots[:k])
+        return self._prefixes[key]
 
     def _request(self, item: Item, k: int, ctx: RequestContext) -> ChoiceRequest:
         return ChoiceRequest(messages=[("user", self.prompt_text(item, k))], choices=CHOICES,
                              assistant_prefix=self.config.answer_prefix if ctx.chat else "")
 
+    def _shots_of(self, subject: str) -> list[dict[str, Any]]:
+        if subject not in self.exemplars:
+            if self.config.shots == 0:
+                return []
+            raise ConfigError(f"mmlu: no exemplars loaded for {subject!r}; call load() before requests()")
+        return self.exemplars[subject]
+
     def requests(self, item: Item, ctx: RequestContext = PLAIN) -> list[Request]:
-        k = len(item.data["shots"])
+        k = len(self._shots_of(item.data["subject"]))
         req = self._request(item, k, ctx)
         while k > 0 and not ctx.fits(req, self.config.max_prompt_tokens):
             k -= 1
@@ -269,7 +294,7 @@ class MMLU(Task):
     def request_extra(self, item: Item, requests: Sequence[Request]) -> dict[str, Any]:
         """How many exemplars the prompt kept (fewer than configured when the context was too short)."""
         text = requests[0].messages[0].content
-        for k in range(len(item.data["shots"]), -1, -1):
+        for k in range(len(self._shots_of(item.data["subject"])), -1, -1):
             if self.prompt_text(item, k) == text:
                 return {"shots": k}
         return {}
