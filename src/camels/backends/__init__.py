@@ -5,7 +5,8 @@ HTTP clients stay out of ``camels --help``). Every backend class is constructed 
 ``Class(model, **options)`` and implements :class:`camels.backends.base.Backend`. Two optional members
 let tasks fit prompts to the model without tokenizing themselves:
 
-* ``count_prompt_tokens(request) -> int``: tokens of the request's rendered prompt (BOS included);
+* ``count_prompt_tokens(request) -> int``: tokens of the request's rendered prompt (BOS included); when
+  absent, the runner uses ``len(encode(prompt_text(request)))`` if the backend has those two methods;
 * ``max_length: int | None``: the model's context length.
 """
 

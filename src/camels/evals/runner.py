@@ -86,11 +86,11 @@ def model_slug(model: str) -> str:
 def request_context(backend: Any) -> RequestContext:
     """What tasks may know of the model: chat or plain prompts, and token counting if the backend has it."""
     kind = (backend.info.chat_format or {}).get("kind", "plain")
-    return RequestContext(
-        chat=kind != "plain",
-        count_tokens=getattr(backend, "count_prompt_tokens", None),
-        max_length=getattr(backend, "max_length", None),
-    )
+    count = getattr(backend, "count_prompt_tokens", None)
+    if count is None and hasattr(backend, "prompt_text") and hasattr(backend, "encode"):
+        def count(request: Request) -> int:  # the rendered prompt's tokens, BOS included
+            return len(backend.encode(backend.prompt_text(request)))
+    return RequestContext(chat=kind != "plain", count_tokens=count, max_length=getattr(backend, "max_length", None))
 
 
 def _dispatch(backend: Any, kind: str, requests: Sequence[Request]) -> list[Result]:
