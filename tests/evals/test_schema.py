@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 
 import pytest
 
@@ -77,3 +78,43 @@ def test_registry_and_config_overrides():
         get_task("mmlu", shots="five")
     with pytest.raises(ConfigError, match="unknown task 'bbh'"):
         get_task("bbh")
+
+
+class _FakeSplit(list):
+    _fingerprint = "fp123"
+
+
+def test_hub_loading_through_datasets(monkeypatch):
+    """The hub path (no --data) with a stand-in ``datasets`` module: ids, rows and sources."""
+    import sys
+    import types
+
+    calls = []
+
+    def load_dataset(path, name=None, split=None):
+        calls.append((path, name, split))
+        if path == "openai/gsm8k":
+            return _FakeSplit([{"question": f"q{i}", "answer": f"w\n#### {i}"} for i in range(5)])
+        rows = [{"question": f"{name} {split} {i}", "choices": ["a", "b", "c", "d"], "answer": i % 4}
+                for i in range(3 if split == "test" else 5)]
+        return _FakeSplit(rows)
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    g = get_task("gsm8k_cot", n=3).load(None)
+    assert sorted(i.id for i in g.items) == sorted(f"test:{i}" for i in random.Random(42).sample(range(5), 3))
+    assert g.sources == {"hf://openai/gsm8k/main/test": "fp123"}
+    task = get_task("mmlu_5shot", subjects="anatomy")
+    m = task.load(None)
+    assert [i.id for i in m.items] == ["anatomy_test:0", "anatomy_test:1", "anatomy_test:2"]
+    assert calls[-2:] == [("cais/mmlu", "anatomy", "dev"), ("cais/mmlu", "anatomy", "test")]
+    assert set(m.sources) == {"hf://cais/mmlu/anatomy/dev", "hf://cais/mmlu/anatomy/test"}
+    text = task.requests(m.items[1])[0].messages[0].content
+    assert text.count("\nAnswer: ") == 5 and text.endswith("anatomy test 1\nA. a\nB. b\nC. c\nD. d\nAnswer:")
+
+
+def test_hub_without_datasets_says_what_to_do(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(ConfigError, match=r"pip install 'camels\[hub\]'"):
+        get_task("gsm8k_cot").load(None)
