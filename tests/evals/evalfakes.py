@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from collections.abc import Callable, Sequence
 
 from camels.core.requests import (
@@ -107,7 +109,18 @@ class CLIFakeBackend(FakeBackend):
     """The fake as ``load_backend`` builds backends: ``Class(model, **options)``."""
 
     def __init__(self, model: str, batch_size: int | None = None, crash_after: int | None = None,
-                 chat: bool = False):
+                 chat: bool = False, kill_after: int | None = None, log: str | None = None):
         super().__init__(crash_after=crash_after, chat=chat)
         self.batch_size = batch_size
+        self.kill_after = kill_after
+        self.log = log
         CLI_INSTANCES.append(self)
+
+    def _run(self, requests):
+        if self.kill_after is not None and len(self.answered) + len(requests) > self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # die like an OOM kill: no cleanup, no exception
+        out = super()._run(requests)
+        if self.log:  # one line per answered request, so a parent process can count them
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.writelines(request_key_material(r) + "\n" for r in requests)
+        return out

@@ -257,3 +257,29 @@ def test_cli_suite_reports_pending_and_crash_resume(tmp_path, mmlu_dir, capsys):
         _cli("eval", "--model", "fake")  # neither --tasks nor --suite
     assert _cli("eval", "--model", "fake", "--tasks", "nope", "--backend", "evalfakes:CLIFakeBackend") == 1
     assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_recomputes_nothing_finished(tmp_path, gsm_dir):
+    """A real process killed with SIGKILL mid-run (no cleanup at all), then the same command again."""
+    import os
+    import signal
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    log = tmp_path / "answered.log"
+    args = ["eval", "--model", "fake", "--tasks", "gsm8k_cot", "--task-option", "gsm8k_cot.n=0",
+            "--data", str(gsm_dir), "--backend", "evalfakes:CLIFakeBackend", "--chunk-size", "3",
+            "--output", str(tmp_path / "runs"), "--backend-option", f"log={log}"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "camels", *args, "--backend-option", "kill_after=7"],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    first = log.read_text().splitlines()
+    assert len(first) == 6  # two chunks of 3 answered and committed; the third died with the process
+    proc = subprocess.run([sys.executable, "-m", "camels", *args], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    second = log.read_text().splitlines()[len(first):]
+    assert len(second) == 4 and not set(first) & set(second)
+    manifest = RunManifest.read(tmp_path / "runs" / "fake" / "gsm8k_cot" / "manifest.json")
+    assert (manifest.counts["cache_hits"], manifest.counts["computed"]) == (6, 4)
