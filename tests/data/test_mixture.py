@@ -94,6 +94,8 @@ def test_fractions_round_half_up(three, tmp_path):
 def test_select_rules():
     sel = select(SourceSpec("s", ("x",), count=10), 4, seed=1)
     assert sorted(Counter(sel.picked).values()) == [2, 2, 3, 3] and sel.duplicates == 6
+    sel = select(SourceSpec("s", ("x",), count=6), 10, seed=1)
+    assert len(set(sel.picked)) == 6 and all(0 <= i < 10 for i in sel.picked) and sel.downsampled == 4
     sel = select(SourceSpec("s", ("x",), count=10, on_short="cap"), 4, seed=1)
     assert list(sel.picked) == [0, 1, 2, 3] and sel.short == 6 and sel.duplicates == 0
     with pytest.raises(ConfigError, match="10 conversations wanted but only 4"):
@@ -220,9 +222,11 @@ def test_named_mixtures_match_the_study():
 
 
 def test_upstream_manifest_recorded(tmp_path):
+    from camels.core.chat import Conversation
     from camels.data.manifest import Manifest
 
-    p = write_source(tmp_path / "conv.jsonl", "c", 3)
+    p = tmp_path / "conv.jsonl"
+    p.write_text("".join(Conversation.from_dict(conv("c", i)).to_json() + "\n" for i in range(3)), encoding="utf-8")
     up = Manifest(kind="convert")
     up.records_in = up.records_out = 3
     up.write(p)
@@ -230,3 +234,12 @@ def test_upstream_manifest_recorded(tmp_path):
     man = json.loads((tmp_path / "o.manifest.json").read_text())
     assert man["inputs"][0]["upstream_manifest"]["kind"] == "convert"
     assert man["inputs"][0]["upstream_manifest"]["matches_input"] is True
+    assert sorted((tmp_path / "o.jsonl").read_text().splitlines()) == sorted(p.read_text().splitlines())
+
+    # the file changed after its manifest was written: recorded as stale, and lines are re-serialised
+    p.write_text("".join(json.dumps(conv("c", i)) + "\n" for i in range(3)), encoding="utf-8")
+    mix(make({"c": p}, c={}), tmp_path / "o.jsonl", show_progress=False)
+    man = json.loads((tmp_path / "o.manifest.json").read_text())
+    assert man["inputs"][0]["upstream_manifest"]["matches_input"] is False
+    assert sorted((tmp_path / "o.jsonl").read_text().splitlines()) == sorted(
+        Conversation.from_dict(conv("c", i)).to_json() for i in range(3))

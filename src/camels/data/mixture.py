@@ -48,7 +48,7 @@ import shutil
 import tempfile
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -313,11 +313,14 @@ def index_source(
     lenient: bool = False,
     spill_dir: Path | None = None,
     show_progress: bool = False,
+    written_by_camels: Container[str] = (),
 ) -> SourceIndex:
     """Pass 1 over one source: validate every line, keep offsets of the valid ones.
 
     Strict mode raises the first :class:`RecordError` with file, line and field; lenient mode counts it in
-    ``skipped`` by reason and goes on.
+    ``skipped`` by reason and goes on. Lines of files in ``written_by_camels`` (their producing step's
+    manifest records exactly their hash) are still validated but known to be canonical, which saves
+    serialising every record again to compare.
     """
     if not spec.files:
         raise ConfigError(f"source {spec.name!r} has no input file: give --input {spec.name}=PATH")
@@ -327,6 +330,7 @@ def index_source(
         if not path.is_file():
             raise ConfigError(f"source {spec.name!r}: input file {path} does not exist")
         file_no = None
+        trusted = str(path) in written_by_camels
         lines: Iterator[tuple[Path, int, int, bytes]] = _iter_raw(path, spill_dir)
         if show_progress:
             lines = progress(lines, desc=f"read {spec.name}", unit="line")
@@ -338,7 +342,7 @@ def index_source(
                 continue
             idx.read += 1
             try:
-                _, canonical = parse_line(raw)
+                _, canonical = parse_line(raw, check_canonical=not trusted)
             except RecordError as e:
                 if not lenient:
                     raise e.located(file=str(path), line=n) from None
@@ -380,9 +384,7 @@ def select(spec: SourceSpec, available: int, seed: int) -> Selection:
         if k == available:
             picked.extend(range(available))
         else:
-            chosen = rng.sample(range(available), k)
-            chosen.sort()
-            picked.extend(chosen)
+            picked.extend(sample_indices(rng, available, k))
             sel.downsampled = available - k
         return sel
     if spec.on_short == "error" or available == 0:
@@ -398,11 +400,24 @@ def select(spec: SourceSpec, available: int, seed: int) -> Selection:
     copies, rest = divmod(k, available)
     for _ in range(copies):
         picked.extend(range(available))
-    extra = rng.sample(range(available), rest)
-    extra.sort()
-    picked.extend(extra)
+    picked.extend(sample_indices(rng, available, rest))
     sel.duplicates = k - available
     return sel
+
+
+def sample_indices(rng: random.Random, n: int, k: int) -> array:
+    """``k`` distinct indices of ``range(n)``, without replacement, in ascending order.
+
+    A partial Fisher-Yates shuffle over an int array (8 bytes an index, no Python int objects per record),
+    drawing ``floor(random() * (n - i))`` like :func:`shuffle_in_place`.
+    """
+    pool = array("q", range(n))
+    rand = rng.random
+    for i in range(k):
+        j = i + int(rand() * (n - i))
+        pool[i], pool[j] = pool[j], pool[i]
+    del pool[k:]
+    return array("q", sorted(pool))
 
 
 def shuffle_in_place(a: array, rng: random.Random) -> None:
@@ -448,11 +463,15 @@ def mix(
     spill = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         indexes: list[SourceIndex] = []
+        seen: dict[tuple[str, ...], SourceIndex] = {}  # a file list used by two sources is read once
         for spec in specs:
-            idx = index_source(spec, lenient=lenient, spill_dir=spill, show_progress=show_progress)
+            trusted = {str(Path(f)) for f in spec.files if _add_input(manifest, Path(f), spec.name)}
+            idx = seen.get(spec.files)
+            if idx is None:
+                idx = index_source(spec, lenient=lenient, spill_dir=spill, show_progress=show_progress,
+                                   written_by_camels=trusted)
+                seen[spec.files] = idx
             indexes.append(idx)
-            for f in spec.files:
-                _add_input(manifest, Path(f), spec.name)
             manifest.records_in += idx.read
             manifest.records_out += idx.available
             for reason, n in idx.skipped.items():
@@ -535,8 +554,15 @@ def check_mix_invariant(manifest: Manifest, selections: Mapping[str, Selection])
     manifest.check()
 
 
-def _add_input(manifest: Manifest, path: Path, source: str) -> None:
-    """Record an input with its hash, and the manifest of the step that produced it when there is one."""
+WRITERS = ("convert", "mix", "decontaminate")  # steps whose outputs are canonical Conversation.to_json lines
+
+
+def _add_input(manifest: Manifest, path: Path, source: str) -> bool:
+    """Record an input with its hash, and the manifest of the step that produced it when there is one.
+
+    Return whether that manifest proves camels wrote this exact file (a writer step, same sha256)."""
+    if not path.is_file():
+        raise ConfigError(f"source {source!r}: input file {path} does not exist")
     digest = sha256_file(path)
     info: dict[str, Any] = {"path": str(path), "sha256": digest, "bytes": path.stat().st_size, "source": source}
     upstream = read_manifest(path)
@@ -548,6 +574,7 @@ def _add_input(manifest: Manifest, path: Path, source: str) -> None:
             "matches_input": (recorded == digest) if recorded else None,
         }
     manifest.inputs.append(info)
+    return bool(upstream and upstream.get("kind") in WRITERS and info["upstream_manifest"]["matches_input"])
 
 
 def _write(

@@ -18,9 +18,10 @@ from camels.core.io import iter_lines
 from camels.core.progress import progress
 
 
-def parse_line(raw: bytes | str) -> tuple[Conversation, bool]:
+def parse_line(raw: bytes | str, *, check_canonical: bool = True) -> tuple[Conversation, bool]:
     """Parse and validate one JSONL line; return the conversation and whether the line is already in
-    canonical form (``Conversation.to_json``), i.e. could be copied byte for byte."""
+    canonical form (``Conversation.to_json``), i.e. could be copied byte for byte. With
+    ``check_canonical=False`` the caller knows it is (and the comparison is skipped)."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -31,7 +32,7 @@ def parse_line(raw: bytes | str) -> tuple[Conversation, bool]:
     except json.JSONDecodeError as e:
         raise RecordError("bad_json", f"malformed JSON: {e.msg} (column {e.colno})") from None
     conv = Conversation.from_dict(obj)
-    return conv, conv.to_json() == raw.rstrip("\r\n")
+    return conv, (not check_canonical) or conv.to_json() == raw.rstrip("\r\n")
 
 
 def iter_conversations(
