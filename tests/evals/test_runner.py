@@ -283,3 +283,19 @@ def test_sigkill_midway_then_rerun_recomputes_nothing_finished(tmp_path, gsm_dir
     assert len(second) == 4 and not set(first) & set(second)
     manifest = RunManifest.read(tmp_path / "runs" / "fake" / "gsm8k_cot" / "manifest.json")
     assert (manifest.counts["cache_hits"], manifest.counts["computed"]) == (6, 4)
+
+
+def test_wrong_answers_from_a_backend_are_never_cached(tmp_path):
+    from camels.backends.base import BackendError
+    from camels.core.requests import Generation
+
+    reqs = [ChoiceRequest([("user", f"q{i}")], choices=(" A", " B")) for i in range(2)]
+    wrong_kind = FakeBackend(lambda r: Generation(("A",), ("stop",)))
+    with RequestCache(tmp_path / "c.sqlite") as cache:
+        with pytest.raises(BackendError, match="answered a choice request with a Generation"):
+            answer_requests(wrong_kind, reqs, cache)
+        short = FakeBackend()
+        short.choose = lambda rs: [ChoiceResult((0.0, -1.0))]
+        with pytest.raises(BackendError, match="returned 1 results for 2 choice requests"):
+            answer_requests(short, reqs, cache)
+        assert len(cache) == 0

@@ -38,7 +38,7 @@ from camels.backends.base import BackendError
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import iter_jsonl, read_json, versions, write_json
 from camels.core.progress import progress
-from camels.core.requests import Request, Result, request_key, result_from_dict
+from camels.core.requests import RESULT_TYPES, Request, Result, request_key, result_from_dict
 from camels.core.results import (
     CONFIG_FILE,
     MANIFEST_FILE,
@@ -98,6 +98,10 @@ def _dispatch(backend: Any, kind: str, requests: Sequence[Request]) -> list[Resu
     results = list(method(list(requests)))
     if len(results) != len(requests):
         raise BackendError(f"backend returned {len(results)} results for {len(requests)} {kind} requests")
+    expected = RESULT_TYPES[kind]
+    for r in results:  # never cache an answer of the wrong kind
+        if not isinstance(r, expected):
+            raise BackendError(f"backend answered a {kind} request with a {type(r).__name__}")
     return results
 
 
