@@ -8,6 +8,10 @@ let tasks fit prompts to the model without tokenizing themselves:
 * ``count_prompt_tokens(request) -> int``: tokens of the request's rendered prompt (BOS included); when
   absent, the runner uses ``len(encode(prompt_text(request)))`` if the backend has those two methods;
 * ``max_length: int | None``: the model's context length.
+
+Tasks learn whether the model is a chat model from ``info.chat_format["kind"]``: ``"plain"`` (or no
+kind) means raw text continuation, anything else a chat model (an API chat endpoint should report a
+kind such as ``"api_chat"``), which changes where a task puts answer prefixes and which stops it sets.
 """
 
 from __future__ import annotations
