@@ -11,8 +11,11 @@ What is measured
   (every converted line parsed and checked, :func:`camels.data.records.iter_conversations`), ``mix`` (a
   two-source mixture of the converted file: 75% down-sampled + 125% up-sampled, seeded shuffle, manifest;
   :func:`camels.data.mixture.mix`), and, side by side with ``mix``, ``mix_inmemory``: the usual script
-  approach that loads every record into a list, samples, shuffles and dumps (the same counts).
-* Figures: conversations per second (input conversations of the stage / wall seconds) and peak resident
+  approach that loads every record into a list, samples, shuffles and dumps (the same counts, but no
+  validation); then ``decontaminate`` (13-grams of the user turns against the real GSM8K, MMLU and BBH
+  files when the real-data folder is there, else skipped) and ``stats`` (whitespace tokens).
+* Figures: conversations per second (conversations the stage reads, or writes for the mixes, / wall
+  seconds; ``convs_per_s`` of the summary = conversations / seconds of convert + validate + mix) and peak resident
   memory (``ru_maxrss``) of the stage's process, absolute and above the process's memory right before the
   stage began (imports done): the growth is what scales with the data.
 
@@ -35,7 +38,8 @@ WORDS = ("the of and to in is that it for you was with on as have be at by this 
          "were when we there can more if will one about how which their time would so them some make like "
          "into than then its two way our could write explain list summarize describe river mountain city "
          "history science music language model data plant water energy market school health story").split()
-STAGES = ("convert", "validate", "mix", "mix_inmemory")
+STAGES = ("convert", "validate", "mix", "mix_inmemory", "decontaminate", "stats")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _text(rng: random.Random, mean_words: int) -> str:
@@ -54,6 +58,12 @@ def generate(path: Path, n: int, seed: int = 0) -> None:
                 "category": rng.choice(["open_qa", "closed_qa", "brainstorming", "summarization"]),
             }
             f.write(json.dumps(row) + "\n")
+
+
+def _realdata() -> Path:
+    import os
+
+    return Path(os.environ.get("CAMELS_REALDATA", ROOT.parent / "shared" / "realdata"))
 
 
 def _rss_now_mb() -> float:
@@ -88,6 +98,17 @@ def run_stage(stage: str, workdir: Path, n: int) -> dict:
         res = mix(m, workdir / f"mix_{n}.jsonl", show_progress=False)
         done = 2 * n  # input conversations read (the file is one input of each of the two sources)
         assert res.written == 2 * n
+    elif stage == "decontaminate":
+        from camels.data.decontam import decontaminate, resolve_benchmarks
+
+        found = resolve_benchmarks([str(_realdata())])
+        bench = {k: found[k] for k in ("gsm8k", "mmlu", "bbh")}
+        res = decontaminate(conv, bench, output=workdir / f"clean_{n}.jsonl", show_progress=False)
+        done = res.report.to_dict()["conversations"]
+    elif stage == "stats":
+        from camels.data.stats import compute_stats
+
+        done = compute_stats([conv], show_progress=False).total.instances
     elif stage == "mix_inmemory":
         rng = random.Random(1)
         rows = [json.loads(line) for line in open(conv, encoding="utf-8")]
@@ -132,6 +153,8 @@ def main() -> None:
         for n in sizes:
             generate(workdir / f"dolly_raw_{n}.jsonl", n)
             for stage in STAGES:
+                if stage == "decontaminate" and not (_realdata() / "gsm8k").is_dir():
+                    continue
                 r = child(stage, workdir, n)
                 results.append(r)
                 print(f"{stage:13} n={n:>7}  {r['seconds']:7.2f} s  {r['convs_per_s']:9.0f} conv/s  "
@@ -150,7 +173,11 @@ def main() -> None:
         f"mem_growth={by[('mix', hi)]['peak_mb'] / by[('mix', lo)]['peak_mb']:.2f} "
         f"inmemory_peak_mb_{hi // 1000}k={by[('mix_inmemory', hi)]['peak_mb']:.0f} "
         f"inmemory_mem_growth={by[('mix_inmemory', hi)]['peak_mb'] / by[('mix_inmemory', lo)]['peak_mb']:.2f} "
-        f"convert_peak_mb_{hi // 1000}k={by[('convert', hi)]['peak_mb']:.0f}"
+        f"convert_peak_mb_{hi // 1000}k={by[('convert', hi)]['peak_mb']:.0f} "
+        f"stats_cps={by[('stats', hi)]['convs_per_s']:.0f}"
+        + (f" decontam_cps={by[('decontaminate', hi)]['convs_per_s']:.0f} "
+           f"decontam_peak_mb_{hi // 1000}k={by[('decontaminate', hi)]['peak_mb']:.0f}"
+           if ("decontaminate", hi) in by else "")
     )
 
 
