@@ -299,3 +299,19 @@ def test_wrong_answers_from_a_backend_are_never_cached(tmp_path):
         with pytest.raises(BackendError, match="returned 1 results for 2 choice requests"):
             answer_requests(short, reqs, cache)
         assert len(cache) == 0
+
+
+def test_shards_fill_the_cache_then_one_run_assembles(tmp_path, gsm_dir):
+    task = get_task("gsm8k_cot", n=0)
+    backends = [FakeBackend() for _ in range(3)]
+    with RequestCache(tmp_path / "c.sqlite") as cache:
+        for i, b in enumerate(backends):
+            assert run_task(task, b, tmp_path / "run", model="fake", cache=cache, data_path=gsm_dir,
+                            shard=(i, 3)) is None
+        assert [len(b.answered) for b in backends] == [3, 3, 4]
+        assert not (tmp_path / "run").exists()
+        final = FakeBackend()
+        result = run_task(task, final, tmp_path / "run", model="fake", cache=cache, data_path=gsm_dir)
+    assert final.answered == [] and result.counts == {"items": 10, "scored": 10}
+    fp = final.info.fingerprint
+    assert len({request_key(r, fp) for b in backends for r in b.answered}) == 10

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="backend batch size (results do not depend on it)")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="requests per backend call; each answered chunk is cached at once (default 64)")
+    p.add_argument("--shard", metavar="I/N",
+                   help="only compute the I-th of N slices of the requests into the cache (one process per "
+                        "GPU); then run once without --shard to write the run folders")
     p.add_argument("--output", default="runs", help="runs folder (default runs/)")
     p.add_argument("--run-name", help="folder name for the model (default: derived from --model)")
     p.add_argument("--cache", help="request cache file (default <output>/.cache/requests.sqlite)")
@@ -149,6 +152,16 @@ def _plan(args: argparse.Namespace) -> tuple[list[tuple[str, str, dict[str, Any]
     return plan, pending
 
 
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
 def _build_task(label: str, task: str, options: dict[str, Any]):
     from camels.evals.task import PRESETS, TASKS
 
@@ -185,14 +198,18 @@ def _eval(args: argparse.Namespace) -> int:
         backend_options["batch_size"] = args.batch_size
     backend = load_backend(args.backend, args.model, **backend_options)
     chunk = args.chunk_size or DEFAULT_CHUNK_SIZE
+    shard = _parse_shard(args.shard) if args.shard else None
     with open_cache(args.output, args.cache) as cache:
         for task in tasks:
             run_dir = run_dir_for(args.output, args.model, task, args.run_name)
             data = per_task_data.get(task.label, per_task_data.get(task.name, default_data))
             result = run_task(task, backend, run_dir, model=args.model, cache=cache, data_path=data,
                               limit=args.limit, chunk_size=chunk, backend_options=backend_options,
-                              command=sys.argv)
-            print(f"{_summary(result)} -> {run_dir}")
+                              command=sys.argv, shard=shard)
+            if result is None:
+                print(f"{task.label}: shard {args.shard} cached; run without --shard to write {run_dir}")
+            else:
+                print(f"{_summary(result)} -> {run_dir}")
     if pending:
         print(f"pending: {', '.join(pending)}")
     return 0

@@ -127,11 +127,14 @@ def answer_requests(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     desc: str = "requests",
-) -> tuple[list[Result], RunStats]:
+    shard: tuple[int, int] | None = None,
+) -> tuple[list[Result] | None, RunStats]:
     """Answer ``requests`` (in order) from the cache, asking the backend only for what is missing.
 
     Each chunk of at most ``chunk_size`` new requests is committed to the cache as soon as the backend
-    returns it, before the next chunk starts.
+    returns it, before the next chunk starts. With ``shard=(i, n)`` only the i-th of n contiguous slices
+    of the distinct requests is computed (one process per GPU); the results are then ``None``: a later
+    run without a shard finds everything in the shared cache.
     """
     if chunk_size < 1:
         raise ConfigError("chunk_size must be at least 1")
@@ -140,6 +143,13 @@ def answer_requests(
     unique: dict[str, Request] = {}
     for k, r in zip(keys, requests):
         unique.setdefault(k, r)
+    if shard is not None:
+        i, n = shard
+        if not 0 <= i < n:
+            raise ConfigError(f"shard {i}/{n}: need 0 <= i < n")
+        ordered = list(unique.items())
+        lo, hi = len(ordered) * i // n, len(ordered) * (i + 1) // n
+        unique = dict(ordered[lo:hi])
     found = cache.lookup_keys(unique)
     stats = RunStats(requests=len(requests), unique_requests=len(unique), cache_hits=len(found))
     by_key: dict[str, Result] = {k: result_from_dict(kind, json.loads(js))
@@ -158,6 +168,8 @@ def answer_requests(
         for (k, _), res in zip(chunk, results):
             by_key[k] = res
         stats.computed += len(chunk)
+    if shard is not None:
+        return None, stats
     return [by_key[k] for k in keys], stats
 
 
@@ -213,16 +225,22 @@ def run_task(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     backend_options: dict[str, Any] | None = None,
     command: Sequence[str] | None = None,
-) -> TaskResult:
-    """Evaluate ``task`` with ``backend`` and write the run folder ``run_dir``; return its metrics."""
+    shard: tuple[int, int] | None = None,
+) -> TaskResult | None:
+    """Evaluate ``task`` with ``backend`` and write the run folder ``run_dir``; return its metrics.
+
+    With ``shard=(i, n)`` only fill the cache with the i-th slice of the requests and return ``None``
+    (nothing is written to ``run_dir``); run again without a shard to write the folder from the cache.
+    """
     t0 = time.time()
     started = _now()
     run_dir = Path(run_dir)
     data = task.resolve_data_path(data_path)
     info = backend.info
-    write_json(run_dir / CONFIG_FILE, resolved_config(
-        task, model=model, backend={"name": info.name, "options": backend_options or {}},
-        data=str(data) if data else None, limit=limit, chunk_size=chunk_size))
+    if shard is None:
+        write_json(run_dir / CONFIG_FILE, resolved_config(
+            task, model=model, backend={"name": info.name, "options": backend_options or {}},
+            data=str(data) if data else None, limit=limit, chunk_size=chunk_size))
 
     loaded = task.load(data)
     items = loaded.items[:limit] if limit is not None else loaded.items
@@ -230,7 +248,9 @@ def run_task(
     ctx = request_context(backend)
     per_item = [task.requests(item, ctx) for item in items]
     flat = [r for reqs in per_item for r in reqs]
-    results, stats = answer_requests(backend, flat, cache, chunk_size=chunk_size, desc=task.label)
+    results, stats = answer_requests(backend, flat, cache, chunk_size=chunk_size, desc=task.label, shard=shard)
+    if results is None:
+        return None
     grouped, pos = [], 0
     for reqs in per_item:
         grouped.append(results[pos : pos + len(reqs)])
