@@ -315,3 +315,21 @@ def test_shards_fill_the_cache_then_one_run_assembles(tmp_path, gsm_dir):
     assert final.answered == [] and result.counts == {"items": 10, "scored": 10}
     fp = final.info.fingerprint
     assert len({request_key(r, fp) for b in backends for r in b.answered}) == 10
+
+
+def test_request_context_chat_or_plain():
+    from camels.core.requests import BackendInfo
+    from camels.evals.runner import request_context
+
+    class B:
+        def __init__(self, chat_format):
+            self.info = BackendInfo(name="b", model="m", fingerprint="f", chat_format=chat_format)
+
+    assert request_context(B({"kind": "plain"})).chat is False
+    assert request_context(B({"kind": "tulu"})).chat is True
+    assert request_context(B({})).chat is True  # a chat endpoint rendering with the server's template
+    counted = B({"kind": "plain"})
+    counted.prompt_text = lambda req: "<s>" + req.messages[0].content
+    counted.encode = lambda text: text.split()
+    ctx = request_context(counted)
+    assert ctx.count_tokens(ChoiceRequest([("user", "a b c")], choices=(" A", " B"))) == 3  # "<s>a", "b", "c"

@@ -9,9 +9,9 @@ let tasks fit prompts to the model without tokenizing themselves:
   absent, the runner uses ``len(encode(prompt_text(request)))`` if the backend has those two methods;
 * ``max_length: int | None``: the model's context length.
 
-Tasks learn whether the model is a chat model from ``info.chat_format["kind"]``: ``"plain"`` (or no
-kind) means raw text continuation, anything else a chat model (an API chat endpoint should report a
-kind such as ``"api_chat"``), which changes where a task puts answer prefixes and which stops it sets.
+Tasks learn whether the model is a chat model from ``info.chat_format``: kind ``"plain"`` means raw text
+continuation; any other kind, or an empty chat format (an API chat endpoint whose server applies its own
+template), a chat model. It decides where a task puts answer prefixes and which stops it sets.
 """
 
 from __future__ import annotations

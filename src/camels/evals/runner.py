@@ -85,7 +85,9 @@ def model_slug(model: str) -> str:
 
 def request_context(backend: Any) -> RequestContext:
     """What tasks may know of the model: chat or plain prompts, and token counting if the backend has it."""
-    kind = (backend.info.chat_format or {}).get("kind", "plain")
+    # No chat format at all means the backend does not render prompts itself (an API chat endpoint that
+    # applies the server's template): a chat model. Only an explicit "plain" means raw text continuation.
+    kind = (backend.info.chat_format or {}).get("kind", "server_chat")
     count = getattr(backend, "count_prompt_tokens", None)
     if count is None and hasattr(backend, "prompt_text") and hasattr(backend, "encode"):
         def count(request: Request) -> int:  # the rendered prompt's tokens, BOS included
