@@ -21,11 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Finetune with the Tülu recipe or any config: camels train configs/train/tiny-cpu.yaml "
             "output_dir=runs/demo lora.enabled=true. Values after the config override its keys "
             "(nested keys with dots). Use 'camels train inspect DATA.jsonl --tokenizer PATH' to print "
-            "encoded conversations with the trained tokens in [[brackets]]."
+            "encoded conversations with the trained tokens in [[brackets]], and 'camels train merge ADAPTER_DIR "
+            "-o OUT' to fold a LoRA adapter into its base model."
         ),
-        epilog=f"inspect usage: {INSPECT_USAGE}\nmerge usage: {MERGE_USAGE}",
+        epilog=f"inspect usage: {INSPECT_USAGE} -- merge usage: {MERGE_USAGE}",
     )
-    p.add_argument("config", help="training config YAML (see docs/training.md), or the word 'inspect'")
+    p.add_argument("config", help="training config YAML (see docs/training.md), or the word 'inspect' or 'merge'")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value overrides, e.g. learning_rate=1e-5")
     p.set_defaults(func=_dispatch)
 
