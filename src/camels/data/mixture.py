@@ -406,10 +406,11 @@ def select(spec: SourceSpec, available: int, seed: int) -> Selection:
 
 
 def sample_indices(rng: random.Random, n: int, k: int) -> array:
-    """``k`` distinct indices of ``range(n)``, without replacement, in ascending order.
+    """``k`` distinct indices of ``range(n)``, without replacement, in the order drawn.
 
     A partial Fisher-Yates shuffle over an int array (8 bytes an index, no Python int objects per record),
-    drawing ``floor(random() * (n - i))`` like :func:`shuffle_in_place`.
+    drawing ``floor(random() * (n - i))`` like :func:`shuffle_in_place`. Not sorted: the mixture is
+    shuffled afterwards anyway, and sorting would build a list of ``k`` Python ints.
     """
     pool = array("q", range(n))
     rand = rng.random
@@ -417,7 +418,7 @@ def sample_indices(rng: random.Random, n: int, k: int) -> array:
         j = i + int(rand() * (n - i))
         pool[i], pool[j] = pool[j], pool[i]
     del pool[k:]
-    return array("q", sorted(pool))
+    return pool
 
 
 def shuffle_in_place(a: array, rng: random.Random) -> None:
