@@ -236,3 +236,25 @@ def test_real_benchmark_folder(realdata, tmp_path):
     assert rep["benchmarks"]["truthfulqa"]["by_source"] == {"t": 1}
     assert rep["benchmarks"]["humaneval"]["by_source"] == {"h": 1}
     assert rep["sources"]["p"]["contaminated"] == 0
+
+
+@pytest.mark.realdata
+def test_real_gsm8k_train_vs_test_near_duplicates(realdata, tmp_path):
+    """The Flan CoT copy of GSM8K *train* against GSM8K *test*: a handful of train questions share a
+    13-gram with a test question (known near-duplicates), none of the others do."""
+    import csv
+
+    tsv = realdata / "flan_v2_cot" / "flan" / "v2" / "cot_data" / "gsm8k_train.tsv"
+    rows = []
+    with open(tsv, newline="", encoding="utf-8") as f:
+        for i, r in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)):
+            rows.append(chat(i, r[0], "cot_gsm8k", answer=f"{r[2]} The answer is {r[1]}."))
+    assert len(rows) == 7473
+    train = write(tmp_path / "cot.jsonl", rows)
+    test_file = realdata / "gsm8k" / "grade_school_math" / "data" / "test.jsonl"
+    rep = decontaminate(train, {"gsm8k": test_file}, show_progress=False).report.to_dict()
+    assert rep["contaminated"] == 4
+    assert [(e["id"], e["matches"]) for e in rep["benchmarks"]["gsm8k"]["examples"]] == [
+        ("cot_gsm8k-20", 13), ("cot_gsm8k-406", 3), ("cot_gsm8k-1314", 7), ("cot_gsm8k-5162", 7)]
+    assert rep["benchmarks"]["gsm8k"]["examples"][0]["ngram"] == (
+        "bought stamps at the post office some of the stamps had a snowflake")
