@@ -83,7 +83,8 @@ class NgramHasher:
         n = len(words)
         if n < self.n:
             return []
-        ws = [self.word(w) for w in words]
+        get, word = self._cache.get, self.word
+        ws = [get(w) or word(w) for w in words]  # a cached hash of 0 is recomputed: still correct
         h = 0
         for x in ws[: self.n]:
             h = (h * _BASE + x) & _MASK
@@ -346,11 +347,8 @@ class Decontaminator:
         words_per_turn = [normalize_words(m.content) for m in conv.messages
                           if self.turns == "all" or m.role != "assistant"]
         hashes: list[int] = []
-        spans: list[tuple[int, int]] = []  # (turn number, start word) of each n-gram, for the example text
-        for t, words in enumerate(words_per_turn):
-            hs = self.hasher.hashes(words)
-            hashes.extend(hs)
-            spans.extend((t, i) for i in range(len(hs)))
+        for words in words_per_turn:
+            hashes.extend(self.hasher.hashes(words))
         if not hashes:
             return []
         uniq = set(hashes)
@@ -362,10 +360,16 @@ class Decontaminator:
             matches = sum(1 for h in hashes if h in common)
             if matches < self.min_matches or matches / len(hashes) < self.threshold:
                 continue
-            first = next(k for k, h in enumerate(hashes) if h in common)
-            t, i = spans[first]
-            hits.append(Hit(name, matches, len(hashes), " ".join(words_per_turn[t][i : i + self.hasher.n])))
+            hits.append(Hit(name, matches, len(hashes), self._first_match(words_per_turn, common)))
         return hits
+
+    def _first_match(self, words_per_turn: list[list[str]], common: set[int]) -> str:
+        """The words of the first matching n-gram (for the report's examples)."""
+        for words in words_per_turn:
+            for i, h in enumerate(self.hasher.hashes(words)):
+                if h in common:
+                    return " ".join(words[i : i + self.hasher.n])
+        return ""
 
 
 @dataclass

@@ -55,7 +55,7 @@ def iter_conversations(
         try:
             if isinstance(raw, RecordError):
                 raise raw
-            conv, _ = parse_line(raw)
+            conv, _ = parse_line(raw, check_canonical=False)
         except RecordError as e:
             if not lenient:
                 raise e.located(file=str(path), line=n) from None
