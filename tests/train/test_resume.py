@@ -158,3 +158,45 @@ def test_resume_refuses_changed_data_or_settings(tmp_path, monkeypatch, capsys):
     after = json.loads((step2 / "COMPLETE").read_text())
     assert json.loads((step2 / "provenance.json").read_text())["data_sha256"] == result.data["data_sha256"]
     assert after["files"]["provenance.json"] != before["files"]["provenance.json"]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_checkpoint_and_resume_are_exact(tmp_path):
+    """2 CPU processes (gloo): both write into one checkpoint folder; resuming from it is bit-identical."""
+    from camels.tiny import save_tiny_model
+
+    model_dir = save_tiny_model(tmp_path / "model", seed=0)
+    data = _data(tmp_path / "data.jsonl")
+    env = {**os.environ, "CAMELS_PROGRESS": "0", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"model: {model_dir}\ntrain_files: [{data}]\ndtype: fp32\nmax_length: 128\neffective_batch_size: 4\n"
+        "learning_rate: 1.0e-2\nnum_epochs: 1\nsave_every_steps: 2\nkeep_last_checkpoints: 3\n"
+        "lora: {enabled: true, r: 4, dropout: 0.1}\n"
+    )
+
+    def launch(out, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(_free_port()), "-m", "camels", "train", str(config), f"output_dir={out}", *extra]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    launch(tmp_path / "full")
+    step4 = tmp_path / "full" / "checkpoints" / "step-4"
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in step4.iterdir()}
+    assert json.loads((step4 / "provenance.json").read_text())["num_processes"] == 2
+    shutil.copytree(tmp_path / "full", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-6")
+    shutil.rmtree(tmp_path / "resumed" / "final")
+    out = launch(tmp_path / "resumed", "resume=true")
+    assert "RESUMING from" in out and "at step 4" in out
+    _assert_identical(_weights(tmp_path / "resumed" / "final"), _weights(tmp_path / "full" / "final"))

@@ -189,7 +189,8 @@ def save_checkpoint(
         _write_json(tmp / "chat_format.json", chat_format.to_dict())
         _write_json(tmp / "config.resolved.json", config_dict)
         _write_text(tmp / "config.resolved.yaml", _yaml(config_dict))
-        _write_json(tmp / "provenance.json", {"data_sha256": data_sha256, "versions": _versions()})
+        _write_json(tmp / "provenance.json", {"data_sha256": data_sha256, "num_processes": accelerator.num_processes,
+                                              "versions": _versions()})
         files = _describe_files(tmp)
         _fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. a resumed run that had nothing left to do)
@@ -299,6 +300,11 @@ def load_checkpoint(
                           "anyway (the result is then not what an uninterrupted run would give).")
     if problems:
         accelerator.print("camels train: WARNING resuming despite: " + "; ".join(problems))
+    saved_world = _read_json(path / "provenance.json").get("num_processes", 1)
+    if saved_world != accelerator.num_processes:
+        # The data plan is the same, but each process has its own RNG stream (dropout): not bit-identical.
+        accelerator.print(f"camels train: WARNING {path.name} was saved by {saved_world} process(es) and is "
+                          f"resumed by {accelerator.num_processes}; random streams (dropout) will differ")
     if verify and accelerator.is_main_process:
         verify_checkpoint(path)
     accelerator.wait_for_everyone()
