@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.backends.base import BackendError, cut_at_stop
-from camels.backends.tokens import group_by_prefix, split_at_boundary
+from camels.backends.tokens import group_by_prefix, split_at_boundary, split_choices
 from camels.core.requests import (
     BackendInfo,
     ChoiceRequest,
@@ -308,8 +308,7 @@ class HFBackend:
         for ri, req in enumerate(requests):
             prompt = self.prompt_text(req)
             per_choice = []
-            for choice in req.choices:
-                ctx, cont = split_at_boundary(self.tokenizer, prompt, choice)
+            for choice, (ctx, cont) in zip(req.choices, split_choices(self.tokenizer, prompt, req.choices)):
                 if not cont:
                     raise BackendError(f"choice request {ri}: choice {choice!r} has no token")
                 if not ctx:

@@ -51,6 +51,36 @@ def split_at_boundary(tokenizer: Any, prompt: str, continuation: str) -> tuple[l
     return ids[:j], ids[j:]
 
 
+def split_choices(
+    tokenizer: Any, prompt: str, continuations: Sequence[str], window: int = 24
+) -> list[tuple[list[int], list[int]]]:
+    """:func:`split_at_boundary` for several continuations of one long prompt, tokenizing the prompt once.
+
+    Only the last ``window`` tokens of the prompt are re-tokenized with each continuation. That is exact
+    when the cut before them is a stable token boundary, which is checked: the text after the cut must
+    tokenize, on its own, into exactly the prompt's last ``window`` tokens, and the text before it into
+    the others; otherwise every continuation is tokenized with the whole prompt.
+    """
+    enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    c = len(ids) - window
+    if c <= 0 or len(continuations) < 2:
+        return [split_at_boundary(tokenizer, prompt, x) for x in continuations]
+    cut = offsets[c][0]
+    head, tail = prompt[:cut], prompt[cut:]
+    stable = (offsets[c - 1][1] <= cut
+              and list(tokenizer(tail, add_special_tokens=False)["input_ids"]) == ids[c:]
+              and list(tokenizer(head[-200:] if len(head) > 200 else head, add_special_tokens=False,
+                                 return_offsets_mapping=True)["input_ids"])[-4:] == ids[max(0, c - 4):c])
+    if not stable:
+        return [split_at_boundary(tokenizer, prompt, x) for x in continuations]
+    out = []
+    for x in continuations:
+        ctx, cont = split_at_boundary(tokenizer, tail, x)
+        out.append((ids[:c] + ctx, cont))
+    return out
+
+
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0

@@ -1,0 +1,290 @@
+"""HF backend on a tiny random LLaMA: exact scores, batch-size invariance, prefix reuse, stopping, seeds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from camels.backends.base import BackendError  # noqa: E402
+from camels.backends.hf import HFBackend, _sample_seed  # noqa: E402
+from camels.backends.tokens import group_by_prefix, split_at_boundary  # noqa: E402
+from camels.core.requests import ChoiceRequest, GenerateRequest, LoglikelihoodRequest  # noqa: E402
+from camels.core.template import TuluFormat  # noqa: E402
+from camels.tiny import save_tiny_model, tiny_llama, tiny_tokenizer  # noqa: E402
+
+LETTERS = (" A", " B", " C", " D")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_llama(tok, seed=0)
+
+
+def backend(model, tok, **kw):
+    return HFBackend(model, tokenizer=tok, device="cpu", **kw)
+
+
+def mmlu_like(n_subjects=3, per_subject=7):
+    reqs = []
+    for s in range(n_subjects):
+        header = f"The following are multiple choice questions (with answers) about subject {s}.\n\n"
+        shots = "".join(f"Question: what is {s} plus {k}?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n" for k in range(3))
+        for q in range(per_subject):
+            body = f"Question: {'why ' * (q % 4)}is {q * 7} more than {q + s}?\nA. yes\nB. no\nC. maybe\nD. never\nAnswer:"
+            reqs.append(ChoiceRequest([("user", header + shots + body)], LETTERS))
+    return reqs
+
+
+def manual_logprobs(model, ids):
+    with torch.no_grad():
+        return torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
+
+
+def reference_greedy(model, ids, steps):
+    """Greedy decoding without cache or padding: the slowest, simplest reference."""
+    ids = list(ids)
+    out = []
+    with torch.no_grad():
+        for _ in range(steps):
+            nxt = int(model(torch.tensor([ids])).logits[0, -1].argmax())
+            out.append(nxt)
+            ids.append(nxt)
+    return out
+
+
+# -- prompts and BOS ---------------------------------------------------------------------------------------
+def test_bos_exactly_once_plain_and_tulu(model, tok):
+    for fmt in ("plain", "tulu"):
+        b = backend(model, tok, chat_format=fmt)
+        req = ChoiceRequest([("user", "Is it?")], LETTERS)
+        text = b.prompt_text(req)
+        assert text.startswith("<s>") and not text.startswith("<s><s>")
+        ids = b.encode(text)
+        assert ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id
+        assert ids.count(tok.bos_token_id) == 1
+        # the scored context is the same single-BOS sequence
+        ctx, cont = split_at_boundary(tok, text, " A")
+        assert ctx == ids and len(cont) == 1
+
+
+def test_chat_format_resolution(tmp_path, tok):
+    plain_dir = save_tiny_model(tmp_path / "base")
+    assert HFBackend(str(plain_dir), device="cpu").chat_format.kind == "plain"
+    tulu_dir = save_tiny_model(tmp_path / "ckpt")
+    fmt = TuluFormat(bos_token="<s>", eos_token="</s>", add_bos=True)
+    (tulu_dir / "chat_format.json").write_text(json.dumps(fmt.to_dict()))
+    b = HFBackend(str(tulu_dir), device="cpu")
+    assert b.chat_format == fmt
+    assert b.prompt_text(GenerateRequest([("user", "hi")])) == "<s><|user|>\nhi\n<|assistant|>\n"
+    # an explicit choice wins over the checkpoint's file
+    assert HFBackend(str(tulu_dir), device="cpu", chat_format="plain").chat_format.kind == "plain"
+    template_tok = tiny_tokenizer(chat_template="{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n"
+                                                "{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+    b = HFBackend(tiny_llama(template_tok), tokenizer=template_tok, device="cpu")
+    assert b.chat_format.kind == "hf_template"
+    assert b.prompt_text(GenerateRequest([("user", "hi")])) == "<s>[user] hi\n[assistant] "
+
+
+def test_fingerprint_tracks_weights_format_and_files(tmp_path, tok):
+    m1 = tiny_llama(tok, seed=0)
+    fp = backend(m1, tok).info.fingerprint
+    assert backend(tiny_llama(tok, seed=0), tok).info.fingerprint == fp
+    assert backend(tiny_llama(tok, seed=1), tok).info.fingerprint != fp
+    assert backend(m1, tok, chat_format="tulu").info.fingerprint != fp
+    d = save_tiny_model(tmp_path / "m")
+    a, b = HFBackend(str(d), device="cpu").info, HFBackend(str(d), device="cpu").info
+    assert a.fingerprint == b.fingerprint and a.details["dtype"] == "float32"
+
+
+# -- scoring -------------------------------------------------------------------------------------------------
+def test_choice_equals_manual_forward(model, tok):
+    b = backend(model, tok)
+    reqs = mmlu_like(1, 3)
+    res = b.choose(reqs)
+    for req, r in zip(reqs, res):
+        ids = b.encode(b.prompt_text(req))
+        lp = manual_logprobs(model, ids)[-1]
+        want = [float(lp[tok.convert_tokens_to_ids("Ġ" + c.strip())]) for c in LETTERS]
+        assert r.logprobs == pytest.approx(want, abs=1e-4)
+
+
+def test_choice_leading_space_merge(model, tok):
+    """A prompt ending in a space: the space merges into the choice token, the context loses it."""
+    b = backend(model, tok)
+    req = ChoiceRequest([("user", "Answer:")], ("A", "B"), assistant_prefix=" ")
+    text = b.prompt_text(req)
+    assert text.endswith("Answer: ")
+    res = b.choose([req])[0]
+    ids = b.encode("<s>Answer:")
+    lp = manual_logprobs(model, ids)[-1]
+    assert res.logprobs == pytest.approx([float(lp[tok.convert_tokens_to_ids("ĠA")]),
+                                          float(lp[tok.convert_tokens_to_ids("ĠB")])], abs=1e-4)
+
+
+def test_loglikelihood_equals_manual_forward(model, tok):
+    b = backend(model, tok)
+    reqs = [LoglikelihoodRequest([("user", "The sea is")], " wide and blue"),
+            LoglikelihoodRequest([("user", "print(add(1, 2))")], "\n3")]
+    # a continuation made of the model's own greedy token: is_greedy must be true
+    ctx_ids = b.encode(b.prompt_text(reqs[0]))
+    greedy_tok = reference_greedy(model, ctx_ids, 1)
+    greedy_text = tok.decode(greedy_tok)
+    reqs.append(LoglikelihoodRequest([("user", "The sea is")], greedy_text))
+    assert split_at_boundary(tok, b.prompt_text(reqs[2]), greedy_text)[1] == greedy_tok
+    res = b.loglikelihood(reqs)
+    for req, r in zip(reqs, res):
+        ctx, cont = split_at_boundary(tok, b.prompt_text(req), req.continuation)
+        lp = manual_logprobs(model, ctx + cont)
+        rows = lp[len(ctx) - 1: len(ctx) + len(cont) - 1]
+        want = float(sum(rows[k, t] for k, t in enumerate(cont)))
+        assert r.logprob == pytest.approx(want, abs=1e-4)
+        assert r.n_tokens == len(cont)
+        assert r.is_greedy == all(int(rows[k].argmax()) == t for k, t in enumerate(cont))
+    assert res[2].is_greedy and res[2].n_tokens == 1
+    assert not res[0].is_greedy
+
+
+def test_prefix_reuse_equals_no_reuse(model, tok):
+    reqs = mmlu_like(3, 7)
+    with_reuse = backend(model, tok, batch_size=4)
+    a = with_reuse.choose(reqs)
+    without = backend(model, tok, batch_size=4, prefix_reuse=False)
+    b = without.choose(reqs)
+    assert with_reuse.stats["prefix_tokens_reused"] > 0 and without.stats["prefix_tokens_reused"] == 0
+    # each subject's prefix ran once: far fewer tokens went through the model
+    assert with_reuse.stats["forward_tokens"] < 0.6 * without.stats["forward_tokens"]
+    for x, y in zip(a, b):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+        assert x.best == y.best
+    ll = [LoglikelihoodRequest(r.messages, " B because it is so") for r in reqs]
+    la = with_reuse.loglikelihood(ll)
+    lb = without.loglikelihood(ll)
+    assert [x.logprob for x in la] == pytest.approx([y.logprob for y in lb], abs=1e-4)
+    assert [x.is_greedy for x in la] == [y.is_greedy for y in lb]
+
+
+def test_prefix_groups_follow_subjects(tok):
+    b_ids = [split_at_boundary(tok, "<s>" + r.messages[0].content, " A")[0] for r in mmlu_like(3, 5)]
+    groups = group_by_prefix(b_ids, [len(x) - 1 for x in b_ids])
+    assert sorted(sorted(g.members) for g in groups) == [list(range(0, 5)), list(range(5, 10)), list(range(10, 15))]
+    for g in groups:
+        assert g.prefix_len >= len(split_at_boundary(tok, "<s>" + mmlu_like(1, 1)[0].messages[0].content
+                                                     .split("Question: is")[0], "x")[0]) - 2
+
+
+def test_scores_do_not_depend_on_batch_size(model, tok):
+    reqs = mmlu_like(2, 9) + [ChoiceRequest([("user", "short one")], LETTERS)]
+    r1 = backend(model, tok, batch_size=1).choose(reqs)
+    r16 = backend(model, tok, batch_size=16).choose(reqs)
+    assert [r.best for r in r1] == [r.best for r in r16]
+    for x, y in zip(r1, r16):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+    ll = [LoglikelihoodRequest([("user", "x" * k)], " and then some" * (k % 3 + 1)) for k in range(1, 12)]
+    l1 = backend(model, tok, batch_size=1).loglikelihood(ll)
+    l16 = backend(model, tok, batch_size=16).loglikelihood(ll)
+    assert [x.logprob for x in l1] == pytest.approx([y.logprob for y in l16], abs=1e-4)
+
+
+def test_too_long_prompt_is_a_clear_error(model, tok):
+    b = backend(model, tok, max_length=32)
+    with pytest.raises(BackendError, match="choice request 0: .* do not fit the model's context of 32"):
+        b.choose([ChoiceRequest([("user", "word " * 50)], LETTERS)])
+    with pytest.raises(BackendError, match="generate request 0"):
+        b.generate([GenerateRequest([("user", "word " * 50)])])
+
+
+# -- generation ------------------------------------------------------------------------------------------------
+PROMPTS = ["Write a short poem about the sea.", "def add(a, b):", "Give three tips", "0 1 2 3 4 5 6 7 8 9 10 100",
+           "The answer is", "Translate to French: good morning", "Question: What is 12 plus 30?", "hi"]
+
+
+def test_greedy_matches_uncached_reference_and_batch_size(model, tok):
+    reqs = [GenerateRequest([("user", p)], max_tokens=12) for p in PROMPTS]
+    g1 = backend(model, tok, batch_size=1).generate(reqs)
+    g16 = backend(model, tok, batch_size=16).generate(reqs)
+    b = backend(model, tok)
+    for req, x, y in zip(reqs, g1, g16):
+        ref = reference_greedy(model, b.encode(b.prompt_text(req)), 12)
+        assert x.texts == y.texts
+        if not any(t in b.eos_ids for t in ref):
+            assert x.texts[0] == tok.decode(ref, skip_special_tokens=False)
+            assert x.finish_reasons == ("length",) and x.completion_tokens == (12,)
+        assert x.prompt_tokens == len(b.encode(b.prompt_text(req)))
+
+
+def test_stop_strings_per_sequence_and_slots_freed(model, tok):
+    b = backend(model, tok, batch_size=8)
+    refs = [tok.decode(reference_greedy(model, b.encode(b.prompt_text(GenerateRequest([("user", p)]))), 16))
+            for p in PROMPTS]
+    reqs, expected = [], []
+    for k, (p, ref) in enumerate(zip(PROMPTS, refs)):
+        # each row stops at a different place: a stop string taken from its own reference output
+        start = 1 + (k % 5) * 2
+        stop = ref[start:start + 2]
+        assert stop, ref
+        reqs.append(GenerateRequest([("user", p)], max_tokens=16, stop=(stop, "never-seen-string")))
+        expected.append(ref[: ref.find(stop)])
+    sizes = []
+    hook = model.register_forward_hook(lambda mod, args, kwargs, out: sizes.append(kwargs["input_ids"].shape[0]),
+                                       with_kwargs=True)
+    try:
+        out = b.generate(reqs)
+    finally:
+        hook.remove()
+    assert [g.texts[0] for g in out] == expected
+    assert all(g.finish_reasons == ("stop",) for g in out)
+    assert len({g.completion_tokens[0] for g in out}) > 1
+    # finished rows leave the batch: the batch only shrinks, and the last steps run fewer rows
+    assert sizes[0] == len(PROMPTS) and sizes == sorted(sizes, reverse=True) and sizes[-1] < len(PROMPTS)
+
+
+def test_eos_and_chat_end_of_turn(model, tok):
+    b = backend(model, tok, chat_format="tulu")
+    req = GenerateRequest([("user", "hi")], max_tokens=10)
+    ref = reference_greedy(model, b.encode(b.prompt_text(req)), 10)
+    b.eos_ids = {ref[3]} | b.eos_ids  # pretend the 4th greedy token is the EOS token
+    g = b.generate([req])[0]
+    first = ref.index(ref[3])
+    assert g.finish_reasons == ("eos",) and g.completion_tokens == (first + 1,)
+    assert g.texts[0] == tok.decode(ref[:first], skip_special_tokens=False)
+    assert "\n<|user|>" in b.chat_format.stop_strings
+
+
+def test_samples_seeded_and_independent_of_batch(model, tok):
+    req = GenerateRequest([("user", "Write a short poem")], max_tokens=8, temperature=1.0, n=3, seed=7)
+    others = [GenerateRequest([("user", p)], max_tokens=8, temperature=0.7, seed=1) for p in PROMPTS]
+    alone = backend(model, tok, batch_size=1).generate([req])[0]
+    mixed = backend(model, tok, batch_size=16).generate(others[:3] + [req] + others[3:])[3]
+    assert alone.texts == mixed.texts
+    assert len(set(alone.texts)) > 1  # three different samples
+    other_seed = backend(model, tok).generate([GenerateRequest(req.messages, max_tokens=8, temperature=1.0,
+                                                               n=3, seed=8)])[0]
+    assert other_seed.texts != alone.texts
+    assert _sample_seed(7, 0) != _sample_seed(7, 1) and _sample_seed(7, 0) == _sample_seed(7, 0)
+
+
+def test_tiny_top_p_is_greedy(model, tok):
+    b = backend(model, tok)
+    greedy = b.generate([GenerateRequest([("user", p)], max_tokens=6) for p in PROMPTS[:4]])
+    nucleus = b.generate([GenerateRequest([("user", p)], max_tokens=6, temperature=1.0, top_p=1e-6, seed=3)
+                          for p in PROMPTS[:4]])
+    assert [g.texts for g in greedy] == [g.texts for g in nucleus]
+
+
+def test_split_choices_equals_whole_prompt_tokenization(tok):
+    from camels.backends.tokens import split_choices
+
+    prompts = ["<s>" + r.messages[0].content for r in mmlu_like(2, 3)]
+    prompts += ["<s>The answer is: ", "<s>short", "<s>" + "x" * 300 + " Answer:", "<s>" + "a b " * 40 + "end  "]
+    conts = [" A", "B", " Bob's", "\n3", "  spaced", "é"]
+    for p in prompts:
+        assert split_choices(tok, p, conts) == [split_at_boundary(tok, p, c) for c in conts]
