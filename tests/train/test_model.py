@@ -59,6 +59,11 @@ def test_full_finetuning_load_dtype_and_checkpointing(model_dir, tmp_path):
     assert {p.dtype for p in model.parameters()} == {torch.float32} and not model.is_gradient_checkpointing
 
 
+def test_a_missing_local_model_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"model: .*missing does not exist \(a local folder was given"):
+        load_model_and_tokenizer(_cfg(tmp_path / "missing", tmp_path))
+
+
 def test_a_tokenizer_without_pad_gets_eos_and_still_trains_eos(model_dir, tmp_path):
     from transformers import AutoTokenizer
 

@@ -43,10 +43,17 @@ def torch_dtype(name: str) -> Any:
     return table[name]
 
 
+def _check_local(name: str, key: str) -> None:
+    """A name that is clearly a path must exist (else transformers reports a confusing hub-name error)."""
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+        raise ConfigError(f"{key}: {name} does not exist (a local folder was given, not a hub name)")
+
+
 def load_tokenizer(name: str) -> Any:
     """A fast tokenizer by hub name or folder, with a pad token (``eos`` when it has none)."""
     from transformers import AutoTokenizer
 
+    _check_local(name, "tokenizer")
     try:
         tok = AutoTokenizer.from_pretrained(name)
     except OSError as e:
@@ -77,6 +84,7 @@ def load_model_and_tokenizer(cfg: Any) -> tuple[Any, Any]:
 
     if cfg.qlora:
         check_qlora_available()
+    _check_local(cfg.model, "model")
     tok = load_tokenizer(cfg.tokenizer or cfg.model)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(cfg.dtype)}
     if cfg.qlora:
