@@ -41,7 +41,8 @@ def hf_chat_template(chat_format: Any) -> str:
     earlier assistant turns (exactly the context the model was trained on).
     """
     kind = chat_format.kind
-    bos = f"{{{{- {_lit(chat_format.bos_token)} -}}}}" if chat_format.add_bos and chat_format.bos_token else ""
+    # No whitespace control around the BOS: it must not eat the first characters of a tokenizer's template.
+    bos = f"{{{{ {_lit(chat_format.bos_token)} }}}}" if chat_format.add_bos and chat_format.bos_token else ""
     eos = _lit(chat_format.eos_token)
     check_roles = (
         "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
