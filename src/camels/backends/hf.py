@@ -302,6 +302,10 @@ class HFBackend:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def count_prompt_tokens(self, req: Any) -> int:
+        """Tokens of the request's rendered prompt, BOS included (tasks use it to fit few-shot prompts)."""
+        return len(self.encode(self.prompt_text(req)))
+
     def choose(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceResult]:
         items: dict[tuple[int, ...], _ScoreItem] = {}
         plan: list[list[tuple[tuple[int, ...], int]]] = []  # per request, per choice: (context, target)

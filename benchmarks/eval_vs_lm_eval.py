@@ -1,0 +1,214 @@
+"""5-shot MMLU: camels' HF backend vs lm-evaluation-harness's HF backend, same model, same prompts, one run.
+
+Setup (both sides identical):
+
+* the real MMLU files (``$CAMELS_REALDATA/mmlu`` or ``../shared/realdata/mmlu``), a fixed subset of five
+  subjects (723 test questions), the first five dev rows of each subject as exemplars;
+* one random-init LLaMA of about 1M parameters (seed 0) and the tiny byte-level tokenizer of
+  :mod:`camels.tiny`, saved to a temporary folder and loaded from there by both sides, float32 on CPU;
+* the same prompt text: camels' MMLU task builds the requests; the lm-evaluation-harness task is defined
+  in this script over the same local CSV files (a ``multiple_choice`` task whose ``doc_to_text`` writes
+  camels' item format, with the subject header as description and the dev split as ``first_n`` shots).
+  Before timing, the script checks that every lm-evaluation-harness context equals camels' prompt text.
+
+Measured: the predicted letter of every question on both sides (agreement), and questions per second
+of the evaluation proper (request building + model calls; model loading and CSV reading excluded on both
+sides). lm-evaluation-harness runs at batch sizes 1, 4 and 16 and its fastest is the reference.
+
+Output ends with one line: ``speedup=... agreement=... camels_qps=... lm_eval_best_qps=...``.
+Run: ``.venv/bin/python benchmarks/eval_vs_lm_eval.py [--camels-batch-size 32]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SUBJECTS = ("abstract_algebra", "anatomy", "astronomy", "college_physics", "marketing")
+LETTERS = ("A", "B", "C", "D")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def realdata_mmlu() -> Path:
+    base = Path(os.environ.get("CAMELS_REALDATA", ROOT.parent / "shared" / "realdata"))
+    path = base / "mmlu" / "data" / "mmlu"
+    if not path.is_dir():
+        sys.exit(f"MMLU files not found at {path} (set CAMELS_REALDATA)")
+    return path
+
+
+def build_model(folder: Path) -> int:
+    """Save a ~1M-parameter random LLaMA + the tiny tokenizer to ``folder``; return the parameter count."""
+    from camels.tiny import tiny_llama, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(tok, seed=0, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return sum(p.numel() for p in model.parameters())
+
+
+# -- camels side ------------------------------------------------------------------------------------------
+def camels_items(data: Path):
+    """camels' MMLU task: items and a function item -> ChoiceRequest."""
+    from camels.evals.tasks.mmlu import MMLU
+
+    task = MMLU(shots=5, subjects=SUBJECTS)
+    items = task.load(data).items
+    return items, (lambda item: task.requests(item)[0]), (lambda item: item.data["answer"])
+
+
+def run_camels(model_dir: Path, data: Path, batch_size: int, prefix_reuse: bool = True):
+    from camels.backends.hf import HFBackend
+
+    backend = HFBackend(str(model_dir), batch_size=batch_size, device="cpu", prefix_reuse=prefix_reuse)
+    items, make_request, gold = camels_items(data)
+    t0 = time.perf_counter()
+    requests = [make_request(it) for it in items]
+    results = backend.choose(requests)
+    elapsed = time.perf_counter() - t0
+    preds = {it.id: LETTERS[r.best] for it, r in zip(items, results)}
+    prompts = {it.id: req.messages[0].content for it, req in zip(items, requests)}
+    golds = {it.id: LETTERS[gold(it)] for it in items}
+    return preds, prompts, golds, elapsed, backend
+
+
+# -- lm-evaluation-harness side --------------------------------------------------------------------------
+DOC_TO_TEXT = ("{{question}}\nA. {{choice0}}\nB. {{choice1}}\nC. {{choice2}}\nD. {{choice3}}\nAnswer:")
+
+
+def lm_eval_task_configs(data: Path) -> list[dict]:
+    """One lm-evaluation-harness task per subject over the same CSV files (all columns read as strings)."""
+    from datasets import Features, Value
+
+    features = Features({k: Value("string") for k in ("question", "choice0", "choice1", "choice2", "choice3")}
+                        | {"answer": Value("int64")})
+    configs = []
+    for s in SUBJECTS:
+        configs.append({
+            "task": f"camels_bench_mmlu_{s}",
+            "dataset_path": "csv",
+            "dataset_kwargs": {
+                "data_files": {"test": str(data / "test" / f"{s}_test.csv"), "dev": str(data / "dev" / f"{s}_dev.csv")},
+                "features": features,
+                "keep_default_na": False,
+            },
+            "test_split": "test",
+            "fewshot_split": "dev",
+            "fewshot_config": {"sampler": "first_n"},
+            "num_fewshot": 5,
+            "output_type": "multiple_choice",
+            "description": f"The following are multiple choice questions (with answers) about {' '.join(s.split('_'))}.\n\n",
+            "doc_to_text": DOC_TO_TEXT,
+            "doc_to_choice": list(LETTERS),
+            "doc_to_target": "answer",
+            "target_delimiter": " ",
+            "fewshot_delimiter": "\n\n",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        })
+    return configs
+
+
+def lm_eval_tasks(data: Path):
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    return get_task_dict(lm_eval_task_configs(data), TaskManager())
+
+
+def lm_eval_contexts(task_dict) -> dict[str, str]:
+    out = {}
+    for name, task in task_dict.items():
+        subject = name.removeprefix("camels_bench_mmlu_")
+        for i, doc in enumerate(task.test_docs()):
+            out[f"{subject}_test:{i}"] = task.fewshot_context(doc, 5)
+    return out
+
+
+def run_lm_eval(model_dir: Path, data: Path, batch_size: int):
+    from lm_eval import evaluator
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cpu", dtype="float32")
+    task_dict = lm_eval_tasks(data)
+    t0 = time.perf_counter()
+    out = evaluator.evaluate(lm, task_dict, log_samples=True, bootstrap_iters=0, verbosity="ERROR")
+    elapsed = time.perf_counter() - t0
+    preds = {}
+    for name, samples in out["samples"].items():
+        subject = name.removeprefix("camels_bench_mmlu_")
+        for s in samples:
+            lls = [r[0] for r in s["filtered_resps"]]
+            preds[f"{subject}_test:{s['doc_id']}"] = LETTERS[max(range(4), key=lambda k: lls[k])]
+    return preds, elapsed
+
+
+def count_rows(data: Path) -> dict[str, int]:
+    counts = {}
+    for s in SUBJECTS:
+        with open(data / "test" / f"{s}_test.csv", encoding="utf-8", newline="") as f:
+            counts[s] = sum(1 for _ in csv.reader(f)) - 1
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--camels-batch-size", type=int, default=32)
+    ap.add_argument("--lm-eval-batch-sizes", default="1,4,16")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for both sides")
+    args = ap.parse_args()
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    data = realdata_mmlu()
+    counts = count_rows(data)
+    print(f"subjects: {', '.join(f'{s} ({n})' for s, n in counts.items())}; questions: {sum(counts.values())}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "tiny-llama"
+        n_params = build_model(model_dir)
+        print(f"model: random-init LLaMA, {n_params:,} parameters, float32, CPU, {torch.get_num_threads()} threads")
+
+        preds_c, prompts_c, golds, t_c, backend = run_camels(model_dir, data, args.camels_batch_size)
+        n = len(preds_c)
+        # the same prompt text on both sides, checked question by question
+        contexts = lm_eval_contexts(lm_eval_tasks(data))
+        same_prompt = sum(contexts.get(k) == v for k, v in prompts_c.items())
+        print(f"prompt text identical for {same_prompt}/{n} questions")
+        if same_prompt != n:
+            bad = next(k for k, v in prompts_c.items() if contexts.get(k) != v)
+            print(f"first difference at {bad}:\ncamels:  {prompts_c[bad][-300:]!r}\nlm_eval: {contexts.get(bad, '')[-300:]!r}")
+        st = backend.stats
+        total = st["forward_tokens"] + st["prefix_tokens_reused"]
+        print(f"camels: bs={args.camels_batch_size} {n / t_c:.1f} q/s ({t_c:.2f}s); forward tokens {st['forward_tokens']:,}"
+              f", prefix tokens reused {st['prefix_tokens_reused']:,} ({st['prefix_tokens_reused'] / total:.0%} of all)")
+
+        lm_runs = {}
+        for bs in [int(x) for x in args.lm_eval_batch_sizes.split(",")]:
+            preds_l, t_l = run_lm_eval(model_dir, data, bs)
+            lm_runs[bs] = (preds_l, t_l)
+            print(f"lm-eval: bs={bs} {len(preds_l) / t_l:.1f} q/s ({t_l:.2f}s)")
+        best_bs = min(lm_runs, key=lambda b: lm_runs[b][1])
+        preds_l, t_l = lm_runs[best_bs]
+        # camels again after lm-eval (the machine is shared: load changes); the slower timing counts
+        preds_c2, _, _, t_c2, _ = run_camels(model_dir, data, args.camels_batch_size)
+        print(f"camels (second run): {n / t_c2:.1f} q/s ({t_c2:.2f}s); same predictions: {preds_c2 == preds_c}")
+        t_c = max(t_c, t_c2)
+
+    agree = sum(preds_c[k] == preds_l.get(k) for k in preds_c) / n
+    acc_c = sum(preds_c[k] == golds[k] for k in preds_c) / n
+    acc_l = sum(preds_l.get(k) == golds[k] for k in preds_c) / n
+    qps_c, qps_l = n / t_c, n / t_l
+    print(f"accuracy (random model): camels {acc_c:.4f}, lm-eval {acc_l:.4f}; lm-eval best batch size {best_bs}")
+    print(f"speedup={qps_c / qps_l:.1f} agreement={agree:.3f} camels_qps={qps_c:.1f} lm_eval_best_qps={qps_l:.1f} "
+          f"questions={n} prompt_match={same_prompt / n:.3f}")
+
+
+if __name__ == "__main__":
+    main()
