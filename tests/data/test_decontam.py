@@ -41,7 +41,7 @@ def test_normalisation_and_hashes():
     words = "a b c d e".split()
     hs = h.hashes(words)
     assert len(hs) == 3
-    # the rolling hash equals the hash computed from scratch for each window
+    # the hash of each window equals the hash of that window alone
     assert hs == [h.hashes(words[i:i + 3])[0] for i in range(3)]
     assert h.hashes(["a", "b"]) == []
     # punctuation and case do not matter; word order does

@@ -2,10 +2,11 @@
 
 Text is normalised (Unicode NFKC, lower case, every run of non-word characters is a separator) and cut into
 word n-grams (default ``n = 13``, the customary choice for instruction data). Each n-gram is reduced to a
-64-bit hash: a polynomial over per-word BLAKE2b hashes, so one n-gram costs a few integer operations and
-one benchmark's index is a Python ``set`` of ints (about 100 bytes an n-gram; the eight benchmarks of the
-study hold about 800,000 13-grams, ~80 MB) rather than a set of word tuples. Hashes never use Python's
-``hash()``, so results do not depend on ``PYTHONHASHSEED``.
+64-bit hash: each word gets a BLAKE2b hash (cached), and an n-gram is the hash of the tuple of its
+words' hashes, computed in C over ``zip`` of shifted lists. One benchmark's index is a Python ``set`` of
+ints (about 100 bytes an n-gram; the eight benchmarks of the study hold about 800,000 13-grams, ~80 MB)
+rather than a set of word tuples. Hashing a tuple of ints does not depend on ``PYTHONHASHSEED`` (only
+``str``/``bytes`` hashing is randomised), so results are the same in every process.
 
 A training conversation is *contaminated* by a benchmark when at least ``min_matches`` of its n-grams
 (default 1) are in that benchmark's index and they make up at least ``threshold`` of its n-grams (default
@@ -40,8 +41,6 @@ from camels.core.io import atomic_write, iter_lines, open_text, read_json, sha25
 from camels.data.manifest import Manifest
 from camels.data.records import format_table, iter_conversations
 
-_MASK = (1 << 64) - 1
-_BASE = 0x100000001B3  # odd 64-bit multiplier of the polynomial hash
 _WORD = re.compile(r"\w+")
 _GSM_CALC = re.compile(r"<<[^>]*>>")
 
@@ -65,7 +64,6 @@ class NgramHasher:
         if n < 1:
             raise ConfigError(f"n-gram size must be at least 1, got {n}")
         self.n = n
-        self._top = pow(_BASE, n - 1, 1 << 64)
         self._cache: dict[str, int] = {}
         self._cache_size = cache_size
 
@@ -85,15 +83,9 @@ class NgramHasher:
             return []
         get, word = self._cache.get, self.word
         ws = [get(w) or word(w) for w in words]  # a cached hash of 0 is recomputed: still correct
-        h = 0
-        for x in ws[: self.n]:
-            h = (h * _BASE + x) & _MASK
-        out = [h]
-        top = self._top
-        for i in range(self.n, n):
-            h = ((h - ws[i - self.n] * top) * _BASE + ws[i]) & _MASK
-            out.append(h)
-        return out
+        # zip of n shifted views yields each n-gram as a tuple of word hashes; hash() of an int tuple is
+        # deterministic across processes
+        return list(map(hash, zip(*[ws[k:] for k in range(self.n)])))
 
     def text_hashes(self, text: str) -> list[int]:
         return self.hashes(normalize_words(text))
