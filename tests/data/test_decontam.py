@@ -258,3 +258,16 @@ def test_real_gsm8k_train_vs_test_near_duplicates(realdata, tmp_path):
         ("cot_gsm8k-20", 13), ("cot_gsm8k-406", 3), ("cot_gsm8k-1314", 7), ("cot_gsm8k-5162", 7)]
     assert rep["benchmarks"]["gsm8k"]["examples"][0]["ngram"] == (
         "bought stamps at the post office some of the stamps had a snowflake")
+
+
+def test_hashes_do_not_depend_on_pythonhashseed():
+    import os
+    import subprocess
+    import sys
+
+    code = ("from camels.data.decontam import NgramHasher; "
+            "print(NgramHasher(4).text_hashes('the quick brown fox jumps over the lazy dog'))")
+    outs = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                           capture_output=True, text=True, check=True).stdout for seed in ("0", "1", "987")}
+    assert len(outs) == 1
+    assert outs.pop().strip() == str(NgramHasher(4).text_hashes("the quick brown fox jumps over the lazy dog"))
