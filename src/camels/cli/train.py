@@ -126,6 +126,9 @@ def _train(config: str, overrides: list[str]) -> int:
     from camels.train.loop import train
 
     result = train(cfg)
-    print(f"final_loss={result.final_loss:.4f} steps={result.steps} trained_tokens={result.trained_tokens} "
-          f"output_dir={result.output_dir} final_model={result.final_model}")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under `accelerate launch`, one summary line, not one per process
+        print(f"final_loss={result.final_loss:.4f} steps={result.steps} trained_tokens={result.trained_tokens} "
+              f"output_dir={result.output_dir} final_model={result.final_model}")
     return 0

@@ -110,23 +110,28 @@ def backward_step(
     accelerator: Any = None,
     device: Any = None,
 ) -> Any:
-    """Forward and backward every micro-batch of one optimizer step; return the step's mean token loss.
+    """Forward and backward every micro-batch of one optimizer step; return this process's share of the
+    step's mean token loss (a device tensor; summed over processes it is the step's mean token loss).
 
     Each micro-batch contributes ``sum of its token losses / global_trained`` (times the number of
     processes, which DDP divides back out), so the accumulated gradient is the gradient of the mean token
     loss of the whole step, however the step is split. Gradients are all-reduced once, on the last
-    micro-batch (``no_sync`` on the others).
+    micro-batch (``no_sync`` on the others; under DeepSpeed, whose engine steps inside ``backward``, the
+    engine is told that only the last micro-batch ends the step).
     """
     import contextlib
 
     import torch
 
     world = accelerator.num_processes if accelerator is not None else 1
+    deepspeed = accelerator is not None and getattr(accelerator, "distributed_type", None) == "DEEPSPEED"
     scale = world / max(global_trained, 1)
     total = torch.zeros((), device=device)
     for i, b in enumerate(batches):
         last = i == len(batches) - 1
         ctx = accelerator.no_sync(model) if (accelerator is not None and not last) else contextlib.nullcontext()
+        if deepspeed:
+            accelerator.gradient_state._set_sync_gradients(last)
         with ctx:
             if device is not None:
                 b = b.to(device)
@@ -137,9 +142,13 @@ def backward_step(
                 loss.backward()
         total = total + loss.detach()
     if not batches and accelerator is not None and world > 1:
-        # This process got no conversation this step; it must still join the gradient all-reduce.
-        zero = sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
-        accelerator.backward(zero)
+        # This process got no conversation in this (small, last) step, but it must still take part in the
+        # gradient all-reduce: a forward through the wrapped model on one token, times zero (its gradient is
+        # exactly 0, so the step's gradient is that of the other processes' conversations).
+        if deepspeed:
+            accelerator.gradient_state._set_sync_gradients(True)
+        dummy = torch.zeros((1, 1), dtype=torch.long, device=device)
+        accelerator.backward(model(input_ids=dummy, use_cache=False).logits.sum() * 0.0)
     return total / world
 
 
@@ -147,15 +156,22 @@ def backward_step(
 
 
 def build_optimizer(model: Any, cfg: TrainConfig) -> Any:
-    """AdamW; no weight decay on biases and normalisation weights (1-D parameters)."""
+    """AdamW; no weight decay on biases and normalisation weights (1-D parameters).
+
+    The fused kernel (one pass per parameter instead of a dozen elementwise ops) is used whenever every
+    trainable parameter is a float tensor on a device that has it (CPU and CUDA): the same update rule,
+    3x faster than the per-tensor loop on a CPU, and the largest step-time cost after forward/backward
+    for small models.
+    """
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
-                             betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+                             betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, fused=fused)
 
 
 def build_scheduler(optimizer: Any, cfg: TrainConfig, total_steps: int) -> Any:
@@ -299,6 +315,9 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainRe
     num_epochs = -(-total_steps // per_epoch)
     model.train()
     optimizer = build_optimizer(model, cfg)
+    deepspeed_plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if deepspeed_plugin is not None:  # camels feeds its own micro-batches; DeepSpeed asks for a number anyway
+        deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = build_scheduler(optimizer, cfg, total_steps)
     accelerator.register_for_checkpointing(scheduler)

@@ -61,7 +61,7 @@ class MetricsLogger:
     def flush(self, step: int, lr: float, epoch: int) -> None:
         if not self._losses:
             return
-        losses = [float(x) for x in _to_list(self._losses)]
+        losses = _to_list(self._losses, self.accelerator)
         self.last_loss = losses[-1]
         now = time.perf_counter()
         dt = max(now - self._window_t0, 1e-9)
@@ -99,16 +99,20 @@ class MetricsLogger:
         return time.perf_counter() - self._t0
 
 
-def _to_list(values: list[Any]) -> list[float]:
-    """Many scalar tensors -> floats with one device transfer."""
+def _to_list(values: list[Any], accelerator: Any = None) -> list[float]:
+    """The logged steps' losses as floats: one device transfer for the whole window, and with several
+    processes one all-reduce (sum) of the window, since each process holds only its share of a step's loss.
+    Every process calls this at the same steps, so the collective always matches."""
     try:
         import torch
-
-        if all(isinstance(v, torch.Tensor) for v in values):
-            return torch.stack([v.detach().float().reshape(()) for v in values]).cpu().tolist()
     except ImportError:  # pragma: no cover - torch is there whenever training runs
-        pass
-    return [float(v) for v in values]
+        return [float(v) for v in values]
+    if not all(isinstance(v, torch.Tensor) for v in values):
+        return [float(v) for v in values]
+    stacked = torch.stack([v.detach().float().reshape(()) for v in values])
+    if accelerator is not None and getattr(accelerator, "num_processes", 1) > 1:
+        stacked = accelerator.reduce(stacked, reduction="sum")
+    return [float(x) for x in stacked.cpu().tolist()]
 
 
 def _bar(total: int, initial: int) -> Any:

@@ -1,0 +1,202 @@
+"""World-size invariance for real: a 2-process DDP run (gloo, CPU) equals a 1-process run that accumulates.
+
+The 2-process run goes through ``accelerate launch`` with the shipped ``configs/accelerate/ddp.yaml`` and
+the ``camels train`` command, exactly as a user would start it (``ACCELERATE_USE_CPU=1`` turns the
+multi-GPU launcher into gloo on CPU processes). The data set is chosen so that every path of the step is
+used: several packed micro-batches per process (accumulation with ``no_sync``), a last step of one
+conversation (one process gets nothing and must still join the all-reduce) and gradient clipping.
+
+Why the tolerances: the runs add the same per-token gradients in a different order (the 1-process run
+sums over its rows, DDP sums each process's rows and then all-reduces), which changes float32 gradients
+in the last bits (about 1e-7 relative). AdamW divides each gradient entry by its own running magnitude,
+so for the few entries whose gradient is a near-cancelling sum that relative noise becomes a visible
+share of the update. Measured here after six steps: at lr 1e-3 the worst entry differed by 6e-7; at the
+lr 1e-4 used below, by 1.2e-7, one float32 step at 1.0 (most weights agree to 1e-8). ``atol=1e-6``
+leaves a margin and still catches a real error: a wrong token weighting or a lost micro-batch changes the
+update direction, which moves weights by the order of the learning rate (1e-4) per step, and a wrong
+overall scale (which AdamW would hide) shows in the logged loss. Losses agree to 1e-5 relative.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+from camels.train.config import TrainConfig  # noqa: E402
+from camels.train.loop import train  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+ACCELERATE_CONFIGS = REPO / "configs" / "accelerate"
+
+
+def _conversations(n: int) -> list[dict]:
+    """Uneven lengths (about 15 to 60 tokens), several assistant turns in some."""
+    rows = []
+    for i in range(n):
+        msgs = [{"role": "user", "content": f"count {i}: " + "a b " * (i % 5)},
+                {"role": "assistant", "content": " ".join(str(i + k) for k in range(1 + 3 * (i % 4)))}]
+        if i % 3 == 0:
+            msgs += [{"role": "user", "content": "and back?"},
+                     {"role": "assistant", "content": " ".join(str(i - k) for k in range(1 + i % 4))}]
+        rows.append({"dataset": "toy", "id": f"c{i}", "messages": msgs})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from camels.tiny import save_tiny_model
+
+    root = tmp_path_factory.mktemp("dist")
+    model_dir = save_tiny_model(root / "model", seed=0)
+    data = root / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _conversations(13)))
+    return root, model_dir, data
+
+
+def _overrides(model_dir: Path, data: Path, out: Path, **extra: object) -> list[str]:
+    # 13 conversations, 6 per step: steps of 6, 6 and 1 conversations per epoch, 2 epochs = 6 steps.
+    # Rows of at most 128 tokens: 2-3 packed micro-batches per step on one process, 1-2 on each of two.
+    kv = dict(model=model_dir, train_files=f"[{data}]", output_dir=out, dtype="fp32", max_length=128,
+              packing="true", max_tokens_per_batch=128, effective_batch_size=6, num_epochs=2,
+              learning_rate=1e-4, warmup_ratio=0.0, max_grad_norm=1.0, logging_every=1, seed=3)
+    kv.update(extra)
+    return [f"{k}={v}" for k, v in kv.items()]
+
+
+def _metrics(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted((out / "final").glob("*.safetensors"))
+    assert files, f"no exported weights in {out / 'final'}"
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def one_process(setup):
+    root, model_dir, data = setup
+    out = root / "one"
+    os.environ.setdefault("CAMELS_PROGRESS", "0")
+    result = train(TrainConfig.load(None, _overrides(model_dir, data, out)))
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def two_processes(setup):
+    root, model_dir, data = setup
+    out = root / "two"
+    config = root / "two.yaml"  # the resolved config of the run, as a user would write it
+    config.write_text(TrainConfig.load(None, _overrides(model_dir, data, out)).to_yaml())
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIGS / "ddp.yaml"),
+           "--num_processes", "2", "--main_process_port", str(_free_port()),
+           "-m", "camels", "train", str(config), "logging_every=1"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "CAMELS_PROGRESS": "0",
+           "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(root), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out, proc
+
+
+def test_two_processes_really_ran_as_two(two_processes):
+    out, proc = two_processes
+    provenance = json.loads(next((out / "checkpoints").glob("step-*/provenance.json")).read_text())
+    assert provenance["num_processes"] == 2
+    assert sorted(p.name for p in next((out / "checkpoints").glob("step-*")).glob("random_states_*.pkl")) == \
+        ["random_states_0.pkl", "random_states_1.pkl"]
+    assert "final_loss=" in proc.stdout  # printed once, by the main process only
+    assert proc.stdout.count("final_loss=") == 1
+
+
+def test_ddp_losses_equal_one_process_with_accumulation(one_process, two_processes):
+    one, res1 = one_process
+    two, _ = two_processes
+    m1, m2 = _metrics(one), _metrics(two)
+    assert [r["step"] for r in m1] == [r["step"] for r in m2] == [1, 2, 3, 4, 5, 6]
+    # the same conversations in every step: token counts are integers and must be equal
+    assert [(r["tokens"], r["trained_tokens"], r["epoch"]) for r in m1] == \
+        [(r["tokens"], r["trained_tokens"], r["epoch"]) for r in m2]
+    assert sum(r["trained_tokens"] for r in m1) == res1.trained_tokens
+    # the logged loss is the whole step's (all-reduced over processes), not the main process's share
+    for a, b in zip(m1, m2):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5), (a, b)
+        assert b["lr"] == a["lr"]
+    assert m1[0]["loss"] > 5.0  # random init over a 512-token vocabulary: about ln(512) = 6.2
+
+
+def test_ddp_final_weights_equal_one_process_with_accumulation(one_process, two_processes):
+    w1, w2 = _weights(one_process[0]), _weights(two_processes[0])
+    init = _weights_of_init(one_process[0])
+    assert w1.keys() == w2.keys()
+    moved = 0.0
+    for name in w1:
+        torch.testing.assert_close(w2[name], w1[name], rtol=0, atol=1e-6, msg=name)
+        moved = max(moved, (w1[name] - init[name]).abs().max().item())
+    assert moved > 2e-4  # training really changed the weights (so equality above is not trivial)
+
+
+def _weights_of_init(one: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    model_dir = one.parent / "model"
+    state: dict[str, torch.Tensor] = {}
+    for f in sorted(model_dir.glob("*.safetensors")):
+        state.update(load_file(str(f)))
+    return state
+
+
+def test_padded_run_equals_packed_run(setup, one_process):
+    """A whole run without packing (padded micro-batches of 2, accumulated) equals the packed run."""
+    root, model_dir, data = setup
+    out = root / "padded"
+    train(TrainConfig.load(None, _overrides(model_dir, data, out, packing="false", per_device_batch_size=2)))
+    packed_metrics, padded_metrics = _metrics(one_process[0]), _metrics(out)
+    assert [r["trained_tokens"] for r in padded_metrics] == [r["trained_tokens"] for r in packed_metrics]
+    for a, b in zip(packed_metrics, padded_metrics):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+    w_packed, w_padded = _weights(one_process[0]), _weights(out)
+    for name in w_packed:
+        torch.testing.assert_close(w_padded[name], w_packed[name], rtol=0, atol=1e-6, msg=name)
+
+
+# -- the shipped accelerate configs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,distributed_type,extra", [
+    ("ddp.yaml", "MULTI_GPU", {}),
+    ("fsdp.yaml", "FSDP", {"fsdp_config": {"fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP"}}),
+    ("deepspeed_zero2.yaml", "DEEPSPEED", {"deepspeed_config": {"zero_stage": 2, "gradient_accumulation_steps": 1}}),
+    ("deepspeed_zero3.yaml", "DEEPSPEED", {"deepspeed_config": {"zero_stage": 3, "gradient_accumulation_steps": 1,
+                                                                "zero3_save_16bit_model": True}}),
+])
+def test_shipped_accelerate_configs_load(name, distributed_type, extra):
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+    from accelerate.utils import DistributedType
+
+    cfg = load_config_from_file(str(ACCELERATE_CONFIGS / name))
+    assert isinstance(cfg, ClusterConfig)
+    assert cfg.distributed_type == DistributedType(distributed_type)
+    assert cfg.num_machines == 1 and cfg.num_processes == 8 and cfg.mixed_precision == "no"
+    for section, values in extra.items():
+        got = getattr(cfg, section)
+        assert {k: got[k] for k in values} == values
