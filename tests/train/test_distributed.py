@@ -200,3 +200,39 @@ def test_shipped_accelerate_configs_load(name, distributed_type, extra):
     for section, values in extra.items():
         got = getattr(cfg, section)
         assert {k: got[k] for k in values} == values
+
+
+def test_metrics_rows_hold_the_plan_and_the_true_first_loss(setup, one_process):
+    """metrics.jsonl values recomputed independently: token counts from the data plan, and the first
+    step's loss from the initial model on that step's conversations."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from camels.core.template import chat_format_for_tokenizer
+    from camels.train.encode import encode_files
+    from camels.train.loop import epoch_order, n_targets, step_indices
+    from camels.train.pack import padded_batch
+
+    _, model_dir, data = setup
+    out, result = one_process
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    examples = encode_files([data], tok, chat_format_for_tokenizer(tok, "tulu"), 128).examples
+    expected = []
+    for epoch in range(2):
+        assert sorted(epoch_order(13, 3, epoch)) == list(range(13))
+        for s in range(3):
+            idx = step_indices(13, 3, epoch, s, 6)
+            expected.append((sum(len(examples[i]) for i in idx), sum(n_targets(examples[i]) for i in idx),
+                             epoch + (s == 2)))
+    rows = _metrics(out)
+    assert [(r["tokens"], r["trained_tokens"], r["epoch"]) for r in rows] == expected
+    assert result.tokens == sum(e[0] for e in expected) and result.trained_tokens == sum(e[1] for e in expected)
+    assert [r["lr"] for r in rows] == pytest.approx([1e-4 * (1 - k / 6) for k in range(6)])  # linear, no warmup
+
+    from camels.train.loop import loss_sum
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    first = [examples[i] for i in step_indices(13, 3, 0, 0, 6)]
+    with torch.no_grad():
+        batch = padded_batch(first, tok.pad_token_id)
+        loss = loss_sum(model, batch).item() / batch.n_trained
+    assert rows[0]["loss"] == pytest.approx(loss, rel=1e-5)
