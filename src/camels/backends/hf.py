@@ -20,7 +20,9 @@ What it guarantees, and how:
   or after ``max_tokens``; finished rows leave the batch and their cache rows are dropped.
 
 Limits: one device, no tensor parallelism (use the vLLM backend for large models); the model must accept
-``past_key_values``/``position_ids`` like the decoder-only models of transformers.
+a KV cache and ``position_ids`` like the decoder-only models of transformers. Prefix reuse is turned off
+for models with sliding-window attention. The prefix cache is copied into each batch of suffixes
+(transformers' cache concatenates), which costs memory ``batch_size`` times the prefix's KV size.
 """
 
 from __future__ import annotations
@@ -215,6 +217,9 @@ class HFBackend:
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         self._fast_head = self._check_fast_head()
         self.stats = {"forward_tokens": 0, "prefix_tokens_reused": 0, "forwards": 0}
+        if prefix_reuse and getattr(self.model.config, "sliding_window", None):
+            # the expanded prefix cache is a plain full cache; sliding-window layers would need their own
+            self.prefix_reuse = False
 
     # -- loading -------------------------------------------------------------------------------------
     def _load(self, name: str, tokenizer: Any, dtype: str, trust_remote_code: bool) -> tuple[Any, Any]:
