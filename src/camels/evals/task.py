@@ -210,7 +210,11 @@ def config_with_options(config: Any, options: Mapping[str, Any]) -> Any:
 # --- registry -------------------------------------------------------------------------------------------
 TASKS: dict[str, type[Task]] = {}
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {}
-BUILTIN_TASK_MODULES = ("camels.evals.tasks.mmlu", "camels.evals.tasks.gsm8k")
+BUILTIN_TASK_MODULES = (
+    "camels.evals.tasks.mmlu",
+    "camels.evals.tasks.gsm8k",
+    "camels.evals.tasks.instruct_em",
+)
 
 
 def register_task(cls: type[Task]) -> type[Task]:
