@@ -86,6 +86,7 @@ def test_exported_folder_loads_as_is_and_gives_the_same_logits(tiny_tok, tmp_pat
     target = tmp_path / "final"
     target.mkdir()
     (target / "stale.txt").write_text("from an older export")
+    (tmp_path / ".tmp-final-99999").mkdir()  # an export killed midway
     write_model_folder(model, tiny_tok, target, chat_format=fmt, config_dict={"model": "tiny", "lr": 1e-3},
                        data_sha256="a" * 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]  # replaced atomically, no tmp left

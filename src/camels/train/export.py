@@ -120,7 +120,8 @@ def write_model_folder(
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in (*target.parent.glob(f".tmp-{target.name}-*"), *target.parent.glob(f".old-{target.name}-*")):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
     merged = False
     if is_peft_model(model):
         model = _merge_for_export(model, tmp, config_dict or {})
