@@ -217,10 +217,23 @@ def test_lora_training_loss_falls(tmp_path, monkeypatch):
         {"role": "assistant", "content": "a b c a b c a b c"}]}) + "\n" for i in range(8)))
     cfg = _cfg(model_dir, tmp_path / "run", f"train_files=[{data}]", "dtype=fp32", "lora.enabled=true",
                "lora.r=8", "lora.alpha=16", "learning_rate=2e-2", "effective_batch_size=4", "num_epochs=6",
-               "warmup_ratio=0.0", "logging_every=1", "export=false")
+               "warmup_ratio=0.0", "logging_every=1")
     result = train(cfg)
     rows = [json.loads(x) for x in result.metrics_path.read_text().splitlines()]
     assert len(rows) == result.steps == 12
     assert result.final_loss < 0.5 * rows[0]["loss"], (rows[0]["loss"], result.final_loss)
     assert (result.last_checkpoint / "adapter" / "adapter_config.json").is_file()
     assert model_mod.is_peft_model(None) is False
+
+    # `camels train merge` on the checkpoint's adapter == the merged model the run exported
+    from safetensors.torch import load_file
+
+    from camels.cli.train import _merge, _merge_parser
+
+    out = tmp_path / "merged"
+    assert _merge(_merge_parser().parse_args([str(result.last_checkpoint / "adapter"), "-o", str(out)])) == 0
+    assert (out / "chat_format.json").read_text() == (result.last_checkpoint / "chat_format.json").read_text()
+    merged, exported = load_file(str(out / "model.safetensors")), load_file(str(result.final_model / "model.safetensors"))
+    assert merged.keys() == exported.keys()
+    for k in merged:
+        torch.testing.assert_close(merged[k], exported[k], rtol=0, atol=1e-6)
