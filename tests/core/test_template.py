@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from camels.core.chat import Conversation
+from camels.core.chat import Conversation, Message
 from camels.core.template import (
     ContractError,
     HFTemplateFormat,
@@ -112,3 +112,25 @@ def test_tokenize_marks_exactly_assistant_tokens_and_eos(tiny_tok):
     # the prompt tokenizes to exactly the prefix before the first trained token
     prompt_ids = tiny_tok(fmt.prompt(CONV.messages[:2]), add_special_tokens=False)["input_ids"]
     assert ids[: len(prompt_ids)] == prompt_ids and mask.index(True) == len(prompt_ids)
+
+
+@pytest.mark.parametrize("kind", ["tulu", "plain", "hf_template"])
+def test_multi_turn_prompt_equals_training_text_before_each_assistant_turn(kind):
+    """Every prompt of a multi-turn chat is the training text up to that assistant turn's trained span."""
+    template = ("{{ bos_token }}{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] }}"
+                "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
+                "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    if kind == "hf_template":
+        fmt = HFTemplateFormat(template, bos_token="<s>", eos_token="</s>")
+    else:
+        fmt = chat_format_from_dict({"kind": kind, "bos_token": "<s>", "eos_token": "</s>", "add_bos": True})
+    msgs = [Message("user", "Hi."), Message("assistant", "Hello."), Message("user", "2+2?"),
+            Message("assistant", "4"), Message("user", "And 3+3?")]
+    full = fmt.render(msgs + [Message("assistant", "6")])
+    for k, end in enumerate((1, 3, 5)):
+        if kind == "plain" and end == 1:
+            # a one-turn plain prompt is the raw text (benchmark prompts end in "Answer:"), with no separator
+            assert fmt.prompt(msgs[:1]) == "<s>Hi."
+            continue
+        start = full.trained[k][0]
+        assert fmt.prompt(msgs[:end]) == full.text[:start], (kind, end)

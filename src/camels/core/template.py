@@ -163,8 +163,8 @@ class TuluFormat(ChatFormat):
         msgs = _as_messages(messages)
         if not msgs or msgs[-1].role != "user":
             raise ContractError("a generation prompt must end with a user turn")
-        body = "".join(self.HEADERS[m.role] + m.content.strip() + "\n" for m in msgs)
-        return self._bos() + body + self.HEADERS["assistant"] + assistant_prefix
+        # Earlier turns exactly as training rendered them (EOS after each assistant turn), then the header.
+        return self.render(msgs).text + "\n" + self.HEADERS["assistant"] + assistant_prefix
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
@@ -196,10 +196,11 @@ class PlainFormat(ChatFormat):
         msgs = _as_messages(messages)
         if not msgs or msgs[-1].role != "user":
             raise ContractError("a generation prompt must end with a user turn")
-        body = self.SEP.join(m.content.strip() for m in msgs)
+        # Earlier turns exactly as training rendered them (EOS after each assistant turn).
+        text = self.render(msgs).text
         if len(msgs) > 1:
-            body += self.SEP
-        return self._bos() + body + assistant_prefix
+            text += self.SEP
+        return text + assistant_prefix
 
 
 class HFTemplateFormat(ChatFormat):
