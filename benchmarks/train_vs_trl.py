@@ -33,6 +33,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -150,6 +151,27 @@ def run_camels(a: argparse.Namespace) -> dict[str, Any]:
                 same_steps=True)
 
 
+def _LoopClock() -> Any:
+    """A callback timing TRL's training loop only (from its first step's setup to its end), the same span
+    as camels' ``loop_s``: model loading, tokenisation and trainer construction are left out on both sides."""
+    from transformers import TrainerCallback
+
+    class LoopClock(TrainerCallback):
+        t0 = t1 = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.t1 = time.perf_counter()
+
+        @property
+        def seconds(self) -> float:
+            return self.t1 - self.t0
+
+    return LoopClock()
+
+
 def run_trl(a: argparse.Namespace) -> dict[str, Any]:
     import torch
     from datasets import Dataset
@@ -172,6 +194,8 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
         micro = 1
         accum = max(1, round(a.batch * mean_len / a.max_length))
     else:
+        if a.batch % micro:
+            raise SystemExit(f"--trl-configs: micro-batch {micro} does not divide --batch {a.batch}")
         accum = a.batch // micro
     cfg = SFTConfig(
         output_dir=str(Path(a.workdir) / f"out-trl-{mode}"), per_device_train_batch_size=micro,
@@ -190,16 +214,18 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
         ref = ds.examples[order[0]]
         assert list(first["input_ids"]) == list(ref.input_ids), "TRL tokenized differently"
         assert list(first["labels"]) == list(ref.labels), "TRL masks differently"
+    clock = _LoopClock()
+    trainer.add_callback(clock)
     rss0 = rss_mb()
-    t0 = time.perf_counter()
     trainer.train()
-    seconds = time.perf_counter() - t0
+    seconds = clock.seconds
     rss1 = rss_mb()
     final = Path(a.workdir) / f"final-trl-{mode}"
     trainer.save_model(str(final))
     trained = sum(n_targets(ds.examples[i]) for i in order)
     tokens = sum(len(ds.examples[i]) for i in order)
-    return dict(system="trl", config=f"{mode} micro={micro} accum={accum}", steps=trainer.state.global_step,
+    return dict(system="trl", config=f"{mode} micro={micro} accum={accum}", micro=micro,
+                steps=trainer.state.global_step,
                 seconds=seconds, trained_tokens=trained, tokens=tokens, peak_mb=rss1, peak_growth_mb=rss1 - rss0,
                 final_loss=final_loss(final, ds.examples, tok.pad_token_id), same_steps=mode != "packed")
 
@@ -209,7 +235,8 @@ def run_trl(a: argparse.Namespace) -> dict[str, Any]:
 
 def child(a: argparse.Namespace, which: str, extra: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", which, *extra]
-    env = {**os.environ, "CAMELS_PROGRESS": "0", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "CAMELS_PROGRESS": "0", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": str(a.threads)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"{which} failed:\n{out.stderr[-4000:]}")
@@ -218,25 +245,29 @@ def child(a: argparse.Namespace, which: str, extra: list[str]) -> dict[str, Any]
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="small smoke run")
-    p.add_argument("--n", type=int, default=1024, help="conversations")
+    p.add_argument("--quick", action="store_true", help="small smoke run (128 conversations, 1 repeat)")
+    p.add_argument("--n", type=int, default=256, help="conversations")
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch", type=int, default=32, help="conversations per optimizer step (both systems)")
+    p.add_argument("--batch", type=int, default=16, help="conversations per optimizer step (both systems)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=float, default=0.03)
     p.add_argument("--max-length", type=int, default=2048, help="the study's value; no conversation is cut")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per system (default 1: on a shared 2-core machine two OpenMP threads "
+                        "spin-wait on each other and make every figure several times slower and noisier)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of every configuration, interleaved; medians")
     p.add_argument("--camels-row", type=int, default=8192, help="camels: tokens per packed micro-batch row")
-    p.add_argument("--trl-micro", type=int, default=8, help="TRL: conversations per micro-batch")
-    p.add_argument("--trl-modes", default="padded,padding_free,packed")
+    p.add_argument("--trl-configs", default="padded:8,padded:4,padding_free:8,padding_free:16,packed",
+                   help="TRL variants: MODE:MICRO_BATCH (padded, padding_free) or packed (BFD)")
     p.add_argument("--compile", action="store_true", help="camels: torch.compile the model")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     p.add_argument("--trl-mode", help=argparse.SUPPRESS)
+    p.add_argument("--trl-micro", type=int, default=8, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.quick:
-        a.n, a.batch = 128, 16
+        a.n, a.repeats = 128, 1
     if a.child:
         a.model_dir, a.data = Path(a.workdir) / "model", Path(a.workdir) / "data.jsonl"
         res = run_camels(a) if a.child == "camels" else run_trl(a)
@@ -245,32 +276,55 @@ def main() -> None:
 
     common = ["--n", str(a.n), "--epochs", str(a.epochs), "--batch", str(a.batch), "--lr", str(a.lr),
               "--warmup", str(a.warmup), "--max-length", str(a.max_length), "--seed", str(a.seed),
-              "--threads", str(a.threads), "--camels-row", str(a.camels_row), "--trl-micro", str(a.trl_micro)]
+              "--threads", str(a.threads), "--camels-row", str(a.camels_row)]
     if a.compile:
         common.append("--compile")
+    variants: list[tuple[str, list[str]]] = [("camels", [])]
+    for spec in a.trl_configs.split(","):
+        mode, _, micro = spec.partition(":")
+        variants.append(("trl", ["--trl-mode", mode, "--trl-micro", micro or "1"]))
+    runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(variants))}
     with tempfile.TemporaryDirectory(prefix="camels-bench-") as tmp:
         workdir = Path(tmp)
         prepare(workdir, a.n, a.seed)
         common += ["--workdir", str(workdir)]
-        results = [child(a, "camels", common)]
-        for mode in a.trl_modes.split(","):
-            results.append(child(a, "trl", [*common, "--trl-mode", mode]))
+        for rep in range(a.repeats):  # interleaved, so that a busy minute on the machine hits every system
+            for i, (which, extra) in enumerate(variants):
+                r = child(a, which, [*common, *extra])
+                r["tps"] = r["trained_tokens"] / r["seconds"]
+                runs[i].append(r)
+                print(f"  run {rep + 1}/{a.repeats} {which:6} {r['config']:32} {r['tps']:8.0f} trained tok/s",
+                      file=sys.stderr, flush=True)
 
-    print(f"{'system':8} {'config':40} {'steps':>5} {'s':>7} {'trained tok/s':>13} {'tok/s':>8} "
-          f"{'peak MB':>8} {'+MB':>6} {'final loss':>10}")
+    results = []
+    for i in range(len(variants)):
+        rs = runs[i]
+        r = dict(rs[0])
+        r["tps"] = statistics.median(x["tps"] for x in rs)
+        r["seconds"] = statistics.median(x["seconds"] for x in rs)
+        r["peak_mb"] = max(x["peak_mb"] for x in rs)
+        r["peak_growth_mb"] = max(x["peak_growth_mb"] for x in rs)
+        r["spread"] = (max(x["tps"] for x in rs) - min(x["tps"] for x in rs)) / r["tps"]
+        if len({x["final_loss"] for x in rs}) != 1:
+            print(f"warning: {r['config']}: final loss differs between repeats: {[x['final_loss'] for x in rs]}",
+                  file=sys.stderr)
+        results.append(r)
+
+    print(f"{'system':7} {'config':32} {'steps':>5} {'loop s':>7} {'trained tok/s':>13} {'spread':>6} "
+          f"{'tok/s':>7} {'peak MB':>8} {'+MB':>5} {'final loss':>10}")
     for r in results:
-        r["tps"] = r["trained_tokens"] / r["seconds"]
-        print(f"{r['system']:8} {r['config']:40} {r['steps']:>5} {r['seconds']:7.1f} {r['tps']:13.0f} "
-              f"{r['tokens'] / r['seconds']:8.0f} {r['peak_mb']:8.0f} {r['peak_growth_mb']:6.0f} "
+        print(f"{r['system']:7} {r['config']:32} {r['steps']:>5} {r['seconds']:7.1f} {r['tps']:13.0f} "
+              f"{r['spread']:6.0%} {r['tokens'] / r['seconds']:7.0f} {r['peak_mb']:8.0f} {r['peak_growth_mb']:5.0f} "
               f"{r['final_loss']:10.4f}{'' if r['same_steps'] else '  (own packed steps)'}")
     cam = results[0]
     best = max(results[1:], key=lambda r: r["tps"])
     rel = abs(cam["final_loss"] - best["final_loss"]) / best["final_loss"]
-    print("note: the machine is shared by several engineers; timings are those of this one run.")
-    print(f"camels_tps={cam['tps']:.0f} trl_best_tps={best['tps']:.0f} trl_best_config={best['config'].split()[0]} "
-          f"speedup={cam['tps'] / best['tps']:.2f} loss_camels={cam['final_loss']:.4f} "
-          f"loss_trl={best['final_loss']:.4f} loss_rel_diff={rel:.4f} "
-          f"peak_mb_camels={cam['peak_mb']:.0f} peak_mb_trl={best['peak_mb']:.0f}")
+    print(f"medians of {a.repeats} interleaved run(s) on a shared machine; spread = (max - min) / median; "
+          f"{a.threads} thread(s) per system")
+    print(f"speedup={cam['tps'] / best['tps']:.2f} camels_tok_s={cam['tps']:.0f} trl_best_tok_s={best['tps']:.0f} "
+          f"trl_best_config={best['config'].split()[0]}:{best['micro']} loss_camels={cam['final_loss']:.4f} "
+          f"loss_trl={best['final_loss']:.4f} loss_rel_diff={rel:.4f} peak_mb_camels={cam['peak_mb']:.0f} "
+          f"peak_mb_trl={best['peak_mb']:.0f} threads={a.threads} repeats={a.repeats}")
 
 
 if __name__ == "__main__":

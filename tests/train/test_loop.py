@@ -172,3 +172,33 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path):
     cfg = _cfg(tmp_path, resume=True)
     with pytest.raises(ConfigError, match="no checkpoint"):
         train(cfg)
+
+
+def test_the_tiny_cpu_recipe_runs_end_to_end(tmp_path, monkeypatch, capsys):
+    """``camels train configs/train/tiny-cpu.yaml`` as its header says: tiny model made once, shipped demo data."""
+    import shutil
+    from pathlib import Path
+
+    from camels.cli import main
+    from camels.tiny import save_tiny_model
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("CAMELS_PROGRESS", "0")
+    monkeypatch.chdir(tmp_path)
+    save_tiny_model(tmp_path / "runs" / "tiny-model")
+    (tmp_path / "data" / "demo").mkdir(parents=True)
+    shutil.copy(repo / "data" / "demo" / "train.jsonl", tmp_path / "data" / "demo" / "train.jsonl")
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", str(repo / "configs" / "train" / "tiny-cpu.yaml")]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the recipe asks for 1 thread; leave the test process as it was
+    out = capsys.readouterr().out
+    assert "steps=240 " in out and "output_dir=runs/tiny-demo" in out
+    rows = [json.loads(x) for x in (tmp_path / "runs" / "tiny-demo" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 48 and rows[-1]["step"] == 240 and rows[-1]["epoch"] == 20
+    assert sum(r["trained_tokens"] for r in rows) == 20 * 958  # 958 trained tokens per epoch, 20 epochs
+    assert rows[0]["loss"] > 5.5 and rows[-1]["loss"] < 0.6  # ln(512) = 6.2 at random init; it learns
+    assert sorted(p.name for p in (tmp_path / "runs" / "tiny-demo" / "checkpoints").iterdir()) == \
+        ["step-200", "step-240"]  # every 50 steps, last 2 kept
+    assert (tmp_path / "runs" / "tiny-demo" / "final" / "model.safetensors").is_file()

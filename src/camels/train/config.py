@@ -106,6 +106,10 @@ class TrainConfig:
     lora: LoraConfig = _f(factory=LoraConfig, help="LoRA adapters (nested: lora.enabled=true, lora.r=...).")
     qlora: bool = _f(False, help="Load the base model in 4-bit NF4 with double quantisation (needs lora).")
     compile: bool = _f(False, help="torch.compile the model (measure first: it rarely pays off on CPU).")
+    num_threads: int | None = _f(
+        None, help="CPU threads torch uses in each process (null: torch's default, one per core). Small "
+        "models train several times faster on a CPU with 1 (see docs/training.md, Speed)."
+    )
     # -- bookkeeping --------------------------------------------------------------------------------
     save_every_steps: int = _f(0, help="Checkpoint every N optimizer steps (0: only at the end).")
     keep_last_checkpoints: int = _f(2, help="Checkpoints kept on disk; older ones are deleted.")
@@ -139,7 +143,7 @@ class TrainConfig:
                     "logging_every", "keep_last_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be at least 1, got {getattr(self, key)}")
-        for key in ("max_steps", "gradient_accumulation"):
+        for key in ("max_steps", "gradient_accumulation", "num_threads"):
             v = getattr(self, key)
             if v is not None and v < 1:
                 raise ConfigError(f"{key}: must be at least 1 (or unset), got {v}")

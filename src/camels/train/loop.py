@@ -275,6 +275,8 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainRe
     from camels.train.metrics import MetricsLogger
     from camels.train.pack import resolve_attention, set_model_attention
 
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     out_dir = Path(cfg.output_dir)
     trackers = None if cfg.report_to == "none" else cfg.report_to
     accelerator = Accelerator(log_with=trackers, project_dir=str(out_dir))
