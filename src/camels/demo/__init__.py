@@ -6,8 +6,8 @@ The demo runs the real pipeline, stage by stage, on small data it writes itself 
    -> ``camels data convert`` for each -> ``camels data mix`` (a mixture config written next to the data)
    -> ``camels data decontaminate`` against the held-out set, with three held-out items planted in the
    training data on purpose so that the report shows them found and dropped -> ``camels data stats``;
-2. **train**: a randomly initialised tiny LLaMA (with a byte-level BPE tokenizer trained offline) is
-   finetuned on the mixture with the Tülu chat format;
+2. **train**: a randomly initialised tiny LLaMA (2 layers, hidden size 128, about 0.4M parameters, with a
+   byte-level BPE tokenizer trained offline) is finetuned on the mixture with the Tülu chat format;
 3. **eval**: the ``instruct_em`` task (exact match on the held-out skills) through the HF backend, for the
    untrained and the trained model, with the same chat format;
 4. **report**: ``report.md`` with the data table, the training curve's ends and the scores per skill.
@@ -48,8 +48,9 @@ def _say(msg: str) -> None:
     print(f"[camels demo] {msg}", flush=True)
 
 
-def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int = 40, epochs: int = 3,
-             seed: int = 0, progress: bool = True) -> DemoResult:
+def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int = 40, epochs: int = 4,
+             seed: int = 0, batch_size: int = 16, learning_rate: float = 3e-3, model_size: int = 128,
+             progress: bool = True) -> DemoResult:
     """Run the demo pipeline into ``out`` and return its headline figures."""
     from camels.backends import load_backend
     from camels.data.convert import convert
@@ -108,11 +109,11 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
     # 2. train -----------------------------------------------------------------------------------------
     base = out / "base-model"
     if not (base / "config.json").exists():
-        save_tiny_model(base, seed=seed)
+        save_tiny_model(base, seed=seed, hidden_size=model_size, intermediate_size=2 * model_size)
     run = out / "train"
     cfg = TrainConfig.from_dict({
         "model": str(base), "train_files": [str(clean)], "output_dir": str(run), "chat_format": "tulu",
-        "max_length": 256, "packing": True, "effective_batch_size": 16, "learning_rate": 3e-3,
+        "max_length": 256, "packing": True, "effective_batch_size": batch_size, "learning_rate": learning_rate,
         "lr_scheduler": "linear", "warmup_ratio": 0.03, "weight_decay": 0.0, "num_epochs": epochs,
         "seed": seed, "dtype": "fp32", "save_every_steps": 0, "keep_last_checkpoints": 1, "logging_every": 10,
         "report_to": "none", "resume": (run / "checkpoints").is_dir(),
