@@ -63,7 +63,10 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
     from camels.train.config import TrainConfig
     from camels.train.loop import train
 
+    import torch
+
     t0 = time.time()
+    torch.set_num_threads(1)  # a 0.4M-parameter model: more threads cost more than they give
     if not progress:
         from transformers.utils import logging as hf_logging
 
@@ -116,7 +119,7 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
         "max_length": 256, "packing": True, "effective_batch_size": batch_size, "learning_rate": learning_rate,
         "lr_scheduler": "linear", "warmup_ratio": 0.03, "weight_decay": 0.0, "num_epochs": epochs,
         "seed": seed, "dtype": "fp32", "save_every_steps": 0, "keep_last_checkpoints": 1, "logging_every": 10,
-        "report_to": "none", "resume": (run / "checkpoints").is_dir(),
+        "report_to": "none", "num_threads": 1, "resume": (run / "checkpoints").is_dir(),
     })
     if cfg.resume and (run / "final" / "config.json").exists():
         _say(f"train: {run} already finished; reusing its model")
