@@ -192,6 +192,7 @@ def main() -> None:
         # the machine is shared and its load changes: camels runs again after each lm-eval run, and its
         # median time counts (every run's figure is printed)
         camels_times = [t_c]
+        pair_ratios = []
         lm_runs = {}
         for bs in [int(x) for x in args.lm_eval_batch_sizes.split(",")]:
             preds_l, t_l = run_lm_eval(model_dir, data, bs)
@@ -199,6 +200,7 @@ def main() -> None:
             print(f"lm-eval: bs={bs} {len(preds_l) / t_l:.1f} q/s ({t_l:.2f}s)")
             preds_again, _, _, t_again, _ = run_camels(model_dir, data, args.camels_batch_size)
             camels_times.append(t_again)
+            pair_ratios.append(t_l / t_again)
             print(f"camels: bs={args.camels_batch_size} {n / t_again:.1f} q/s ({t_again:.2f}s); "
                   f"same predictions as the first run: {preds_again == preds_c}")
         best_bs = min(lm_runs, key=lambda b: lm_runs[b][1])
@@ -214,8 +216,11 @@ def main() -> None:
     qps_c, qps_l = n / t_c, n / t_l
     print(f"accuracy (random model): camels {acc_c:.4f}, lm-eval {acc_l:.4f}; lm-eval best batch size {best_bs}")
     print(f"camels median of {len(camels_times)} runs; lm-eval best of batch sizes {args.lm_eval_batch_sizes}")
+    print("paired ratios (lm-eval run / camels run right after it): "
+          + ", ".join(f"{r:.1f}" for r in pair_ratios))
     print(f"speedup={qps_c / qps_l:.1f} agreement={agree:.3f} camels_qps={qps_c:.1f} lm_eval_best_qps={qps_l:.1f} "
-          f"questions={n} prompt_match={same_prompt / n:.3f}")
+          f"questions={n} prompt_match={same_prompt / n:.3f} "
+          f"paired_speedup_median={sorted(pair_ratios)[len(pair_ratios) // 2]:.1f}")
 
 
 if __name__ == "__main__":
