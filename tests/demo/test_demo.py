@@ -31,7 +31,7 @@ def test_skills_split_is_disjoint_and_deterministic(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_every_stage(tmp_path):
-    res = run_demo(tmp_path, n_train=200, n_eval=12, epochs=1, progress=False)
+    res = run_demo(tmp_path, n_train=200, n_eval=12, epochs=2, model_size=64, progress=False)
     data = tmp_path / "data"
     # data: 4 sources converted, mixed, the planted held-out items (and only those) dropped
     mix_manifest = json.loads((data / "mix.manifest.json").read_text())

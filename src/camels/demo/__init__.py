@@ -52,6 +52,8 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
              seed: int = 0, batch_size: int = 16, learning_rate: float = 3e-3, model_size: int = 128,
              progress: bool = True) -> DemoResult:
     """Run the demo pipeline into ``out`` and return its headline figures."""
+    import torch
+
     from camels.backends import load_backend
     from camels.data.convert import convert
     from camels.data.decontam import decontaminate
@@ -62,8 +64,6 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
     from camels.tiny import save_tiny_model
     from camels.train.config import TrainConfig
     from camels.train.loop import train
-
-    import torch
 
     t0 = time.time()
     torch.set_num_threads(1)  # a 0.4M-parameter model: more threads cost more than they give
@@ -118,7 +118,7 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
         "model": str(base), "train_files": [str(clean)], "output_dir": str(run), "chat_format": "tulu",
         "max_length": 256, "packing": True, "effective_batch_size": batch_size, "learning_rate": learning_rate,
         "lr_scheduler": "linear", "warmup_ratio": 0.03, "weight_decay": 0.0, "num_epochs": epochs,
-        "seed": seed, "dtype": "fp32", "save_every_steps": 0, "keep_last_checkpoints": 1, "logging_every": 10,
+        "seed": seed, "dtype": "fp32", "save_every_steps": 0, "keep_last_checkpoints": 1, "logging_every": 5,
         "report_to": "none", "num_threads": 1, "resume": (run / "checkpoints").is_dir(),
     })
     if cfg.resume and (run / "final" / "config.json").exists():
