@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--train-examples", type=int, default=2000, help="training examples (default: 2000)")
     p.add_argument("--eval-examples", type=int, default=40, help="held-out examples (default: 40)")
-    p.add_argument("--epochs", type=int, default=4, help="training epochs (default: 4)")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs (default: 8)")
     p.add_argument("--model-size", type=int, default=128, help="hidden size of the tiny LLaMA (default: 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the model and the training")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

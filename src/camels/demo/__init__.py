@@ -48,7 +48,7 @@ def _say(msg: str) -> None:
     print(f"[camels demo] {msg}", flush=True)
 
 
-def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int = 40, epochs: int = 4,
+def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int = 40, epochs: int = 8,
              seed: int = 0, batch_size: int = 16, learning_rate: float = 3e-3, model_size: int = 128,
              progress: bool = True) -> DemoResult:
     """Run the demo pipeline into ``out`` and return its headline figures."""
