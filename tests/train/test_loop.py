@@ -202,3 +202,15 @@ def test_the_tiny_cpu_recipe_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in (tmp_path / "runs" / "tiny-demo" / "checkpoints").iterdir()) == \
         ["step-200", "step-240"]  # every 50 steps, last 2 kept
     assert (tmp_path / "runs" / "tiny-demo" / "final" / "model.safetensors").is_file()
+
+
+def test_compile_is_regional(tiny_tok):
+    """compile=true compiles the MLP and norm blocks only (no forward here: compiling takes minutes on CPU)."""
+    from camels.tiny import tiny_llama
+    from camels.train.loop import compile_blocks
+
+    model = tiny_llama(tiny_tok, seed=0)  # 2 layers: 2 MLPs, 4 layer norms, 1 final norm
+    assert compile_blocks(model) == 7
+    compiled = {type(m).__name__ for m in model.modules() if getattr(m, "_compiled_call_impl", None) is not None}
+    assert compiled == {"LlamaMLP", "LlamaRMSNorm"}
+    assert model.model.layers[0].self_attn._compiled_call_impl is None

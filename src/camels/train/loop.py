@@ -152,6 +152,24 @@ def backward_step(
     return total / world
 
 
+def compile_blocks(model: Any) -> int:
+    """``torch.compile`` the MLP and RMSNorm modules of the model, in place; return how many.
+
+    Regional, not whole-model: packed rows change length at every step and the varlen attention loops over
+    a per-row list of conversation lengths, which would make a whole-model graph recompile or break at
+    every step. The MLP and the norms are where the elementwise work is (SiLU, gating, normalisation) that
+    compilation fuses. Measured on this CPU for the 1M LLaMA of the benchmark: steps 1.5x faster once
+    compiled, after about 100 s of compilation, so it pays off on long runs only.
+    """
+    n = 0
+    for module in model.modules():
+        name = type(module).__name__
+        if name.endswith("MLP") or name.endswith("RMSNorm"):
+            module.compile(dynamic=True)
+            n += 1
+    return n
+
+
 # -- optimizer and schedule ----------------------------------------------------------------------------
 
 
@@ -324,7 +342,7 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainRe
     scheduler = build_scheduler(optimizer, cfg, total_steps)
     accelerator.register_for_checkpointing(scheduler)
     if cfg.compile:
-        model = torch.compile(model)
+        compile_blocks(model)
 
     # 5. Resume: restores model, optimizer, scheduler and RNG, and where in the data plan we were.
     state = _state_cls()(global_step=0, epoch=0, step_in_epoch=0, trained_tokens=0, extra={})
