@@ -29,7 +29,7 @@ MODEL = "tiny-llama"
 class TinyServer:
     """A minimal OpenAI-compatible server for one tiny model, with injectable faults."""
 
-    def __init__(self, timeout_sleep: float = 2.5) -> None:
+    def __init__(self, timeout_sleep: float = 4.0) -> None:
         self.tok = tiny_tokenizer()
         self.model = tiny_llama(self.tok, seed=0)
         self.hf = HFBackend(self.model, tokenizer=self.tok, device="cpu", chat_format="plain")
@@ -188,7 +188,7 @@ def test_chat_generation_in_order_and_ledger(server, tmp_path):
 
 
 def test_faults_are_retried_nothing_lost(server):
-    b = client(server, timeout=2.0)  # the server's "timeout" fault answers after 2.5 s
+    b = client(server, timeout=3.0)  # the server's "timeout" fault answers after 4 s
     slept = []
     b._sleep = slept.append
     server.faults[:] = ["429", "500", "timeout", "malformed", "shape", "500", "429"]
