@@ -288,3 +288,29 @@ def test_split_choices_equals_whole_prompt_tokenization(tok):
     conts = [" A", "B", " Bob's", "\n3", "  spaced", "é"]
     for p in prompts:
         assert split_choices(tok, p, conts) == [split_at_boundary(tok, p, c) for c in conts]
+
+
+def test_split_choices_shared_equals_per_prompt(tok):
+    from camels.backends.tokens import split_choices_shared
+
+    prompts = ["<s>" + r.messages[0].content for r in mmlu_like(3, 4)]
+    # prompts sharing a long text prefix that ends inside a word, a lone prompt, a prompt that is the prefix
+    stem = "<s>" + "The sea is wide and blue, and it shines in the sun. " * 8
+    prompts += [stem + "Answ", stem + "Answer:", stem + "Ans wer: ", stem, "<s>short"]
+    conts = [[" A", " B", "B", "\n3"] for _ in prompts]
+    got = split_choices_shared(tok, prompts, conts)
+    assert got == [[split_at_boundary(tok, p, c) for c in cs] for p, cs in zip(prompts, conts)]
+
+
+def test_prefix_attention_path_equals_cache_path(model, tok):
+    """The stored-prefix attention (on for LLaMA) and the plain expanded-cache path give the same scores."""
+    reqs = mmlu_like(2, 5)
+    fast = backend(model, tok, batch_size=3)
+    assert fast._prefix_attn
+    slow = backend(model, tok, batch_size=3)
+    slow._prefix_attn = False
+    a, b = fast.choose(reqs), slow.choose(reqs)
+    assert fast.stats["prefix_tokens_reused"] == slow.stats["prefix_tokens_reused"] > 0
+    assert [x.best for x in a] == [y.best for y in b]
+    for x, y in zip(a, b):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)

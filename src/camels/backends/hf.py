@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.backends.base import BackendError, cut_at_stop
-from camels.backends.tokens import group_by_prefix, split_at_boundary, split_choices
+from camels.backends.tokens import group_by_prefix, split_at_boundary, split_choices_shared
 from camels.core.requests import (
     BackendInfo,
     ChoiceRequest,
@@ -215,7 +215,10 @@ class HFBackend:
             self.model)
         # transformers 5.x renamed ``past_key_values`` to ``cache``; use whichever this version takes
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self.stats = {"forward_tokens": 0, "prefix_tokens_reused": 0, "forwards": 0}
         self._fast_head = self._check_fast_head()
+        # suffixes after a shared prefix: the prefix's keys/values stored once, no cache copies, no mask
+        self._prefix_attn = self._fast_head and self._check_prefix_attention()
         # scoring batches pass their own 4D additive mask where the attention implementation accepts one
         self._float_mask = getattr(self.model.config, "_attn_implementation", None) in ("sdpa", "eager")
         self.stats = {"forward_tokens": 0, "prefix_tokens_reused": 0, "forwards": 0}
@@ -292,6 +295,53 @@ class HFBackend:
             return False
         return full.shape == fast.shape and bool(torch.allclose(full, fast, atol=1e-4, rtol=1e-4))
 
+    def _check_prefix_attention(self) -> bool:
+        """Whether :mod:`camels.backends.prefix_attention` reproduces full forwards on this model: a prefix
+        and two right-padded suffixes of different lengths, compared with plain forwards at every real
+        position (any model whose layers do not fit keeps the cache path)."""
+        import torch
+
+        ids = self.tokenizer("The sea is wide and blue, and it shines.", add_special_tokens=False)["input_ids"]
+        if len(ids) < 9:
+            return False
+        p, suffixes = 5, [ids[5:], ids[5:8]]
+        batch = torch.full((2, len(ids) - p), self.pad_id, dtype=torch.long)
+        for r, x in enumerate(suffixes):
+            batch[r, : len(x)] = torch.tensor(x)
+        try:
+            with torch.inference_mode():
+                prefix = torch.tensor([ids[:p]], device=self.device)
+                _, _, cache = self._forward(prefix, torch.ones_like(prefix), None, None, want_hidden=False)
+                hidden = self._suffix_hidden(batch.to(self.device), p, _prefix_kv(cache))
+                got = self.model.get_output_embeddings()(hidden).float()
+                for r, x in enumerate(suffixes):
+                    want = self.model(input_ids=torch.tensor([ids[:p] + x], device=self.device)).logits[0, p:]
+                    if not torch.allclose(got[r, : len(x)], want.float(), atol=1e-4, rtol=1e-4):
+                        return False
+        except Exception:  # noqa: BLE001 - any model that does not fit this path keeps the cache path
+            return False
+        return True
+
+    def _suffix_hidden(self, ids: Any, prefix_len: int, prefix_kv: Any) -> Any:
+        """Decoder hidden states of right-padded suffixes ``ids`` placed after a prefix of ``prefix_len``
+        tokens whose per-layer keys/values are ``prefix_kv`` (None: no prefix)."""
+        import torch
+
+        from camels.backends.prefix_attention import register
+
+        self.stats["forwards"] += 1
+        self.stats["forward_tokens"] += int(ids.numel())
+        positions = (torch.arange(ids.shape[1], device=self.device) + prefix_len).expand(ids.shape[0], -1)
+        config = self.model.config
+        before = config._attn_implementation
+        config._attn_implementation = register()
+        try:
+            out = self.model.get_decoder()(input_ids=ids, position_ids=positions, use_cache=False,
+                                           camels_prefix=prefix_kv)
+        finally:
+            config._attn_implementation = before
+        return out.last_hidden_state
+
     # -- protocol --------------------------------------------------------------------------------------
     @property
     def info(self) -> BackendInfo:
@@ -321,10 +371,11 @@ class HFBackend:
     def choose(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceResult]:
         items: dict[tuple[int, ...], _ScoreItem] = {}
         plan: list[list[tuple[tuple[int, ...], int]]] = []  # per request, per choice: (context, target)
-        for ri, req in enumerate(requests):
-            prompt = self.prompt_text(req)
+        prompts = [self.prompt_text(req) for req in requests]
+        splits = split_choices_shared(self.tokenizer, prompts, [req.choices for req in requests])
+        for ri, (req, split) in enumerate(zip(requests, splits)):
             per_choice = []
-            for choice, (ctx, cont) in zip(req.choices, split_choices(self.tokenizer, prompt, req.choices)):
+            for choice, (ctx, cont) in zip(req.choices, split):
                 if not cont:
                     raise BackendError(f"choice request {ri}: choice {choice!r} has no token")
                 if not ctx:
@@ -405,7 +456,7 @@ class HFBackend:
         with torch.inference_mode():
             _, _, cache = self._forward(prefix, torch.ones_like(prefix), None, None, want_hidden=False)
         self.stats["prefix_tokens_reused"] += prefix_len * (len(items) - 1)
-        self._score_batches(items, prefix=cache, prefix_len=prefix_len)
+        self._score_batches(items, prefix=_prefix_kv(cache) if self._prefix_attn else cache, prefix_len=prefix_len)
 
     def _score_batches(self, items: list[_ScoreItem], *, prefix: Any, prefix_len: int) -> None:
         import torch
@@ -422,11 +473,13 @@ class HFBackend:
                 ids[r, : len(s)] = torch.tensor(s)
                 mask[r, prefix_len: prefix_len + len(s)] = 1
             ids, mask = ids.to(self.device), mask.to(self.device)
-            if self._float_mask:
-                mask = self._mask_4d([len(x) for x in suffixes], prefix_len, width)
             cache = None
             positions = None
-            if prefix is not None:
+            if self._prefix_attn:
+                pass
+            elif self._float_mask:
+                mask = self._mask_4d([len(x) for x in suffixes], prefix_len, width)
+            if prefix is not None and not self._prefix_attn:
                 cache = self._expand_cache(prefix, len(batch))
                 positions = (torch.arange(width, device=self.device) + prefix_len).expand(len(batch), -1)
             # rows and positions whose next-token distributions are read
@@ -437,7 +490,10 @@ class HFBackend:
                     cols.append(it.first + k - prefix_len)
                     owners.append((it, k))
             with torch.inference_mode():
-                full, hidden, _ = self._forward(ids, mask, positions, cache, want_hidden=True)
+                if self._prefix_attn:
+                    full, hidden = None, self._suffix_hidden(ids, prefix_len, prefix)
+                else:
+                    full, hidden, _ = self._forward(ids, mask, positions, cache, want_hidden=True)
                 if hidden is None and full.shape[1] != ids.shape[1]:
                     raise BackendError("internal: scoring needs the logits of every position")
                 logits = self._logits_at(full, hidden, torch.tensor(rows, device=self.device),
@@ -633,6 +689,11 @@ class HFBackend:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def _prefix_kv(cache: Any) -> list[tuple[Any, Any]]:
+    """Per layer, the (keys, values) a cache holds (batch 1: one prefix)."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def _out_cache(out: Any) -> Any:

@@ -81,12 +81,110 @@ def split_choices(
     return out
 
 
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
+def _split_many(tokenizer: Any, prompt: str, continuations: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """:func:`split_at_boundary` for each continuation, in one tokenizer call (a fast tokenizer)."""
+    try:
+        enc = tokenizer([prompt + x for x in continuations], add_special_tokens=False,
+                        return_offsets_mapping=True)
+        all_offsets = enc["offset_mapping"]
+    except (NotImplementedError, ValueError, TypeError):
+        return [split_at_boundary(tokenizer, prompt, x) for x in continuations]
+    out = []
+    boundary = len(prompt)
+    for ids, offsets in zip(enc["input_ids"], all_offsets):
+        ids = list(ids)
+        j = len(ids)
+        for t, (_, end) in enumerate(offsets):
+            if end > boundary:
+                j = t
+                break
+        out.append((ids[:j], ids[j:]))
+    return out
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    """A text prefix shared by several prompts, tokenized once and cut at a stable token boundary."""
+
+    ids: list[int]  # tokens of text[:cut]
+    cut: int  # character position of the cut
+    check: list[int]  # tokens right after the cut that each prompt's own tail must start with
+
+    @classmethod
+    def build(cls, tokenizer: Any, text: str, window: int, margin: int = 4) -> _Anchor | None:
+        try:
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+        except (NotImplementedError, ValueError, TypeError):
+            return None
+        c = len(ids) - window
+        if c <= 0:
+            return None
+        cut = offsets[c][0]
+        # text[:cut] alone tokenizes into exactly the tokens before the cut
+        if offsets[c - 1][1] > cut or list(tokenizer(text[:cut], add_special_tokens=False)["input_ids"]) != ids[:c]:
+            return None
+        return cls(ids[:c], cut, ids[c:len(ids) - margin])
+
+    def split(self, tokenizer: Any, prompt: str, continuations: Sequence[str]
+              ) -> list[tuple[list[int], list[int]]] | None:
+        tail = prompt[self.cut:]
+        splits = _split_many(tokenizer, tail, continuations)
+        n = len(self.check)
+        if any(ctx[:n] != self.check for ctx, _ in splits):
+            return None
+        return [(self.ids + ctx, cont) for ctx, cont in splits]
+
+
+def split_choices_shared(
+    tokenizer: Any, prompts: Sequence[str], continuations: Sequence[Sequence[str]], *,
+    min_chars: int = 256, window: int = 32,
+) -> list[list[tuple[list[int], list[int]]]]:
+    """:func:`split_choices` for many prompts, tokenizing each long shared text prefix once.
+
+    Prompts are sorted; neighbours sharing at least ``min_chars`` characters form a group whose common text
+    is tokenized once and cut ``window`` tokens before its end. That cut is used only when it is a stable
+    token boundary: the text before it tokenizes alone into exactly the tokens before it, and for each prompt
+    the text after it, tokenized with each continuation, starts with the same tokens the common text had
+    there (all but its last few). Otherwise, and for prompts in no group, :func:`split_choices` runs on the
+    whole prompt. For 5-shot MMLU the header and exemplars are tokenized once per subject.
+    """
+    out: list[list[tuple[list[int], list[int]]] | None] = [None] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
     i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    while i < len(order):
+        j, common = i + 1, len(prompts[order[i]])
+        while j < len(order):
+            c = common_prefix_len(prompts[order[j - 1]], prompts[order[j]])
+            if c < min_chars:
+                break
+            common = min(common, c)
+            j += 1
+        members = order[i:j]
+        anchor = _Anchor.build(tokenizer, prompts[members[0]][:common], window) if len(members) > 1 else None
+        for m in members:
+            got = anchor.split(tokenizer, prompts[m], continuations[m]) if anchor is not None else None
+            out[m] = got if got is not None else split_choices(tokenizer, prompts[m], continuations[m])
+        i = j
+    return [x for x in out if x is not None]
+
+
+def common_prefix_len(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Length of the longest common prefix of two sequences (lists, tuples or strings).
+
+    >>> common_prefix_len("abcd", "abxy"), common_prefix_len([1, 2], [1, 2, 3])
+    (2, 2)
+    """
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while lo < hi:  # binary search on slices: C-speed comparisons instead of a Python loop per element
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 @dataclass(frozen=True, slots=True)
