@@ -218,7 +218,9 @@ class HFBackend:
         self.stats = {"forward_tokens": 0, "prefix_tokens_reused": 0, "forwards": 0}
         self._fast_head = self._check_fast_head()
         # suffixes after a shared prefix: the prefix's keys/values stored once, no cache copies, no mask
-        self._prefix_attn = self._fast_head and self._check_prefix_attention()
+        self._last_layer = getattr(self.model.config, "num_hidden_layers", None)
+        self._last_layer = self._last_layer - 1 if isinstance(self._last_layer, int) else -1
+        self._prefix_attn = self._fast_head and self._last_layer >= 0 and self._check_prefix_attention()
         # scoring batches pass their own 4D additive mask where the attention implementation accepts one
         self._float_mask = getattr(self.model.config, "_attn_implementation", None) in ("sdpa", "eager")
         self.stats = {"forward_tokens": 0, "prefix_tokens_reused": 0, "forwards": 0}
@@ -312,19 +314,22 @@ class HFBackend:
             with torch.inference_mode():
                 prefix = torch.tensor([ids[:p]], device=self.device)
                 _, _, cache = self._forward(prefix, torch.ones_like(prefix), None, None, want_hidden=False)
-                hidden = self._suffix_hidden(batch.to(self.device), p, _prefix_kv(cache))
-                got = self.model.get_output_embeddings()(hidden).float()
-                for r, x in enumerate(suffixes):
-                    want = self.model(input_ids=torch.tensor([ids[:p] + x], device=self.device)).logits[0, p:]
-                    if not torch.allclose(got[r, : len(x)], want.float(), atol=1e-4, rtol=1e-4):
-                        return False
+                rows = [r for r, x in enumerate(suffixes) for _ in x]
+                cols = [c for x in suffixes for c in range(len(x))]
+                hidden = self._suffix_hidden(batch.to(self.device), p, _prefix_kv(cache), rows, cols)
+                got = self.model.get_output_embeddings()(hidden[rows, cols]).float()
+                want = torch.cat([self.model(input_ids=torch.tensor([ids[:p] + x], device=self.device)).logits[0, p:]
+                                  for x in suffixes])
+                if not torch.allclose(got, want.float(), atol=1e-4, rtol=1e-4):
+                    return False
         except Exception:  # noqa: BLE001 - any model that does not fit this path keeps the cache path
             return False
         return True
 
-    def _suffix_hidden(self, ids: Any, prefix_len: int, prefix_kv: Any) -> Any:
+    def _suffix_hidden(self, ids: Any, prefix_len: int, prefix_kv: Any, rows: list[int], cols: list[int]) -> Any:
         """Decoder hidden states of right-padded suffixes ``ids`` placed after a prefix of ``prefix_len``
-        tokens whose per-layer keys/values are ``prefix_kv`` (None: no prefix)."""
+        tokens whose per-layer keys/values are ``prefix_kv`` (None: no prefix). Only the positions
+        ``(rows[n], cols[n])`` are valid: the last layer computes nothing else."""
         import torch
 
         from camels.backends.prefix_attention import register
@@ -336,8 +341,9 @@ class HFBackend:
         before = config._attn_implementation
         config._attn_implementation = register()
         try:
+            read = (self._last_layer, torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device))
             out = self.model.get_decoder()(input_ids=ids, position_ids=positions, use_cache=False,
-                                           camels_prefix=prefix_kv)
+                                           camels_prefix=prefix_kv, camels_read=read)
         finally:
             config._attn_implementation = before
         return out.last_hidden_state
@@ -491,7 +497,7 @@ class HFBackend:
                     owners.append((it, k))
             with torch.inference_mode():
                 if self._prefix_attn:
-                    full, hidden = None, self._suffix_hidden(ids, prefix_len, prefix)
+                    full, hidden = None, self._suffix_hidden(ids, prefix_len, prefix, rows, cols)
                 else:
                     full, hidden, _ = self._forward(ids, mask, positions, cache, want_hidden=True)
                 if hidden is None and full.shape[1] != ids.shape[1]:
