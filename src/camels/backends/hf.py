@@ -336,17 +336,42 @@ class HFBackend:
 
         self.stats["forwards"] += 1
         self.stats["forward_tokens"] += int(ids.numel())
-        positions = (torch.arange(ids.shape[1], device=self.device) + prefix_len).expand(ids.shape[0], -1)
+        # one row of positions, broadcast over the batch: the rotary tables are computed once, not per row
+        positions = (torch.arange(ids.shape[1], device=self.device) + prefix_len).unsqueeze(0)
         config = self.model.config
         before = config._attn_implementation
         config._attn_implementation = register()
+        read = (self._last_layer, torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device))
+        hooks = []
+        mlp = self._last_mlp()
+        if mlp is not None:
+            # the last layer's MLP (per position) runs only at the read positions; the others get zeros
+            def gather(module: Any, args: tuple) -> tuple:
+                return (args[0][read[1], read[2]].unsqueeze(0), *args[1:])
+
+            def scatter(module: Any, args: tuple, out: Any) -> Any:
+                full = out.new_zeros((*ids.shape, out.shape[-1]))
+                full[read[1], read[2]] = out[0]
+                return full
+
+            hooks = [mlp.register_forward_pre_hook(gather), mlp.register_forward_hook(scatter)]
         try:
-            read = (self._last_layer, torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device))
             out = self.model.get_decoder()(input_ids=ids, position_ids=positions, use_cache=False,
                                            camels_prefix=prefix_kv, camels_read=read)
         finally:
             config._attn_implementation = before
+            for h in hooks:
+                h.remove()
         return out.last_hidden_state
+
+    def _last_mlp(self) -> Any:
+        """The last decoder layer's ``mlp`` module when the model has the usual layout, else None."""
+        layers = getattr(self.model.get_decoder(), "layers", None)
+        try:
+            mlp = getattr(layers[self._last_layer], "mlp", None) if layers is not None else None
+        except (IndexError, TypeError):
+            return None
+        return mlp if callable(mlp) else None
 
     # -- protocol --------------------------------------------------------------------------------------
     @property
