@@ -300,6 +300,11 @@ def test_split_choices_shared_equals_per_prompt(tok):
     conts = [[" A", " B", "B", "\n3"] for _ in prompts]
     got = split_choices_shared(tok, prompts, conts)
     assert got == [[split_at_boundary(tok, p, c) for c in cs] for p, cs in zip(prompts, conts)]
+    # the last lines re-tokenized per choice: used for an MMLU-like prompt, and exact
+    from camels.backends.tokens import _split_last_lines
+
+    assert _split_last_lines(tok, prompts[0], conts[0]) == [split_at_boundary(tok, prompts[0], c) for c in conts[0]]
+    assert _split_last_lines(tok, "<s>no newline at all " * 5, conts[0]) is None
 
 
 def test_prefix_attention_path_equals_cache_path(model, tok):

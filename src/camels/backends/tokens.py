@@ -102,6 +102,40 @@ def _split_many(tokenizer: Any, prompt: str, continuations: Sequence[str]) -> li
     return out
 
 
+def _split_last_lines(tokenizer: Any, prompt: str, continuations: Sequence[str], *, keep: int = 48,
+                      margin: int = 4) -> list[tuple[list[int], list[int]]] | None:
+    """:func:`split_at_boundary` for each continuation, with only the prompt's last lines (from the last
+    newline at least ``keep`` characters before its end) re-tokenized per continuation; None when that
+    newline is not a stable token boundary (checked as in :class:`_Anchor`) or offsets are unavailable.
+
+    One tokenizer call holds the whole prompt, the text before the newline and each ``lines + continuation``.
+    """
+    cut = prompt.rfind("\n", 0, len(prompt) - keep)
+    if cut <= 0 or len(continuations) < 2:
+        return None
+    head, lines = prompt[:cut], prompt[cut:]
+    try:
+        enc = tokenizer([prompt, head, *(lines + x for x in continuations)], add_special_tokens=False,
+                        return_offsets_mapping=True)
+    except (NotImplementedError, ValueError, TypeError):
+        return None
+    ids, offsets = list(enc["input_ids"][0]), enc["offset_mapping"][0]
+    c = next((t for t, (start, _) in enumerate(offsets) if start >= cut), len(ids))
+    if c == 0 or c >= len(ids) or offsets[c][0] != cut or offsets[c - 1][1] > cut:
+        return None
+    if list(enc["input_ids"][1]) != ids[:c]:
+        return None
+    check = ids[c:len(ids) - margin]
+    out = []
+    for x_ids, x_offsets in zip(enc["input_ids"][2:], enc["offset_mapping"][2:]):
+        x_ids = list(x_ids)
+        if x_ids[:len(check)] != check:
+            return None
+        j = next((t for t, (_, end) in enumerate(x_offsets) if end > len(lines)), len(x_ids))
+        out.append((ids[:c] + x_ids[:j], x_ids[j:]))
+    return out
+
+
 @dataclass(frozen=True)
 class _Anchor:
     """A text prefix shared by several prompts, tokenized once and cut at a stable token boundary."""
@@ -129,7 +163,7 @@ class _Anchor:
     def split(self, tokenizer: Any, prompt: str, continuations: Sequence[str]
               ) -> list[tuple[list[int], list[int]]] | None:
         tail = prompt[self.cut:]
-        splits = _split_many(tokenizer, tail, continuations)
+        splits = _split_last_lines(tokenizer, tail, continuations) or _split_many(tokenizer, tail, continuations)
         n = len(self.check)
         if any(ctx[:n] != self.check for ctx, _ in splits):
             return None
