@@ -12,17 +12,22 @@ What it guarantees, and how:
   one ``torch.Generator`` per sample, seeded from the request's seed and the sample index, so a sample is
   the same whatever else is in the batch (up to float rounding of the logits).
 * **Shared prefixes computed once.** Scoring requests are grouped by their longest common token prefix
-  (5-shot MMLU: the header and exemplars of a subject, about 80% of each prompt); the prefix runs once,
-  its KV cache is expanded over a batch of suffixes, and only the suffixes run. Scores equal those of a
-  full forward up to float rounding.
+  (5-shot MMLU: the header and exemplars of a subject, about 80% of each prompt); the prefix runs once
+  and only the suffixes run. On models that pass the check at load (decoder-only models whose layers use
+  transformers' attention interface, e.g. LLaMA), the prefix's keys/values are stored once and a dedicated
+  attention function (:mod:`camels.backends.prefix_attention`) attends to them from every row with no
+  cache copy and no mask; the last layer computes attention and MLP only at the positions that are read.
+  Other models get the prefix's KV cache expanded over each batch. Either way scores equal those of a
+  full forward up to float rounding. The shared prompt text is tokenized once per group
+  (:func:`camels.backends.tokens.split_choices_shared`).
 * **Each sequence stops on its own.** Generation is a loop written here over the KV cache: a row ends at
   EOS, at the chat format's end-of-turn strings, at one of its request's stop strings (cut from the text)
   or after ``max_tokens``; finished rows leave the batch and their cache rows are dropped.
 
 Limits: one device, no tensor parallelism (use the vLLM backend for large models); the model must accept
 a KV cache and ``position_ids`` like the decoder-only models of transformers. Prefix reuse is turned off
-for models with sliding-window attention. The prefix cache is copied into each batch of suffixes
-(transformers' cache concatenates), which costs memory ``batch_size`` times the prefix's KV size.
+for models with sliding-window attention. On the expanded-cache path (models that fail the check) the
+prefix cache is copied into each batch of suffixes, which costs memory ``batch_size`` times its KV size.
 """
 
 from __future__ import annotations
