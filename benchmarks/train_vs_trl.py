@@ -1,6 +1,7 @@
 """camels vs TRL's SFTTrainer: same tiny LLaMA, same conversations, same optimizer steps, on this CPU.
 
-    python benchmarks/train_vs_trl.py            # full run (a few minutes on 2 cores)
+    python benchmarks/train_vs_trl.py            # full run: 3 interleaved repeats, medians (~20 min here)
+    python benchmarks/train_vs_trl.py --repeats 1 --trl-configs padded:1,padding_free:2   # shorter
     python benchmarks/train_vs_trl.py --quick    # smoke run
 
 What is compared
@@ -15,15 +16,24 @@ What is compared
   ``train_sampling_strategy="sequential"``, and ``per_device_train_batch_size x gradient_accumulation_steps``
   equals camels' ``effective_batch_size``. Both normalise the loss by the trained tokens of the whole step.
   TRL's BFD packing builds its own rows, so its steps hold different conversations (noted in the table).
-* Hyperparameters: AdamW, lr, linear schedule, warmup ratio, weight decay 0, grad-norm clip 1.0, 2 epochs.
+* Hyperparameters: AdamW (fused on both sides), lr, linear schedule, warmup ratio, weight decay 0,
+  grad-norm clip 1.0, 2 epochs.
 * TRL configurations: its fastest for a CPU, not its defaults: fp32, no gradient checkpointing, no
-  tracker, rare logging; padded, padding-free and BFD-packed; the best is the reference.
+  tracker, rare logging; padded with small micro-batches (less padding: on this data micro-batches of 8
+  or 16 conversations are 3-7x slower than 1-2), padding-free (``padding_free=True``: one row per
+  micro-batch with a block-diagonal mask that transformers builds from the position ids) and BFD-packed.
+  The fastest one is the reference of the summary line.
+* Threads: both systems get the same number of torch threads (``--threads``, default 1). On this shared
+  2-core machine two OpenMP threads per process spin-wait on each other whenever another job runs, which
+  made every figure several times slower and very noisy; one thread is what both run fastest with here.
 * Figures: trained tokens per second (assistant tokens that carry loss; all non-pad tokens are shown as
-  well) over the training loop only; peak resident memory growth of the process during training; final
-  loss = mean token loss of the exported model over the whole data set, computed by one shared function.
+  well) over the training loop only (camels' ``loop_s``; for TRL a callback from ``on_train_begin`` to
+  ``on_train_end``); peak resident memory of the process and its growth during training; final loss =
+  mean token loss of the exported model over the whole data set, computed by one shared function.
 
-Each system runs in its own subprocess (clean peak-memory figures, no shared caches). The machine is
-shared, so timings are noisy: the summary line is the figure of one run.
+Each run is its own subprocess (clean peak-memory figures, no shared caches), and the configurations are
+run in turn, ``--repeats`` times, so that a busy minute on the shared machine hits every system; the
+table gives medians and the spread of trained tokens/s across repeats.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -135,6 +146,7 @@ def run_camels(a: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(a.threads)
     tok, ds = encode(a.model_dir, a.data, a.max_length)
     out = Path(a.workdir) / "out-camels"
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run folder for every repeat (camels never overwrites one)
     cfg = TrainConfig.from_dict(dict(
         model=str(a.model_dir), train_files=[str(a.data)], output_dir=str(out), dtype="fp32",
         max_length=a.max_length, packing=True, max_tokens_per_batch=a.camels_row, effective_batch_size=a.batch,
@@ -258,7 +270,7 @@ def main() -> None:
                         "spin-wait on each other and make every figure several times slower and noisier)")
     p.add_argument("--repeats", type=int, default=3, help="runs of every configuration, interleaved; medians")
     p.add_argument("--camels-row", type=int, default=8192, help="camels: tokens per packed micro-batch row")
-    p.add_argument("--trl-configs", default="padded:8,padded:4,padding_free:8,padding_free:16,packed",
+    p.add_argument("--trl-configs", default="padded:1,padded:2,padding_free:2,packed",
                    help="TRL variants: MODE:MICRO_BATCH (padded, padding_free) or packed (BFD)")
     p.add_argument("--compile", action="store_true", help="camels: torch.compile the model")
     p.add_argument("--child", help=argparse.SUPPRESS)
