@@ -91,3 +91,14 @@ def test_every_field_has_help_and_is_in_the_docs():
     if doc.exists():
         text = doc.read_text()
         assert all(f"`{k}`" in text for k in keys), "docs/training.md is stale: regenerate the table"
+
+
+def test_shipped_recipes_are_found_by_name(tmp_path, monkeypatch):
+    from camels.cli.train import recipe_path
+
+    monkeypatch.chdir(tmp_path)
+    assert recipe_path("tulu-v1").endswith("camels/configs/train/tulu-v1.yaml")
+    assert TrainConfig.load(recipe_path("tulu-v1-lora")).lora.enabled
+    (tmp_path / "tulu-v1").write_text("model: x\n")  # a file of that name wins over the shipped recipe
+    assert recipe_path("tulu-v1") == "tulu-v1"
+    assert recipe_path("mine.yaml") == "mine.yaml"

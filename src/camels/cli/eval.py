@@ -16,8 +16,8 @@ from camels.core.errors import ConfigError
 
 
 def suite_dirs() -> list[Path]:
-    """Where named suites are looked up: ``./configs/eval``, then the checkout's ``configs/eval``."""
-    return [Path.cwd() / "configs" / "eval", Path(__file__).resolve().parents[3] / "configs" / "eval"]
+    """Where named suites are looked up: ``./configs/eval``, then the suites shipped with camels."""
+    return [Path.cwd() / "configs" / "eval", Path(__file__).resolve().parents[1] / "configs" / "eval"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=f"inspect usage: {INSPECT_USAGE} -- merge usage: {MERGE_USAGE}",
     )
-    p.add_argument("config", help="training config YAML (see docs/training.md), or the word 'inspect' or 'merge'")
+    p.add_argument("config", help="training config YAML or a shipped recipe name (tulu-v1, tulu-v1-lora, "
+                   "tulu-v1-qlora, tiny-cpu), or the word 'inspect' or 'merge'")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value overrides, e.g. learning_rate=1e-5")
     p.set_defaults(func=_dispatch)
 
@@ -119,10 +120,18 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def recipe_path(config: str) -> str:
+    """A config path as given, or the recipe of that name shipped with camels (``tulu-v1``, ``tiny-cpu``)."""
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "train" / f"{config}.yaml"
+    return str(shipped) if not Path(config).exists() and shipped.is_file() else config
+
+
 def _train(config: str, overrides: list[str]) -> int:
     from camels.train.config import TrainConfig
 
-    cfg = TrainConfig.load(config, overrides)
+    cfg = TrainConfig.load(recipe_path(config), overrides)
     from camels.train.loop import train
 
     result = train(cfg)

@@ -210,12 +210,12 @@ def _source_from_dict(name: str, spec: Any, origin: str) -> SourceSpec:
 
 
 def mixture_dirs() -> list[Path]:
-    """Where named mixtures are looked up: ``$CAMELS_MIXTURES``, ``./configs/mixtures``, the checkout's."""
+    """Where named mixtures are looked up: ``$CAMELS_MIXTURES``, ``./configs/mixtures``, camels' own."""
     dirs = []
     if os.environ.get(MIXTURE_DIR_ENV):
         dirs.append(Path(os.environ[MIXTURE_DIR_ENV]))
     dirs.append(Path.cwd() / "configs" / "mixtures")
-    dirs.append(Path(__file__).resolve().parents[3] / "configs" / "mixtures")
+    dirs.append(Path(__file__).resolve().parents[1] / "configs" / "mixtures")
     return dirs
 
 
