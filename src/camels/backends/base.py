@@ -8,7 +8,7 @@ without log-probabilities, say) raise :class:`UnsupportedRequest` with a clear s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from camels.core.errors import CamelsError
 from camels.core.requests import (
@@ -40,6 +40,28 @@ class Backend(Protocol):
     def choose(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceResult]: ...
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]: ...
+
+
+class LocalPrompts:
+    """Prompt rendering and token counting for backends that hold a ``tokenizer`` and a ``chat_format``.
+
+    The chat format writes BOS into the text when the model wants one, so text is always tokenized with
+    ``add_special_tokens=False``: exactly one BOS, never two.
+    """
+
+    tokenizer: Any
+    chat_format: Any
+
+    def prompt_text(self, req: Any) -> str:
+        """The exact text the model sees for a request (BOS included when the contract adds one)."""
+        return self.chat_format.prompt(req.messages, req.assistant_prefix)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_prompt_tokens(self, req: Any) -> int:
+        """Tokens of the request's rendered prompt, BOS included (tasks use it to fit few-shot prompts)."""
+        return len(self.encode(self.prompt_text(req)))
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camels.backends.base import BackendError, cut_at_stop
+from camels.backends.base import BackendError, LocalPrompts, cut_at_stop
 from camels.backends.tokens import group_by_prefix, split_at_boundary, split_choices_shared
 from camels.core.requests import (
     BackendInfo,
@@ -152,7 +152,7 @@ class _Row:
     reason: str = ""
 
 
-class HFBackend:
+class HFBackend(LocalPrompts):
     """A transformers causal LM behind the backend protocol.
 
     ``model`` is a hub name, a local folder, or an already loaded model object (then pass ``tokenizer``
@@ -393,16 +393,6 @@ class HFBackend:
                      "batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse},
         )
 
-    def prompt_text(self, req: Any) -> str:
-        """The exact text the model sees for a request (BOS included when the contract adds one)."""
-        return self.chat_format.prompt(req.messages, req.assistant_prefix)
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def count_prompt_tokens(self, req: Any) -> int:
-        """Tokens of the request's rendered prompt, BOS included (tasks use it to fit few-shot prompts)."""
-        return len(self.encode(self.prompt_text(req)))
 
     def choose(self, requests: Sequence[ChoiceRequest]) -> list[ChoiceResult]:
         items: dict[tuple[int, ...], _ScoreItem] = {}

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from camels.backends.base import BackendError, cut_at_stop
+from camels.backends.base import BackendError, LocalPrompts, cut_at_stop
 from camels.backends.tokens import split_at_boundary, split_choices
 from camels.core.requests import (
     BackendInfo,
@@ -82,7 +82,7 @@ def finish_reason(output: Any, req: GenerateRequest) -> str:
     return "eos"
 
 
-class VLLMBackend:
+class VLLMBackend(LocalPrompts):
     """vLLM's offline engine behind the backend protocol (see the module docstring).
 
     ``model``: hub name or local folder. ``chat_format`` as for the HF backend. Engine options
@@ -139,14 +139,6 @@ class VLLMBackend:
         return BackendInfo(name=self.name, model=self.model_name, fingerprint=hashlib.sha256(blob.encode()).hexdigest(),
                            chat_format=self.chat_format.to_dict(), details={"dtype": self.dtype})
 
-    def prompt_text(self, req: Any) -> str:
-        return self.chat_format.prompt(req.messages, req.assistant_prefix)
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def count_prompt_tokens(self, req: Any) -> int:
-        return len(self.encode(self.prompt_text(req)))
 
     def _run(self, token_lists: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
         prompts = [{"prompt_token_ids": list(ids)} for ids in token_lists]
