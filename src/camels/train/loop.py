@@ -95,11 +95,90 @@ def loss_sum(model: Any, batch: Batch) -> Any:
     import torch.nn.functional as F
 
     keep = batch.targets != IGNORE_INDEX
-    out = model(**batch.model_inputs(), logits_to_keep=keep)
+    with last_mlp_on_rows(model, keep):
+        out = model(**batch.model_inputs(), logits_to_keep=keep)
     logits = out.logits
     if logits.dim() == 3:  # a model that ignores a boolean logits_to_keep
         logits = logits[keep]
     return F.cross_entropy(logits.float(), batch.targets[keep], reduction="sum")
+
+
+def _last_decoder_layer(model: Any) -> Any | None:
+    """The last decoder layer of a recognised causal LM (plain, PEFT- or DDP-wrapped), else None."""
+    m = model
+    for _ in range(4):  # DDP -> PeftModel -> the transformers model
+        if type(m).__name__ == "DistributedDataParallel":
+            m = m.module
+        elif hasattr(m, "get_base_model"):
+            m = m.get_base_model()
+        else:
+            break
+    if not type(m).__name__.endswith("ForCausalLM") or getattr(m.config, "output_hidden_states", False):
+        return None
+    try:
+        layers = m.get_decoder().layers
+        layer = layers[-1]
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if not type(layer).__name__.endswith("DecoderLayer") or getattr(layer, "gradient_checkpointing", False):
+        return None  # a wrapped layer, or one recomputed in the backward pass (after the MLP is put back)
+    if getattr(m, "is_activation_checkpointing", False):
+        return None
+    mlp = getattr(layer, "mlp", None)
+    if mlp is None or not type(mlp).__name__.endswith("MLP"):  # dense MLPs only (no mixture of experts)
+        return None
+    return layer
+
+
+_ROWS_MODULE: Any = None
+
+
+def _rows_module() -> Any:
+    global _ROWS_MODULE
+    if _ROWS_MODULE is None:
+        import torch
+
+        class RowsOnly(torch.nn.Module):
+            """Runs ``inner`` on the rows of ``keep`` only; zeros elsewhere."""
+
+            def __init__(self, inner: Any, keep: Any) -> None:
+                super().__init__()
+                self.inner = inner
+                self.keep = keep
+
+            def forward(self, x: Any) -> Any:
+                out = x.new_zeros(x.shape[:-1] + (self.inner.down_proj.out_features,)) \
+                    if hasattr(self.inner, "down_proj") else torch.zeros_like(x)
+                return out.index_put((self.keep,), self.inner(x[self.keep]))
+
+        _ROWS_MODULE = RowsOnly
+    return _ROWS_MODULE
+
+
+class last_mlp_on_rows:  # noqa: N801 (a context manager used like a function)
+    """Within the block, the last decoder layer's MLP runs only at the positions of ``keep``.
+
+    The last layer's output is used only through the final norm and the LM head, which are per position
+    and (with ``logits_to_keep``) computed at the trained positions alone; its MLP output elsewhere is
+    never read, so computing it there is wasted work (a quarter of all MLP work with 4 layers, ~70% of it
+    for chat data). Rows outside ``keep`` get a zero MLP output instead: loss and gradients are unchanged.
+    A model whose structure is not recognised runs unchanged.
+    """
+
+    def __init__(self, model: Any, keep: Any) -> None:
+        self.layer = _last_decoder_layer(model)
+        self.keep = keep
+        self.mlp = None
+
+    def __enter__(self) -> None:
+        if self.layer is not None:
+            self.mlp = self.layer.mlp
+            self.layer.mlp = _rows_module()(self.mlp, self.keep)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.mlp is not None:
+            self.layer.mlp = self.mlp
+            self.mlp = None
 
 
 def backward_step(

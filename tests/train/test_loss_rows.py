@@ -1,0 +1,96 @@
+"""The fast loss path (logits and the last layer's MLP at trained positions only) equals the plain one."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from camels.core.template import chat_format_for_tokenizer  # noqa: E402
+from camels.train.encode import IGNORE_INDEX, encode_conversation  # noqa: E402
+from camels.train.loop import _last_decoder_layer, loss_sum  # noqa: E402
+from camels.train.pack import packed_batch, padded_batch, set_model_attention  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def examples(tiny_tok):
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    convs = [[{"role": "user", "content": f"item {i} " + "pq " * (i % 5)},
+              {"role": "assistant", "content": "r " * (1 + 3 * (i % 4)) + f"end {i}"}] for i in range(6)]
+    return [encode_conversation(tiny_tok, fmt, c, 256) for c in convs]
+
+
+def _plain_loss(model, batch):
+    """The reference: full logits at every position, then the trained targets."""
+    logits = model(**batch.model_inputs()).logits
+    keep = batch.targets != IGNORE_INDEX
+    return torch.nn.functional.cross_entropy(logits[keep].float(), batch.targets[keep], reduction="sum")
+
+
+def _loss_and_grads(model, batch, fn):
+    model.zero_grad(set_to_none=True)
+    loss = fn(model, batch)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _model(tiny_tok, lora):
+    from camels.tiny import tiny_llama
+
+    model = tiny_llama(tiny_tok, seed=3)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False,
+                                                 target_modules=["q_proj", "v_proj", "gate_proj", "down_proj"]))
+    model.config.use_cache = False
+    return model
+
+
+@pytest.mark.parametrize("lora", [False, True])
+@pytest.mark.parametrize("attention", ["varlen", "sdpa_mask", "padded"])
+def test_fast_loss_equals_full_logits_loss(tiny_tok, examples, lora, attention):
+    model = _model(tiny_tok, lora)
+    if attention == "padded":
+        batch = padded_batch(examples, tiny_tok.pad_token_id)
+    else:
+        set_model_attention(model, attention)
+        batch = packed_batch(examples, attention)
+    layer = _last_decoder_layer(model)
+    base = model.get_base_model() if lora else model
+    assert layer is base.model.layers[-1]
+    mlp = layer.mlp
+    fast, g_fast = _loss_and_grads(model, batch, loss_sum)
+    assert layer.mlp is mlp  # the MLP is put back after the forward
+    plain, g_plain = _loss_and_grads(model, batch, _plain_loss)
+    assert torch.allclose(fast, plain, rtol=0, atol=1e-5 * max(1.0, plain.abs().item()))
+    assert abs(fast.item() / batch.n_trained - plain.item() / batch.n_trained) < 1e-6
+    assert set(g_fast) == set(g_plain) and len(g_fast) > 0
+    if lora:
+        assert all("lora_" in n for n in g_fast)
+    for n in g_plain:
+        assert torch.allclose(g_fast[n], g_plain[n], rtol=0, atol=1e-6), n
+    # the last MLP's weights get a gradient from the trained rows (it did take part)
+    name = next(n for n in g_fast if ".layers.1.mlp." in n)
+    assert g_fast[name].abs().sum() > 0
+
+
+def test_unrecognised_models_use_the_plain_path(tiny_tok):
+    model = _model(tiny_tok, False)
+    assert _last_decoder_layer(model.model) is None  # a base model (no LM head) is not touched
+    model.config.output_hidden_states = True
+    assert _last_decoder_layer(model) is None  # every layer's output is wanted: nothing may be skipped
+
+
+def test_gradient_checkpointing_uses_the_plain_path(tiny_tok, examples):
+    # recomputation in the backward pass would run the full MLP again: the fast path must stay off
+    model = _model(tiny_tok, False)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    assert _last_decoder_layer(model) is None
+    batch = packed_batch(examples, "sdpa_mask")
+    fast, g_fast = _loss_and_grads(model, batch, loss_sum)
+    plain, g_plain = _loss_and_grads(model, batch, _plain_loss)
+    assert abs(fast.item() - plain.item()) < 1e-5 * max(1.0, plain.abs().item())
+    for n in g_plain:
+        assert torch.allclose(g_fast[n], g_plain[n], rtol=0, atol=1e-6), n
