@@ -95,8 +95,8 @@ def loss_sum(model: Any, batch: Batch) -> Any:
     import torch.nn.functional as F
 
     keep = batch.targets != IGNORE_INDEX
-    with last_mlp_on_rows(model, keep):
-        out = model(**batch.model_inputs(), logits_to_keep=keep)
+    with last_layer_on_rows(model, keep, batch.attention) as extra:
+        out = model(**batch.model_inputs(), **extra, logits_to_keep=keep)
     logits = out.logits
     if logits.dim() == 3:  # a model that ignores a boolean logits_to_keep
         logits = logits[keep]
@@ -155,25 +155,33 @@ def _rows_module() -> Any:
     return _ROWS_MODULE
 
 
-class last_mlp_on_rows:  # noqa: N801 (a context manager used like a function)
-    """Within the block, the last decoder layer's MLP runs only at the positions of ``keep``.
+class last_layer_on_rows:  # noqa: N801 (a context manager used like a function)
+    """Within the block, the last decoder layer computes its output only at the positions of ``keep``.
 
     The last layer's output is used only through the final norm and the LM head, which are per position
-    and (with ``logits_to_keep``) computed at the trained positions alone; its MLP output elsewhere is
-    never read, so computing it there is wasted work (a quarter of all MLP work with 4 layers, ~70% of it
-    for chat data). Rows outside ``keep`` get a zero MLP output instead: loss and gradients are unchanged.
-    A model whose structure is not recognised runs unchanged.
+    and (with ``logits_to_keep``) computed at the trained positions alone; its output elsewhere is never
+    read, so computing it there is wasted work (a quarter of all MLP work with 4 layers, ~70% of it for
+    chat data). So its MLP runs on the rows of ``keep`` only (zeros elsewhere), and with the ``varlen``
+    attention its attention has queries at those rows only (keys and values still at every position; the
+    extra model keyword ``camels_query_rows`` returned by ``__enter__`` tells the attention which layer and
+    rows). Loss and gradients are unchanged. A model whose structure is not recognised runs unchanged.
     """
 
-    def __init__(self, model: Any, keep: Any) -> None:
+    def __init__(self, model: Any, keep: Any, attention: str = "padded") -> None:
         self.layer = _last_decoder_layer(model)
         self.keep = keep
+        self.attention = attention
         self.mlp = None
 
-    def __enter__(self) -> None:
-        if self.layer is not None:
-            self.mlp = self.layer.mlp
-            self.layer.mlp = _rows_module()(self.mlp, self.keep)
+    def __enter__(self) -> dict[str, Any]:
+        if self.layer is None:
+            return {}
+        self.mlp = self.layer.mlp
+        self.layer.mlp = _rows_module()(self.mlp, self.keep)
+        layer_idx = getattr(getattr(self.layer, "self_attn", None), "layer_idx", None)
+        if self.attention == "varlen" and layer_idx is not None and self.keep.shape[0] == 1:
+            return {"camels_query_rows": (layer_idx, self.keep[0])}
+        return {}
 
     def __exit__(self, *exc: Any) -> None:
         if self.mlp is not None:
