@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.chat import Conversation
-from camels.core.errors import RecordError
-from camels.core.io import iter_jsonl, sha256_file
+from camels.core.io import sha256_file
 from camels.core.template import ChatFormat, ContractError, tokenize_rendered
+from camels.data.records import iter_conversations as read_conversations
 
 IGNORE_INDEX = -100
 
@@ -134,18 +134,13 @@ class EncodedDataset:
 
 def iter_conversations(paths: Iterable[str | Path], dropped: Counter | None = None) -> Iterable[Conversation]:
     """Conversations of unified JSONL files, in file order. Invalid records are counted (``record:<reason>``)
-    in ``dropped`` when it is given, else raised with file and line."""
+    in ``dropped`` when it is given, else raised with file and line (the reader of :mod:`camels.data`)."""
     for path in paths:
-        errors: list[RecordError] | None = [] if dropped is not None else None
-        for line, obj in iter_jsonl(path, errors=errors):
-            try:
-                yield Conversation.from_dict(obj)
-            except RecordError as e:
-                if dropped is None:
-                    raise e.located(file=str(path), line=line) from None
-                dropped[f"record:{e.reason}"] += 1
-        for e in errors or ():
-            dropped[f"record:{e.reason}"] += 1  # type: ignore[index]
+        skipped: Counter = Counter()
+        for _, conv in read_conversations(path, lenient=dropped is not None, skipped=skipped):
+            yield conv
+        for reason, n in skipped.items():
+            dropped[f"record:{reason}"] += n  # type: ignore[index]
 
 
 def encode_files(
