@@ -76,7 +76,7 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
     data.mkdir(parents=True, exist_ok=True)
 
     # 1. data ------------------------------------------------------------------------------------------
-    from camels.demo.skills import write_raw
+    from camels.demo.skills import prompt_text, write_raw
 
     _say(f"writing built-in skills data ({n_train} training examples, {n_eval} held out) to {raw}")
     paths = write_raw(raw, n_train=n_train, n_eval=n_eval, seed=seed, planted=PLANTED)
@@ -97,7 +97,7 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
     bench = data / "heldout_benchmark"
     bench.mkdir(exist_ok=True)
     heldout = [json.loads(line) for line in paths["heldout"].read_text(encoding="utf-8").splitlines()]
-    write_json(bench / "heldout.json", [{"instruction": _prompt_text(e)} for e in heldout])
+    write_json(bench / "heldout.json", [{"instruction": prompt_text(e)} for e in heldout])
     clean = data / "train.jsonl"
     dres = decontaminate(mixed, {"alpaca_eval": bench}, n=5, threshold=1.0, output=clean,
                          show_progress=progress)
@@ -155,10 +155,6 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
         f.write(report)
     print(report, flush=True)
     return demo
-
-
-def _prompt_text(e: dict[str, str]) -> str:
-    return e["instruction"] + ("\n\n" + e["input"] if e["input"] else "")
 
 
 def _dropped(output: Path) -> dict[str, dict[str, int]]:

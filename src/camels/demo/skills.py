@@ -131,9 +131,9 @@ def write_raw(folder: str | Path, n_train: int = 480, n_eval: int = 40, seed: in
             tree = {
                 "message_tree_id": f"demo-tree-{t // 2}",
                 "tree_state": "ready_for_export",
-                "prompt": _oasst_node(f"{t}-p0", "prompter", _joined(a), [
+                "prompt": _oasst_node(f"{t}-p0", "prompter", prompt_text(a), [
                     _oasst_node(f"{t}-a0", "assistant", a["output"], [
-                        _oasst_node(f"{t}-p1", "prompter", _joined(b), [
+                        _oasst_node(f"{t}-p1", "prompter", prompt_text(b), [
                             _oasst_node(f"{t}-a1", "assistant", b["output"], []),
                         ]),
                     ]),
@@ -148,11 +148,11 @@ def write_raw(folder: str | Path, n_train: int = 480, n_eval: int = 40, seed: in
     for c in range(0, len(items), 3):
         turns = []
         for e in items[c:c + 3]:
-            turns += [{"from": "human", "value": _joined(e)}, {"from": "gpt", "value": e["output"]}]
+            turns += [{"from": "human", "value": prompt_text(e)}, {"from": "gpt", "value": e["output"]}]
         chats.append({"id": f"demo-chat-{c // 3}", "conversations": turns})
     for k, e in enumerate(held_out[:planted]):
         chats.append({"id": f"demo-planted-{k}", "conversations": [
-            {"from": "human", "value": _joined(e)}, {"from": "gpt", "value": e["output"]}]})
+            {"from": "human", "value": prompt_text(e)}, {"from": "gpt", "value": e["output"]}]})
     paths["sharegpt"].write_text(json.dumps(chats, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
     paths["heldout"] = folder / "heldout.jsonl"
@@ -162,7 +162,8 @@ def write_raw(folder: str | Path, n_train: int = 480, n_eval: int = 40, seed: in
     return paths
 
 
-def _joined(e: dict[str, str]) -> str:
+def prompt_text(e: dict[str, str]) -> str:
+    """The user turn of an example: the instruction, then a blank line and the input when there is one."""
     return e["instruction"] + ("\n\n" + e["input"] if e["input"] else "")
 
 
