@@ -301,10 +301,12 @@ def test_split_choices_shared_equals_per_prompt(tok):
     got = split_choices_shared(tok, prompts, conts)
     assert got == [[split_at_boundary(tok, p, c) for c in cs] for p, cs in zip(prompts, conts)]
     # the last lines re-tokenized per choice: used for an MMLU-like prompt, and exact
-    from camels.backends.tokens import _split_last_lines
+    from camels.backends.tokens import _split_last_lines_many
 
-    assert _split_last_lines(tok, prompts[0], conts[0]) == [split_at_boundary(tok, prompts[0], c) for c in conts[0]]
-    assert _split_last_lines(tok, "<s>no newline at all " * 5, conts[0]) is None
+    got = _split_last_lines_many(tok, [prompts[0], "<s>no newline at all " * 5, prompts[1]], conts[:3])
+    assert got[0] == [split_at_boundary(tok, prompts[0], c) for c in conts[0]]
+    assert got[1] is None  # no stable cut: the caller tokenizes that prompt whole
+    assert got[2] == [split_at_boundary(tok, prompts[1], c) for c in conts[1]]
 
 
 def test_prefix_attention_path_equals_cache_path(model, tok):

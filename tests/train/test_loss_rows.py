@@ -116,3 +116,18 @@ def test_varlen_attention_with_query_rows_matches_at_those_rows():
     assert torch.allclose(part[0, keep], full[0, keep], rtol=0, atol=1e-6)
     assert torch.count_nonzero(part[0, ~keep]) == 0
     assert torch.equal(other, full)  # another layer's attention is untouched
+
+
+def test_fast_loss_under_bf16_autocast(tiny_tok, examples):
+    """Mixed precision (e.g. ``accelerate launch --mixed_precision bf16``) runs the MLP in bf16 while the
+    residual stream stays float32: the last layer's rows-only MLP must scatter its bf16 output as is."""
+    model = _model(tiny_tok, lora=False)
+    set_model_attention(model, "varlen")
+    batch = packed_batch(examples, "varlen")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = loss_sum(model, batch)
+        plain = _plain_loss(model, batch)
+    assert fast.dtype == torch.float32
+    assert fast.item() == pytest.approx(plain.item(), rel=2e-2)
+    fast.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

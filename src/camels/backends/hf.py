@@ -501,9 +501,7 @@ class HFBackend(LocalPrompts):
             ids, mask = ids.to(self.device), mask.to(self.device)
             cache = None
             positions = None
-            if self._prefix_attn:
-                pass
-            elif self._float_mask:
+            if not self._prefix_attn and self._float_mask:
                 mask = self._mask_4d([len(x) for x in suffixes], prefix_len, width)
             if prefix is not None and not self._prefix_attn:
                 cache = self._expand_cache(prefix, len(batch))

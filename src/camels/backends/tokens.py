@@ -102,37 +102,64 @@ def _split_many(tokenizer: Any, prompt: str, continuations: Sequence[str]) -> li
     return out
 
 
-def _split_last_lines(tokenizer: Any, prompt: str, continuations: Sequence[str], *, keep: int = 48,
-                      margin: int = 4) -> list[tuple[list[int], list[int]]] | None:
-    """:func:`split_at_boundary` for each continuation, with only the prompt's last lines (from the last
-    newline at least ``keep`` characters before its end) re-tokenized per continuation; None when that
-    newline is not a stable token boundary (checked as in :class:`_Anchor`) or offsets are unavailable.
-
-    One tokenizer call holds the whole prompt, the text before the newline and each ``lines + continuation``.
-    """
+def _last_lines_texts(prompt: str, continuations: Sequence[str], keep: int) -> tuple[int, list[str]] | None:
+    """Where :func:`_split_last_lines_many` cuts ``prompt`` and the texts it tokenizes there, or None."""
     cut = prompt.rfind("\n", 0, len(prompt) - keep)
     if cut <= 0 or len(continuations) < 2:
         return None
-    head, lines = prompt[:cut], prompt[cut:]
-    try:
-        enc = tokenizer([prompt, head, *(lines + x for x in continuations)], add_special_tokens=False,
-                        return_offsets_mapping=True)
-    except (NotImplementedError, ValueError, TypeError):
-        return None
-    ids, offsets = list(enc["input_ids"][0]), enc["offset_mapping"][0]
+    lines = prompt[cut:]
+    return cut, [prompt, prompt[:cut], *(lines + x for x in continuations)]
+
+
+def _last_lines_finish(prompt: str, cut: int, all_ids: Sequence[Sequence[int]], all_offsets: Sequence[Any],
+                       margin: int) -> list[tuple[list[int], list[int]]] | None:
+    """The splits of one prompt in :func:`_split_last_lines_many` from the tokenized texts of :func:`_last_lines_texts`."""
+    ids, offsets = list(all_ids[0]), all_offsets[0]
     c = next((t for t, (start, _) in enumerate(offsets) if start >= cut), len(ids))
     if c == 0 or c >= len(ids) or offsets[c][0] != cut or offsets[c - 1][1] > cut:
         return None
-    if list(enc["input_ids"][1]) != ids[:c]:
+    if list(all_ids[1]) != ids[:c]:
         return None
     check = ids[c:len(ids) - margin]
+    n_lines = len(prompt) - cut
     out = []
-    for x_ids, x_offsets in zip(enc["input_ids"][2:], enc["offset_mapping"][2:]):
+    for x_ids, x_offsets in zip(all_ids[2:], all_offsets[2:]):
         x_ids = list(x_ids)
         if x_ids[:len(check)] != check:
             return None
-        j = next((t for t, (_, end) in enumerate(x_offsets) if end > len(lines)), len(x_ids))
+        j = next((t for t, (_, end) in enumerate(x_offsets) if end > n_lines), len(x_ids))
         out.append((ids[:c] + x_ids[:j], x_ids[j:]))
+    return out
+
+
+def _split_last_lines_many(tokenizer: Any, prompts: Sequence[str], continuations: Sequence[Sequence[str]], *,
+                           keep: int = 48, margin: int = 4) -> list[list[tuple[list[int], list[int]]] | None]:
+    """:func:`split_at_boundary` for each continuation of each prompt, with only each prompt's last lines
+    (from the last newline at least ``keep`` characters before its end) re-tokenized per continuation.
+
+    Per prompt, the texts tokenized are the whole prompt, the text before that newline and each
+    ``lines + continuation``; the newline must be a stable token boundary (the text before it tokenizes
+    alone into exactly the prompt's tokens before it, and each ``lines + continuation`` starts with the
+    prompt's own tokens after it, all but the last ``margin``), else that prompt gets None. All prompts go
+    through one tokenizer call (a fast tokenizer encodes the batch in parallel, with one call's overhead).
+    """
+    plans = [_last_lines_texts(p, c, keep) for p, c in zip(prompts, continuations)]
+    texts = [t for plan in plans if plan is not None for t in plan[1]]
+    out: list[list[tuple[list[int], list[int]]] | None] = [None] * len(prompts)
+    if not texts:
+        return out
+    try:
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, ValueError, TypeError):
+        return out
+    at = 0
+    for i, plan in enumerate(plans):
+        if plan is None:
+            continue
+        cut, mine = plan
+        span = slice(at, at + len(mine))
+        at += len(mine)
+        out[i] = _last_lines_finish(prompts[i], cut, enc["input_ids"][span], enc["offset_mapping"][span], margin)
     return out
 
 
@@ -160,14 +187,20 @@ class _Anchor:
             return None
         return cls(ids[:c], cut, ids[c:len(ids) - margin])
 
-    def split(self, tokenizer: Any, prompt: str, continuations: Sequence[str]
-              ) -> list[tuple[list[int], list[int]]] | None:
-        tail = prompt[self.cut:]
-        splits = _split_last_lines(tokenizer, tail, continuations) or _split_many(tokenizer, tail, continuations)
+    def split_many(self, tokenizer: Any, prompts: Sequence[str], continuations: Sequence[Sequence[str]]
+                   ) -> list[list[tuple[list[int], list[int]]] | None]:
+        """The splits of each prompt (which must start with the anchor's text), or None for a prompt whose
+        own tokens after the cut do not start as the anchor's did (then the cut is not safe for it)."""
+        tails = [p[self.cut:] for p in prompts]
+        fast = _split_last_lines_many(tokenizer, tails, continuations)
         n = len(self.check)
-        if any(ctx[:n] != self.check for ctx, _ in splits):
-            return None
-        return [(self.ids + ctx, cont) for ctx, cont in splits]
+        out: list[list[tuple[list[int], list[int]]] | None] = []
+        for tail, conts, splits in zip(tails, continuations, fast):
+            if splits is None:
+                splits = _split_many(tokenizer, tail, conts)
+            out.append(None if any(ctx[:n] != self.check for ctx, _ in splits)
+                       else [(self.ids + ctx, cont) for ctx, cont in splits])
+        return out
 
 
 def split_choices_shared(
@@ -196,9 +229,10 @@ def split_choices_shared(
             j += 1
         members = order[i:j]
         anchor = _Anchor.build(tokenizer, prompts[members[0]][:common], window) if len(members) > 1 else None
-        for m in members:
-            got = anchor.split(tokenizer, prompts[m], continuations[m]) if anchor is not None else None
-            out[m] = got if got is not None else split_choices(tokenizer, prompts[m], continuations[m])
+        got = (anchor.split_many(tokenizer, [prompts[m] for m in members], [continuations[m] for m in members])
+               if anchor is not None else [None] * len(members))
+        for m, splits in zip(members, got):
+            out[m] = splits if splits is not None else split_choices(tokenizer, prompts[m], continuations[m])
         i = j
     return [x for x in out if x is not None]
 

@@ -71,8 +71,9 @@ class TrainConfig:
         True, help="Padding-free packing: several conversations per row, attention isolated between them."
     )
     max_tokens_per_batch: int | None = _f(
-        None, help="With packing: tokens per micro-batch row on one device (default: 4 * max_length, and "
-        "never less than max_length)."
+        None, help="With packing: tokens per micro-batch row on one device (default: max_length; never less). "
+        "Larger rows mean fewer, bigger kernels (the GPU recipes use 8192); on a CPU, rows of max_length "
+        "trained faster than longer ones (docs/training.md, Speed)."
     )
     per_device_batch_size: int = _f(
         8, help="Without packing: conversations per padded micro-batch on one device."
@@ -109,9 +110,13 @@ class TrainConfig:
         False, help="torch.compile the MLP and norm blocks (attention stays eager). On a CPU: 1.5x faster "
         "steps after about 100 s of compilation for a 1M model; for long runs only."
     )
+    fuse_norms: bool = _f(
+        True, help="Give the model's RMSNorm modules a fused forward/backward (the same values, checked per "
+        "module at start; modules with other maths keep theirs). Off with compile, which fuses them itself."
+    )
     num_threads: int | None = _f(
-        None, help="CPU threads torch uses in each process (null: torch's default, one per core). Small "
-        "models train several times faster on a CPU with 1 (see docs/training.md, Speed)."
+        None, help="CPU threads torch uses in each process (null: torch's default, one per core). On a "
+        "machine shared with other jobs, 1 avoids threads waiting on each other (docs/training.md, Speed)."
     )
     # -- bookkeeping --------------------------------------------------------------------------------
     save_every_steps: int = _f(0, help="Checkpoint every N optimizer steps (0: only at the end).")
@@ -172,7 +177,7 @@ class TrainConfig:
     @property
     def tokens_per_row(self) -> int:
         """Capacity of one packed micro-batch row."""
-        return self.max_tokens_per_batch or 4 * self.max_length
+        return self.max_tokens_per_batch or self.max_length
 
     def micro_batches_per_step(self, num_processes: int = 1) -> int:
         """Without packing: micro-batches per optimizer step on each process (checks an explicit value)."""

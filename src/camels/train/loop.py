@@ -147,9 +147,9 @@ def _rows_module() -> Any:
                 self.keep = keep
 
             def forward(self, x: Any) -> Any:
-                out = x.new_zeros(x.shape[:-1] + (self.inner.down_proj.out_features,)) \
-                    if hasattr(self.inner, "down_proj") else torch.zeros_like(x)
-                return out.index_put((self.keep,), self.inner(x[self.keep]))
+                kept = self.inner(x[self.keep])
+                out = kept.new_zeros(x.shape[:-1] + kept.shape[-1:])
+                return out.index_put((self.keep,), kept)
 
         _ROWS_MODULE = RowsOnly
     return _ROWS_MODULE
@@ -403,6 +403,10 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainRe
     if attention != "padded":
         set_model_attention(model, attention)
     model.config.use_cache = False  # a KV cache is useless in training and disables packed-mask inference
+    if cfg.fuse_norms and not cfg.compile:
+        from camels.train.fused import fuse_rms_norms
+
+        fuse_rms_norms(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     # 3. Data: encoded once, up front (drops counted by reason).
