@@ -161,7 +161,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--camels-batch-size", type=int, default=8)
     ap.add_argument("--lm-eval-batch-sizes", default="1,4,16")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads for both sides")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="torch CPU threads for both sides (default: one per core, torch's own default)")
     args = ap.parse_args()
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     import torch

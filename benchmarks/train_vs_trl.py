@@ -23,9 +23,11 @@ What is compared
   or 16 conversations are 3-7x slower than 1-2), padding-free (``padding_free=True``: one row per
   micro-batch with a block-diagonal mask that transformers builds from the position ids) and BFD-packed.
   The fastest one is the reference of the summary line.
-* Threads: both systems get the same number of torch threads (``--threads``, default 1). On this shared
-  2-core machine two OpenMP threads per process spin-wait on each other whenever another job runs, which
-  made every figure several times slower and very noisy; one thread is what both run fastest with here.
+* Threads: both systems get the same number of torch threads (``--threads``; default: one per core, torch's
+  own default, which is what a user gets). Any other job on the machine slows multi-threaded runs down a
+  lot (OpenMP threads wait on each other), so run this on an otherwise idle machine; ``--threads 1`` is
+  the less sensitive setting.
+* Rows: camels packs each step into rows of ``max_length`` tokens (its default; ``--camels-row``).
 * Figures: trained tokens per second (assistant tokens that carry loss; all non-pad tokens are shown as
   well) over the training loop only (camels' ``loop_s``; for TRL a callback from ``on_train_begin`` to
   ``on_train_end``); peak resident memory of the process and its growth during training; final loss =
@@ -149,14 +151,14 @@ def run_camels(a: argparse.Namespace) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)  # a fresh run folder for every repeat (camels never overwrites one)
     cfg = TrainConfig.from_dict(dict(
         model=str(a.model_dir), train_files=[str(a.data)], output_dir=str(out), dtype="fp32",
-        max_length=a.max_length, packing=True, max_tokens_per_batch=a.camels_row, effective_batch_size=a.batch,
+        max_length=a.max_length, packing=True, max_tokens_per_batch=a.camels_row or None, effective_batch_size=a.batch,
         learning_rate=a.lr, lr_scheduler="linear", warmup_ratio=a.warmup, weight_decay=0.0,
         max_grad_norm=1.0, num_epochs=a.epochs, seed=a.seed, logging_every=10_000, compile=a.compile,
     ))
     rss0 = rss_mb()
     res = train(cfg, dataset=ds)
     rss1 = rss_mb()
-    return dict(system="camels", config=f"packed varlen rows<={a.camels_row}", steps=res.steps,
+    return dict(system="camels", config=f"packed varlen rows<={cfg.tokens_per_row}", steps=res.steps,
                 seconds=res.loop_s, trained_tokens=res.trained_tokens, tokens=res.tokens,
                 peak_mb=rss1, peak_growth_mb=rss1 - rss0, final_loss=final_loss(res.final_model, ds.examples,
                                                                                  tok.pad_token_id),
@@ -265,11 +267,12 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=0.03)
     p.add_argument("--max-length", type=int, default=2048, help="the study's value; no conversation is cut")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per system (default 1: on a shared 2-core machine two OpenMP threads "
-                        "spin-wait on each other and make every figure several times slower and noisier)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="torch threads per system (default: one per core; 1 is less sensitive to other jobs "
+                        "on the machine)")
     p.add_argument("--repeats", type=int, default=3, help="runs of every configuration, interleaved; medians")
-    p.add_argument("--camels-row", type=int, default=8192, help="camels: tokens per packed micro-batch row")
+    p.add_argument("--camels-row", type=int, default=0,
+                   help="camels: tokens per packed micro-batch row (default 0: camels' default, max_length)")
     p.add_argument("--trl-configs", default="padded:1,padded:2,padding_free:2,packed",
                    help="TRL variants: MODE:MICRO_BATCH (padded, padding_free) or packed (BFD)")
     p.add_argument("--compile", action="store_true", help="camels: torch.compile the model")
