@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from camels.backends.base import BackendError  # noqa: E402
-from camels.backends.hf import HFBackend, _sample_seed  # noqa: E402
+from camels.backends.generation import _sample_seed  # noqa: E402
+from camels.backends.hf import HFBackend  # noqa: E402
 from camels.backends.tokens import group_by_prefix, split_at_boundary  # noqa: E402
 from camels.core.requests import ChoiceRequest, GenerateRequest, LoglikelihoodRequest  # noqa: E402
 from camels.core.template import TuluFormat  # noqa: E402
