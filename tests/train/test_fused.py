@@ -98,3 +98,11 @@ def test_frozen_norm_is_fused_and_gets_no_weight_gradient():
     assert norm.weight.grad is None and xg.grad is not None
     y = rms_norm_function().apply(xg, norm.weight, 1e-6)
     assert y.requires_grad
+
+
+def test_partitioned_weight_is_left_alone():
+    """Under DeepSpeed ZeRO-3 a module's weight is an empty placeholder until gathered: not checked, not fused."""
+    norm = _llama_norm()
+    norm.weight = torch.nn.Parameter(torch.empty(0))
+    assert fuse_rms_norms(norm) == 0
+    assert "forward" not in vars(norm)

@@ -94,7 +94,8 @@ def fuse_rms_norms(model: Any) -> int:
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if (not type(module).__name__.endswith("RMSNorm") or not isinstance(weight, torch.nn.Parameter)
-                or weight.dim() != 1 or not isinstance(getattr(module, "variance_epsilon", None), float)
+                or weight.dim() != 1 or weight.numel() == 0  # empty: partitioned (ZeRO-3), left alone
+                or not isinstance(getattr(module, "variance_epsilon", None), float)
                 or getattr(module, "bias", None) is not None):
             continue
         try:
