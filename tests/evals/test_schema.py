@@ -66,7 +66,8 @@ def test_cache_roundtrip_and_atomic_chunks(tmp_path):
 
 
 def test_registry_and_config_overrides():
-    assert {"mmlu", "mmlu_0shot", "mmlu_5shot", "gsm8k", "gsm8k_cot", "gsm8k_direct"} <= set(task_names())
+    assert {"mmlu", "mmlu_0shot", "mmlu_5shot", "gsm8k", "gsm8k_cot", "gsm8k_direct", "bbh", "bbh_cot",
+            "bbh_direct", "truthfulqa", "truthfulqa_mc"} <= set(task_names())
     t = get_task("mmlu_0shot", subjects="anatomy, virology", max_prompt_tokens="1024")
     assert (t.label, t.name, t.config.shots) == ("mmlu_0shot", "mmlu", 0)
     assert t.config.subjects == ("anatomy", "virology") and t.config.max_prompt_tokens == 1024
@@ -76,8 +77,8 @@ def test_registry_and_config_overrides():
         get_task("mmlu", shotz=3)
     with pytest.raises(ConfigError, match="expected an integer"):
         get_task("mmlu", shots="five")
-    with pytest.raises(ConfigError, match="unknown task 'bbh'"):
-        get_task("bbh")
+    with pytest.raises(ConfigError, match="unknown task 'alpaca_eval'"):
+        get_task("alpaca_eval")
 
 
 class _FakeSplit(list):

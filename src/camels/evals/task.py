@@ -213,7 +213,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {}
 BUILTIN_TASK_MODULES = (
     "camels.evals.tasks.mmlu",
     "camels.evals.tasks.gsm8k",
+    "camels.evals.tasks.bbh",
     "camels.evals.tasks.instruct_em",
+    "camels.evals.tasks.truthfulqa",
 )
 
 
