@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from camels.core.errors import ConfigError
-from camels.core.requests import Generation, Request, Result
+from camels.core.requests import GenerateRequest, Generation, Request, Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,28 @@ class RequestContext:
 
 
 PLAIN = RequestContext()
+
+
+def cued_generation(text: str, cue: str, ctx: RequestContext, *, max_tokens: int, plain_stop: Sequence[str],
+                    chat_stop: Sequence[str]) -> GenerateRequest:
+    """A greedy generation request for a few-shot prompt whose answer follows a cue (``"Answer:"``, ``"A:"``).
+
+    For chat models the cue is the assistant prefix, so the model answers in its own turn and ends it
+    itself (``chat_stop`` is a safety stop); for plain prompts the cue ends the user text after a newline
+    and ``plain_stop`` ends the answer.
+    """
+    if ctx.chat:
+        return GenerateRequest(messages=[("user", text)], assistant_prefix=cue, max_tokens=max_tokens,
+                               stop=tuple(chat_stop))
+    return GenerateRequest(messages=[("user", f"{text}\n{cue}")], max_tokens=max_tokens, stop=tuple(plain_stop))
+
+
+def generated_text(results: Sequence[Result], task: str) -> str:
+    """The first generated text of an item's single generation result ("" when the model wrote nothing)."""
+    res = results[0]
+    if not isinstance(res, Generation):
+        raise TypeError(f"{task} scores generations, not {type(res).__name__}")
+    return res.texts[0] if res.texts else ""
 
 
 class Task(ABC):

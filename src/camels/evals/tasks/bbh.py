@@ -45,9 +45,19 @@ from typing import Any
 
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import sha256_file
-from camels.core.requests import GenerateRequest, Generation, Request, Result
+from camels.core.requests import Request, Result
 from camels.evals.metrics import accuracy, bootstrap_ci, normalize_answer, stderr
-from camels.evals.task import PLAIN, Item, RequestContext, Task, TaskData, register_preset, register_task
+from camels.evals.task import (
+    PLAIN,
+    Item,
+    RequestContext,
+    Task,
+    TaskData,
+    cued_generation,
+    generated_text,
+    register_preset,
+    register_task,
+)
 
 
 @dataclass(frozen=True)
@@ -210,17 +220,11 @@ class BBH(Task):
 
     def requests(self, item: Item, ctx: RequestContext = PLAIN) -> list[Request]:
         text = self.prefix(item.data["task"]) + "Q: " + item.data["input"].strip()
-        if ctx.chat:
-            return [GenerateRequest(messages=[("user", text)], assistant_prefix="A:",
-                                    max_tokens=self.config.max_tokens, stop=self.config.chat_stop)]
-        return [GenerateRequest(messages=[("user", text + "\nA:")], max_tokens=self.config.max_tokens,
-                                stop=self.config.plain_stop)]
+        return [cued_generation(text, "A:", ctx, max_tokens=self.config.max_tokens,
+                                plain_stop=self.config.plain_stop, chat_stop=self.config.chat_stop)]
 
     def score(self, item: Item, results: Sequence[Result]) -> dict[str, Any]:
-        res = results[0]
-        if not isinstance(res, Generation):
-            raise TypeError(f"BBH scores generations, not {type(res).__name__}")
-        text = res.texts[0] if res.texts else ""
+        text = generated_text(results, "BBH")
         extracted = extract_answer(text)
         return {"exact_match": float(answers_match(extracted, item.data["target"])), "extracted": extracted,
                 "gold": item.data["target"], "phrase": bool(_ANSWER_PHRASE.search(text))}

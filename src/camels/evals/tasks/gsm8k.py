@@ -28,7 +28,7 @@ from typing import Any
 
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import iter_jsonl, sha256_file
-from camels.core.requests import GenerateRequest, Generation, Request, Result
+from camels.core.requests import Request, Result
 from camels.evals.metrics import accuracy, bootstrap_ci, last_number, numbers_equal, stderr
 from camels.evals.task import (
     PLAIN,
@@ -36,6 +36,8 @@ from camels.evals.task import (
     RequestContext,
     Task,
     TaskData,
+    cued_generation,
+    generated_text,
     hub_dataset,
     hub_source,
     register_preset,
@@ -146,17 +148,11 @@ class GSM8K(Task):
 
     def requests(self, item: Item, ctx: RequestContext = PLAIN) -> list[Request]:
         text = self.prefix() + "Question: " + item.data["question"].strip()
-        if ctx.chat:
-            return [GenerateRequest(messages=[("user", text)], assistant_prefix="Answer:",
-                                    max_tokens=self.config.max_tokens, stop=self.config.chat_stop)]
-        return [GenerateRequest(messages=[("user", text + "\nAnswer:")], max_tokens=self.config.max_tokens,
-                                stop=self.config.plain_stop)]
+        return [cued_generation(text, "Answer:", ctx, max_tokens=self.config.max_tokens,
+                                plain_stop=self.config.plain_stop, chat_stop=self.config.chat_stop)]
 
     def score(self, item: Item, results: Sequence[Result]) -> dict[str, Any]:
-        res = results[0]
-        if not isinstance(res, Generation):
-            raise TypeError(f"GSM8K scores generations, not {type(res).__name__}")
-        text = res.texts[0] if res.texts else ""
+        text = generated_text(results, "GSM8K")
         extracted = last_number(text)
         return {"exact_match": float(numbers_equal(extracted, item.data["gold"])), "extracted": extracted,
                 "gold": item.data["gold"]}
