@@ -248,6 +248,26 @@ def test_stop_strings_per_sequence_and_slots_freed(model, tok):
     assert sizes[0] == len(PROMPTS) and sizes == sorted(sizes, reverse=True) and sizes[-1] < len(PROMPTS)
 
 
+def test_late_stop_found_with_bounded_decoding(model, tok):
+    """A stop string completed late in a long output is found at the same place as in the whole text, while
+    every step decodes only the last few tokens (the whole output only when a stop may have been hit)."""
+    from camels.backends.generation import stop_window
+
+    b = backend(model, tok, batch_size=2)
+    p = PROMPTS[0]
+    ref = tok.decode(reference_greedy(model, b.encode(b.prompt_text(GenerateRequest([("user", p)]))), 48))
+    # a 3-character stop string that first occurs late in the output
+    stop = next(ref[i:i + 3] for i in range(len(ref) - 3, 0, -1)
+                if "\ufffd" not in ref[i:i + 3] and ref.find(ref[i:i + 3]) >= len(ref) // 2)
+    decoded = []
+    plain_decode = b._decode
+    b._decode = lambda ids: decoded.append(len(ids)) or plain_decode(ids)
+    g = b.generate([GenerateRequest([("user", p)], max_tokens=48, stop=(stop,))])[0]
+    assert g.texts[0] == ref[: ref.find(stop)] and g.finish_reasons == ("stop",)
+    window = stop_window((stop,) + tuple(b.chat_format.stop_strings))
+    assert max(decoded[:-1]) <= window < g.completion_tokens[0]  # per step: a window, not the whole output
+
+
 def test_eos_and_chat_end_of_turn(model, tok):
     b = backend(model, tok, chat_format="tulu")
     req = GenerateRequest([("user", "hi")], max_tokens=10)

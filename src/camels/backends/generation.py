@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from camels.backends.base import BackendError, cut_at_stop
+from camels.backends.tokens import stop_hit
 from camels.core.requests import GenerateRequest, Generation
 
 
@@ -154,26 +155,38 @@ class GenerationLoop:
         return picks
 
     def _advance(self, row: _Row, tok: int) -> bool:
-        """Append ``tok`` to the row; return whether the row goes on."""
+        """Append ``tok`` to the row; return whether the row goes on.
+
+        Stop strings are looked for in the decoded text of the row's last ``stop_window`` tokens only (a
+        stop that the new token completes lies within them), so a step costs the same however long the
+        output is; the whole output is decoded only when a stop may have been hit and when the row ends.
+        """
         row.out_ids.append(tok)
         if tok in self.eos_ids:  # the EOS token itself is not part of the text
             row.text, _ = cut_at_stop(self._decode(row.out_ids[:-1]), row.stops)
             row.reason = "eos"
             return False
-        text = self._decode(row.out_ids)
-        cut, hit = cut_at_stop(text, row.stops)
-        if hit:
-            # "stop" when one of the request's own stop strings ends the text, "eos" for end-of-turn strings
-            own, own_hit = cut_at_stop(text, row.req.stop)
-            row.text, row.reason = cut, ("stop" if own_hit and len(own) == len(cut) else "eos")
-            return False
+        if row.stops and stop_hit(self._decode(row.out_ids[-stop_window(row.stops):]), row.stops) != -1:
+            text = self._decode(row.out_ids)
+            cut, hit = cut_at_stop(text, row.stops)
+            if hit:
+                # "stop" when one of the request's own stop strings ends the text, "eos" for end-of-turn
+                own, own_hit = cut_at_stop(text, row.req.stop)
+                row.text, row.reason = cut, ("stop" if own_hit and len(own) == len(cut) else "eos")
+                return False
         if len(row.out_ids) >= row.budget:
-            row.text, row.reason = text, "length"
+            row.text, row.reason = self._decode(row.out_ids), "length"
             return False
         return True
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def stop_window(stops: Sequence[str]) -> int:
+    """Tokens whose decoded text surely holds any stop string that the last of them completes: a token
+    adds at least one character except byte pieces of one character (at most four per character)."""
+    return 4 * max((len(s) for s in stops), default=0) + 4
 
 
 def _sample_seed(seed: int, sample: int) -> int:
