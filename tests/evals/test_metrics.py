@@ -92,3 +92,15 @@ def test_squad_f1_and_em():
     assert squad_f1("red cat", ["dog", "red cat"]) == 1.0
     assert squad_f1("", "") == 1.0 and squad_f1("a", "cat") == 0.0
     assert squad_em("cat", ["dog", "bird"]) == 0.0
+
+
+def test_stratified_ci_is_a_macro_average_inside_its_bounds():
+    from camels.evals.metrics import stratified_ci
+
+    # all correct in groups of very different sizes: every resample is exactly 1.0
+    assert stratified_ci([[1.0] * 30, [1.0]], n_resamples=200) == (1.0, 1.0)
+    # constant groups: the macro-average (0.5), not the item mean (2 / 5)
+    assert stratified_ci([[1.0, 1.0], [0.0, 0.0, 0.0]], n_resamples=50) == (0.5, 0.5)
+    lo, hi = stratified_ci([[1.0, 0.0] * 10, [1.0] * 3], n_resamples=500, seed=3)
+    assert 0.5 < lo < 0.75 < hi <= 1.0
+    assert stratified_ci([[1.0, 0.0] * 10, [1.0] * 3], n_resamples=500, seed=3) == (lo, hi)

@@ -67,7 +67,7 @@ def test_cache_roundtrip_and_atomic_chunks(tmp_path):
 
 def test_registry_and_config_overrides():
     assert {"mmlu", "mmlu_0shot", "mmlu_5shot", "gsm8k", "gsm8k_cot", "gsm8k_direct", "bbh", "bbh_cot",
-            "bbh_direct", "truthfulqa", "truthfulqa_mc"} <= set(task_names())
+            "bbh_direct", "truthfulqa", "truthfulqa_mc", "tydiqa", "tydiqa_goldp", "tydiqa_closed_book"} <= set(task_names())
     t = get_task("mmlu_0shot", subjects="anatomy, virology", max_prompt_tokens="1024")
     assert (t.label, t.name, t.config.shots) == ("mmlu_0shot", "mmlu", 0)
     assert t.config.subjects == ("anatomy", "virology") and t.config.max_prompt_tokens == 1024

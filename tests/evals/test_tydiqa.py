@@ -13,10 +13,10 @@ import camels.evals.tasks.tydiqa  # noqa: F401  (registers tydiqa, tydiqa_goldp,
 from camels.core.errors import ConfigError, RecordError
 from camels.core.requests import Generation, request_key_material
 from camels.evals.cache import RequestCache
-from camels.evals.metrics import squad_em, squad_f1
+from camels.evals.metrics import squad_em, squad_f1, stratified_ci
 from camels.evals.runner import run_task
 from camels.evals.task import PRESETS, RequestContext, get_task
-from camels.evals.tasks.tydiqa import LANGUAGES, cut_passage, language_of, stratified_ci
+from camels.evals.tasks.tydiqa import LANGUAGES, cut_passage, language_of
 
 EN_INSTR = "Answer the following question based on the information in the given passage."
 EVEREST = "Mount Everest is Earth's highest mountain above sea level."

@@ -236,6 +236,7 @@ BUILTIN_TASK_MODULES = (
     "camels.evals.tasks.mmlu",
     "camels.evals.tasks.gsm8k",
     "camels.evals.tasks.bbh",
+    "camels.evals.tasks.tydiqa",
     "camels.evals.tasks.instruct_em",
     "camels.evals.tasks.truthfulqa",
 )

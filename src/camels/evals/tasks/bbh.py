@@ -29,8 +29,8 @@ only of punctuation (Dyck languages: ``"] ) }"``) is compared with whitespace re
 kept, so that ``")"`` does not match ``"]"``. ``exact_match`` is the macro-average over subtasks (the
 headline figure); ``exact_match_micro`` is over items (equal when every subtask has the same number of
 items); ``per_task`` has each subtask's figure; ``no_answer_phrase`` counts outputs without "the answer
-is". The 95% interval is a bootstrap over items of the macro-weighted scores (item score times
-``n_items / (n_subtasks * n_items_in_its_subtask)``).
+is". The 95% interval is a bootstrap of the macro-average, resampling items within each subtask
+(:func:`camels.evals.metrics.stratified_ci`), so it stays inside [0, 1] whatever the subtask sizes.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from typing import Any
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import sha256_file
 from camels.core.requests import Request, Result
-from camels.evals.metrics import accuracy, bootstrap_ci, normalize_answer, stderr
+from camels.evals.metrics import accuracy, normalize_answer, stderr, stratified_ci
 from camels.evals.task import (
     PLAIN,
     Item,
@@ -242,10 +242,10 @@ class BBH(Task):
             "no_answer_phrase": sum(1 for s in scores if not s.get("phrase", True)),
         }
         if self.config.bootstrap_resamples:
-            n, t = len(em), len(per_task)
-            weighted = [v * n / (t * len(by_task[it.data["task"]])) for it, v in zip(items, em, strict=True)]
-            lo, hi = bootstrap_ci(weighted, n_resamples=self.config.bootstrap_resamples,
-                                  seed=self.config.bootstrap_seed)
+            # resampled within each subtask, so every resample is a macro-average too (subtasks may differ
+            # in size, e.g. with n=0)
+            lo, hi = stratified_ci([by_task[t] for t in sorted(by_task)], n_resamples=self.config.bootstrap_resamples,
+                                   seed=self.config.bootstrap_seed)
             out["exact_match_ci95"] = [lo, hi]
         return out
 

@@ -50,7 +50,7 @@ kept, as in the official script. ``f1`` and ``em`` are macro-averages over langu
 ``f1_micro``/``em_micro`` are over items; ``per_language`` has each language's ``f1``, ``em`` and ``n``.
 Scores are fractions in [0, 1] (the paper prints percentages). The 95% intervals (``f1_ci95``,
 ``em_ci95``) are stratified bootstraps: items are redrawn within each language and the macro-average is
-recomputed (:func:`stratified_ci`), so unequal language sizes never push an interval outside [0, 1].
+recomputed (:func:`camels.evals.metrics.stratified_ci`), so unequal language sizes never push an interval outside [0, 1].
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from typing import Any
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import sha256_file
 from camels.core.requests import GenerateRequest, Request, Result
-from camels.evals.metrics import accuracy, squad_em, squad_f1, stderr
+from camels.evals.metrics import accuracy, squad_em, squad_f1, stderr, stratified_ci
 from camels.evals.task import (
     PLAIN,
     Item,
@@ -217,35 +217,6 @@ def cut_passage(text: str, limit: int, ctx: RequestContext) -> tuple[str, bool]:
         else:
             hi = mid - 1
     return (text[: ends[lo - 1]] if lo else ""), True
-
-
-def stratified_ci(groups: Sequence[Sequence[float]], *, n_resamples: int = 1000, seed: int = 0,
-                  confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of the group means (the macro-average).
-
-    Each resample redraws every group's values with replacement within the group (sizes kept), so the
-    statistic is always a macro-average of group means: all-correct items give ``(1.0, 1.0)`` whatever the
-    group sizes. Indices come from numpy's frozen legacy ``RandomState(seed)``, groups drawn in order, so
-    the interval is reproducible; quantiles by nearest rank as in :func:`camels.evals.metrics.bootstrap_ci`.
-    """
-    import math
-
-    import numpy as np
-
-    if not groups or any(len(g) == 0 for g in groups):
-        raise ValueError("bootstrap of an empty group")
-    rng = np.random.RandomState(seed)
-    means = np.zeros(n_resamples, dtype=np.float64)
-    for g in groups:
-        vals = np.asarray(g, dtype=np.float64)
-        idx = rng.randint(0, len(vals), size=(n_resamples, len(vals)))
-        means += vals[idx].mean(axis=1)
-    means /= len(groups)
-    means.sort()
-    alpha = (1 - confidence) / 2
-    lo = means[max(0, math.ceil(alpha * n_resamples) - 1)]
-    hi = means[min(n_resamples - 1, math.ceil((1 - alpha) * n_resamples) - 1)]
-    return float(lo), float(hi)
 
 
 def first_line(text: str) -> str:
