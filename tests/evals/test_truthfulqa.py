@@ -184,7 +184,7 @@ def test_bad_input_and_modes(tmp_path, fixtures):
     (tmp_path / "mc_task.json").write_text(json.dumps(bad), encoding="utf-8")
     with pytest.raises(RecordError, match="must be 0 or 1"):
         get_task("truthfulqa_mc").load(tmp_path)
-    with pytest.raises(ConfigError, match="no TruthfulQA mc_task.json"):
+    with pytest.raises(ConfigError, match="truthfulqa: no mc_task.json under"):
         get_task("truthfulqa_mc").load(fixtures / "evals" / "gsm8k")
     with pytest.raises(ConfigError, match="only 'mc' is built"):
         get_task("truthfulqa", mode="gen").load(fixtures / "truthfulqa")

@@ -275,6 +275,17 @@ def get_task(name: str, **options: Any) -> Task:
     raise ConfigError(f"unknown task {name!r} (known: {', '.join(task_names())})")
 
 
+def find_one_file(root: Path, name: str, task: str) -> Path:
+    """The one file called ``name`` anywhere below ``root``; an error naming ``task`` when there is none or
+    there are several (then the user passes the folder that holds the right one)."""
+    found = sorted(Path(root).rglob(name))
+    if not found:
+        raise ConfigError(f"{task}: no {name} under {root}")
+    if len(found) > 1:
+        raise ConfigError(f"{task}: several {name} under {root}: {[str(p) for p in found]}; pass one folder")
+    return found[0]
+
+
 def hub_dataset(path: str, name: str | None, split: str) -> Any:
     """Load a split from the Hugging Face hub (``pip install camels[hub]``); imported only here."""
     try:

@@ -48,6 +48,7 @@ from camels.evals.task import (
     RequestContext,
     Task,
     TaskData,
+    find_one_file,
     hub_dataset,
     hub_source,
     register_preset,
@@ -160,14 +161,7 @@ def answers_of(item: Item) -> list[str]:
 
 def find_mc_file(root: Path) -> Path:
     """``root`` itself when it is a file, else the one ``mc_task.json`` below it."""
-    if root.is_file():
-        return root
-    found = sorted(root.rglob(MC_FILE))
-    if not found:
-        raise ConfigError(f"no TruthfulQA {MC_FILE} under {root}")
-    if len(found) > 1:
-        raise ConfigError(f"several TruthfulQA {MC_FILE} under {root}: {[str(p) for p in found]}; pass one")
-    return found[0]
+    return root if root.is_file() else find_one_file(root, MC_FILE, "truthfulqa")
 
 
 @register_task

@@ -74,6 +74,7 @@ from camels.evals.task import (
     Task,
     TaskData,
     cued_generation,
+    find_one_file,
     generated_text,
     hub_dataset,
     hub_source,
@@ -176,12 +177,7 @@ def hub_rows(split: str) -> tuple[list[dict[str, Any]], dict[str, str], str]:
 
 
 def find_file(root: Path, name: str) -> Path:
-    found = sorted(root.rglob(name))
-    if not found:
-        raise ConfigError(f"tydiqa: no {name} under {root}")
-    if len(found) > 1:
-        raise ConfigError(f"tydiqa: several {name} under {root}: {[str(p) for p in found]}; pass one folder")
-    return found[0]
+    return find_one_file(root, name, "tydiqa")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
