@@ -259,6 +259,21 @@ def test_cli_suite_reports_pending_and_crash_resume(tmp_path, mmlu_dir, capsys):
     assert "unknown task 'nope'" in capsys.readouterr().err
 
 
+def test_cli_checks_every_task_data_before_loading_the_model(tmp_path, mmlu_dir, capsys):
+    """A suite whose second and third tasks lack their files fails at once, naming both, and never builds the
+    backend (no model time spent on the first task before the error)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    CLI_INSTANCES.clear()
+    code = _cli("eval", "--model", "fake", "--tasks", "mmlu_0shot,gsm8k_cot,truthfulqa_mc", "--backend",
+                "evalfakes:CLIFakeBackend", "--data", mmlu_dir, "--data", f"gsm8k_cot={empty}",
+                "--data", f"truthfulqa_mc={empty}", "--output", tmp_path / "runs")
+    err = capsys.readouterr().err
+    assert code == 1 and CLI_INSTANCES == []
+    assert "found before loading the model" in err and "gsm8k_cot:" in err and "truthfulqa_mc:" in err
+    assert "mmlu_0shot:" not in err and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_sigkill_midway_then_rerun_recomputes_nothing_finished(tmp_path, gsm_dir):
     """A real process killed with SIGKILL mid-run (no cleanup at all), then the same command again."""
