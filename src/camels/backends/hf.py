@@ -479,16 +479,20 @@ class HFBackend(LocalPrompts, GenerationLoop):
             suffixes = [it.ids[prefix_len:] for it in batch]
             width = max(len(s) for s in suffixes)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), prefix_len + width), dtype=torch.long)
-            mask[:, :prefix_len] = 1
             for r, s in enumerate(suffixes):
                 ids[r, : len(s)] = torch.tensor(s)
-                mask[r, prefix_len: prefix_len + len(s)] = 1
-            ids, mask = ids.to(self.device), mask.to(self.device)
+            ids = ids.to(self.device)
             cache = None
             positions = None
+            mask = None  # the stored-prefix attention needs none (rows are right-padded)
             if not self._prefix_attn and self._float_mask:
                 mask = self._mask_4d([len(x) for x in suffixes], prefix_len, width)
+            elif not self._prefix_attn:
+                mask = torch.zeros((len(batch), prefix_len + width), dtype=torch.long)
+                mask[:, :prefix_len] = 1
+                for r, s in enumerate(suffixes):
+                    mask[r, prefix_len: prefix_len + len(s)] = 1
+                mask = mask.to(self.device)
             if prefix is not None and not self._prefix_attn:
                 cache = self._expand_cache(prefix, len(batch))
                 positions = (torch.arange(width, device=self.device) + prefix_len).expand(len(batch), -1)

@@ -193,7 +193,7 @@ def _eval(args: argparse.Namespace) -> int:
     tasks = [_build_task(*p) for p in plan]
     default_data, per_task_data = _data_paths(args.data)
     data_for = {t.label: per_task_data.get(t.label, per_task_data.get(t.name, default_data)) for t in tasks}
-    _preflight(tasks, data_for)
+    loaded = _preflight(tasks, data_for)
     backend_options: dict[str, Any] = {k: _yaml_value(v) for k, v in (_kv(o, "--backend-option")
                                                                       for o in args.backend_option)}
     if args.batch_size is not None:
@@ -205,7 +205,7 @@ def _eval(args: argparse.Namespace) -> int:
         for task in tasks:
             run_dir = run_dir_for(args.output, args.model, task, args.run_name)
             result = run_task(task, backend, run_dir, model=args.model, cache=cache,
-                              data_path=data_for[task.label],
+                              data_path=data_for[task.label], loaded=loaded[task.label],
                               limit=args.limit, chunk_size=chunk, backend_options=backend_options,
                               command=sys.argv, shard=shard)
             if result is None:
@@ -217,20 +217,22 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(tasks: list[Any], data_for: dict[str, Any]) -> None:
-    """Read every task's data before the model is loaded: a missing or broken benchmark file is reported
-    (all of them at once) before any model time is spent, not after the tasks before it have run."""
+def _preflight(tasks: list[Any], data_for: dict[str, Any]) -> dict[str, Any]:
+    """Read every task's data before the model is loaded (and return it, by label, for the run): a missing
+    or broken benchmark file is reported (all of them at once) before any model time is spent, not after
+    the tasks before it have run."""
     from camels.core.errors import CamelsError
 
-    problems = []
+    problems, loaded = [], {}
     for task in tasks:
         try:
-            task.load(task.resolve_data_path(data_for[task.label]))
+            loaded[task.label] = task.load(task.resolve_data_path(data_for[task.label]))
         except CamelsError as e:
             problems.append(f"{task.label}: {e}")
     if problems:
         raise ConfigError("benchmark data problems, found before loading the model (nothing was run):\n  "
                           + "\n  ".join(problems))
+    return loaded
 
 
 def _rescore(args: argparse.Namespace) -> int:

@@ -51,7 +51,7 @@ from camels.core.results import (
     write_predictions,
 )
 from camels.evals.cache import RequestCache
-from camels.evals.task import TASKS, Item, RequestContext, Task, get_task
+from camels.evals.task import TASKS, Item, RequestContext, Task, TaskData, get_task
 
 DEFAULT_CHUNK_SIZE = 64
 CACHE_FILE = ".cache/requests.sqlite"
@@ -228,8 +228,11 @@ def run_task(
     backend_options: dict[str, Any] | None = None,
     command: Sequence[str] | None = None,
     shard: tuple[int, int] | None = None,
+    loaded: TaskData | None = None,
 ) -> TaskResult | None:
     """Evaluate ``task`` with ``backend`` and write the run folder ``run_dir``; return its metrics.
+
+    ``loaded`` is the task's data when the caller already read it from ``data_path`` (not read again).
 
     With ``shard=(i, n)`` only fill the cache with the i-th slice of the requests and return ``None``
     (nothing is written to ``run_dir``); run again without a shard to write the folder from the cache.
@@ -244,7 +247,8 @@ def run_task(
             task, model=model, backend={"name": info.name, "options": backend_options or {}},
             data=str(data) if data else None, limit=limit, chunk_size=chunk_size))
 
-    loaded = task.load(data)
+    if loaded is None:
+        loaded = task.load(data)
     items = loaded.items[:limit] if limit is not None else loaded.items
     _check_ids(items, task.label)
     ctx = request_context(backend)

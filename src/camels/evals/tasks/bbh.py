@@ -35,7 +35,6 @@ is". The 95% interval is a bootstrap of the macro-average, resampling items with
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -44,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import sha256_file
+from camels.core.io import read_json, sha256_file
 from camels.core.requests import Request, Result
 from camels.evals.metrics import accuracy, normalize_answer, stderr, stratified_ci
 from camels.evals.task import (
@@ -191,11 +190,11 @@ class BBH(Task):
             self._prompts[sub] = parse_prompt(ppath.read_text(encoding="utf-8"), str(ppath))
             sources[str(path.resolve())] = sha256_file(path)
             sources[str(ppath.resolve())] = sha256_file(ppath)
-            try:
-                examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise RecordError("bad_json", f"cannot read the examples list: {e}", field="examples",
-                                  file=str(path)) from None
+            examples = read_json(path)
+            if not isinstance(examples, dict) or not isinstance(examples.get("examples"), list):
+                raise RecordError("bad_file", "expected an object with an 'examples' list", field="examples",
+                                  file=str(path))
+            examples = examples["examples"]
             sub_items = []
             for i, ex in enumerate(examples):
                 if not (isinstance(ex, dict) and isinstance(ex.get("input"), str)

@@ -31,7 +31,6 @@ as ``{"choices": [...], "labels": [...]}``). The questions have no ids of their 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import sha256_file
+from camels.core.io import read_json, sha256_file
 from camels.core.requests import LoglikelihoodRequest, LoglikelihoodResult, Request, Result
 from camels.evals.metrics import bootstrap_ci, mean, stderr
 from camels.evals.task import (
@@ -182,11 +181,7 @@ class TruthfulQA(Task):
             items = [make_item("validation", i, dict(r), key) for i, r in enumerate(ds)]
             return TaskData(items=items, sources={key: fp})
         path = find_mc_file(Path(data_path))
-        try:
-            with open(path, encoding="utf-8") as f:
-                rows = json.load(f)
-        except json.JSONDecodeError as e:
-            raise RecordError("bad_json", str(e), file=str(path), line=e.lineno) from None
+        rows = read_json(path)
         if not isinstance(rows, list):
             raise RecordError("bad_file", "expected a JSON list of questions", file=str(path))
         stem = path.name.split(".")[0]

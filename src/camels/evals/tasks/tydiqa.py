@@ -55,7 +55,6 @@ recomputed (:func:`camels.evals.metrics.stratified_ci`), so unequal language siz
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -64,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import sha256_file
+from camels.core.io import read_json, sha256_file
 from camels.core.requests import GenerateRequest, Request, Result
 from camels.evals.metrics import accuracy, squad_em, squad_f1, stderr, stratified_ci
 from camels.evals.task import (
@@ -176,16 +175,8 @@ def hub_rows(split: str) -> tuple[list[dict[str, Any]], dict[str, str], str]:
     return rows, {key: fp}, key
 
 
-def find_file(root: Path, name: str) -> Path:
-    return find_one_file(root, name, "tydiqa")
-
-
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RecordError("bad_json", f"cannot read JSON: {e}", file=str(path)) from None
-    return squad_rows(obj, str(path))
+    return squad_rows(read_json(path), str(path))
 
 
 _WORD = re.compile(r"\S+")
@@ -245,7 +236,7 @@ class TydiQA(Task):
         if data_path is None:
             dev, sources, dev_where = hub_rows("validation")
         else:
-            dev_path = find_file(Path(data_path), DEV_FILE)
+            dev_path = find_one_file(Path(data_path), DEV_FILE, "tydiqa")
             dev, sources, dev_where = read_rows(dev_path), {str(dev_path.resolve()): sha256_file(dev_path)}, \
                 str(dev_path)
         by_lang = self._split(dev, dev_where)
@@ -262,7 +253,7 @@ class TydiQA(Task):
             if data_path is None:
                 train, train_sources, train_where = hub_rows("train")
             else:
-                train_path = find_file(Path(data_path), TRAIN_FILE)
+                train_path = find_one_file(Path(data_path), TRAIN_FILE, "tydiqa")
                 train, train_where = read_rows(train_path), str(train_path)
                 train_sources = {str(train_path.resolve()): sha256_file(train_path)}
             sources.update(train_sources)
