@@ -73,7 +73,7 @@ def test_registry_and_config_overrides():
     assert t.config.subjects == ("anatomy", "virology") and t.config.max_prompt_tokens == 1024
     g = get_task("gsm8k_direct", cot="true", n="0", plain_stop=["\n\n"])
     assert (g.config.cot, g.config.n, g.config.plain_stop) == (True, 0, ("\n\n",))
-    with pytest.raises(ConfigError, match="unknown option 'shotz'"):
+    with pytest.raises(ConfigError, match=r"task mmlu: shotz: unknown key \(did you mean shots\?\)"):
         get_task("mmlu", shotz=3)
     with pytest.raises(ConfigError, match="expected an integer"):
         get_task("mmlu", shots="five")

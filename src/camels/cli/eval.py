@@ -79,17 +79,14 @@ def _kv(text: str, what: str) -> tuple[str, str]:
 
 
 def _yaml_value(v: str) -> Any:
-    import yaml
+    from camels.core.config import parse_value  # YAML 1.2 scalars: only true/false are booleans
 
-    try:
-        return yaml.safe_load(v)
-    except yaml.YAMLError:
-        return v
+    return parse_value(v)
 
 
 def load_suite(name_or_path: str) -> dict[str, Any]:
     """A suite YAML: ``{"name", "version", "tasks": [{"name", "task", "options", "status"}]}``."""
-    import yaml
+    from camels.core.config import read_yaml
 
     path = Path(name_or_path)
     if not path.suffix:
@@ -98,7 +95,7 @@ def load_suite(name_or_path: str) -> dict[str, Any]:
     if not path.is_file():
         known = sorted({p.stem for d in suite_dirs() if d.is_dir() for p in d.glob("*.yaml")})
         raise ConfigError(f"no suite {name_or_path!r} (known: {', '.join(known) or 'none'})")
-    suite = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    suite = read_yaml(path)[0] or {}
     if not isinstance(suite.get("tasks"), list):
         raise ConfigError(f"{path}: a suite needs a 'tasks' list")
     for i, t in enumerate(suite["tasks"]):

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from camels.core import config
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import atomic_write, sha256_file
 from camels.core.progress import progress
@@ -61,8 +62,6 @@ from camels.data.records import parse_line
 
 ON_SHORT = ("upsample", "cap", "error")
 MIXTURE_DIR_ENV = "CAMELS_MIXTURES"
-_SOURCE_KEYS = {"path", "files", "count", "fraction", "on_short"}
-_TOP_KEYS = {"name", "version", "seed", "description", "sources"}
 
 
 # -- the config ------------------------------------------------------------------------------------------
@@ -138,75 +137,64 @@ class Mixture:
         return Mixture(self.name, self.version, int(seed), self.sources, self.description)
 
 
-def mixture_from_dict(d: Any, *, origin: str = "mixture") -> Mixture:
-    """Validate a parsed YAML mapping; errors name the file and the key."""
-    if not isinstance(d, Mapping):
-        raise ConfigError(f"{origin}: expected a mapping with name, version, seed, sources")
-    unknown = sorted(set(d) - _TOP_KEYS)
-    if unknown:
-        raise ConfigError(f"{origin}: {unknown[0]}: unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
-    for key in ("name", "sources"):
-        if key not in d:
-            raise ConfigError(f"{origin}: {key}: required key is missing")
-    seed = d.get("seed", 42)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"{origin}: seed: expected an integer, got {seed!r}")
-    raw_sources = d["sources"]
-    if not isinstance(raw_sources, Mapping) or not raw_sources:
+@dataclass
+class _SourceFields:
+    """One source as written in the YAML (checked by the config loader, then by :func:`_source_from_fields`)."""
+
+    path: str | None = None
+    files: list[str] | None = None
+    count: int | str | None = None
+    fraction: float | None = None
+    on_short: str = "upsample"
+
+
+@dataclass
+class _MixtureFields:
+    """A mixture file as written (see the module docstring)."""
+
+    name: str
+    sources: dict[str, _SourceFields]
+    version: int | str = 1
+    seed: int = 42
+    description: str = ""
+
+
+def mixture_from_dict(d: Any, *, origin: str = "mixture", lines: Mapping[str, int] | None = None) -> Mixture:
+    """Validate a parsed YAML mapping (through :mod:`camels.core.config`); errors name the file and the key."""
+    fields = config.build(_MixtureFields, d, origin=origin, lines=lines)
+    if not fields.sources:
         raise ConfigError(f"{origin}: sources: expected a non-empty mapping of source name -> settings")
-    sources = [_source_from_dict(str(name), spec, origin) for name, spec in raw_sources.items()]
-    return Mixture(
-        name=str(d["name"]),
-        version=d.get("version", 1),
-        seed=seed,
-        sources=tuple(sources),
-        description=str(d.get("description", "")),
-    )
+    sources = [_source_from_fields(name, spec, origin) for name, spec in fields.sources.items()]
+    return Mixture(name=fields.name, version=fields.version, seed=fields.seed, sources=tuple(sources),
+                   description=fields.description)
 
 
-def _source_from_dict(name: str, spec: Any, origin: str) -> SourceSpec:
+def _source_from_fields(name: str, spec: _SourceFields, origin: str) -> SourceSpec:
     where = f"{origin}: sources.{name}"
-    if spec is None:
-        spec = {}
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{where}: expected a mapping (path, count | fraction, on_short)")
-    unknown = sorted(set(spec) - _SOURCE_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (expected one of {', '.join(sorted(_SOURCE_KEYS))})")
-    if "path" in spec and "files" in spec:
+    if spec.path is not None and spec.files is not None:
         raise ConfigError(f"{where}: give either path or files, not both")
-    if "files" in spec:
-        files = spec["files"]
-        if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
+    if spec.files is not None:
+        if not spec.files or not all(spec.files):
             raise ConfigError(f"{where}.files: expected a non-empty list of paths")
-        files_t = tuple(files)
-    elif "path" in spec:
-        if not isinstance(spec["path"], str) or not spec["path"]:
+        files_t = tuple(spec.files)
+    elif spec.path is not None:
+        if not spec.path:
             raise ConfigError(f"{where}.path: expected a path")
-        files_t = (spec["path"],)
+        files_t = (spec.path,)
     else:
         files_t = ()  # must come from --input
-    if "count" in spec and "fraction" in spec:
+    if spec.count is not None and spec.fraction is not None:
         raise ConfigError(f"{where}: give either count or fraction, not both")
-    count: int | None = None
-    fraction: float | None = None
-    if "count" in spec:
-        c = spec["count"]
-        if c == "all":
-            count = None
-        elif isinstance(c, int) and not isinstance(c, bool) and c >= 0:
-            count = c
-        else:
-            raise ConfigError(f"{where}.count: expected a non-negative integer or 'all', got {c!r}")
-    if "fraction" in spec:
-        f = spec["fraction"]
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or f < 0:
-            raise ConfigError(f"{where}.fraction: expected a number >= 0, got {f!r}")
-        fraction = float(f)
-    on_short = spec.get("on_short", "upsample")
-    if on_short not in ON_SHORT:
-        raise ConfigError(f"{where}.on_short: expected one of {', '.join(ON_SHORT)}, got {on_short!r}")
-    return SourceSpec(name, files_t, count, fraction, on_short)
+    c = spec.count
+    if c == "all":
+        c = None
+    elif c is not None and (isinstance(c, str) or c < 0):
+        raise ConfigError(f"{where}.count: expected a non-negative integer or 'all', got {c!r}")
+    if spec.fraction is not None and spec.fraction < 0:
+        raise ConfigError(f"{where}.fraction: expected a number >= 0, got {spec.fraction!r}")
+    if spec.on_short not in ON_SHORT:
+        raise ConfigError(f"{where}.on_short: expected one of {', '.join(ON_SHORT)}, got {spec.on_short!r}")
+    return SourceSpec(name, files_t, c, spec.fraction, spec.on_short)
 
 
 def mixture_dirs() -> list[Path]:
@@ -231,8 +219,6 @@ def named_mixtures() -> dict[str, Path]:
 
 def load_mixture(spec: str) -> Mixture:
     """A mixture from a YAML path, a name (``tulu-v1``) or ``single:SOURCE[:COUNT]``."""
-    import yaml
-
     if spec.startswith("single:"):
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not parts[1]:
@@ -253,15 +239,8 @@ def load_mixture(spec: str) -> Mixture:
                 f"(known: {', '.join(sorted(known)) or 'none found'}; or single:SOURCE)"
             )
         path = known[spec]
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the mixture ({e.strerror})") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    return mixture_from_dict(data, origin=str(path))
+    data, lines = config.read_yaml(path)
+    return mixture_from_dict(data, origin=str(path), lines=lines)
 
 
 # -- pass 1: index the inputs ----------------------------------------------------------------------------

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from camels.core.config import replace as replace_config
 from camels.core.errors import ConfigError
 from camels.core.requests import GenerateRequest, Generation, Request, Result
 
@@ -127,8 +127,8 @@ class Task(ABC):
 
     def __init__(self, config: Any = None, *, label: str | None = None, **options: Any) -> None:
         cfg = config if config is not None else self.Config()
-        self.config = config_with_options(cfg, options) if options else cfg
         self.label = label or self.name
+        self.config = replace_config(cfg, options, origin=f"task {self.label}") if options else cfg
 
     # -- the four steps --------------------------------------------------------------------------------
     @abstractmethod
@@ -182,51 +182,6 @@ class Task(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r}, {self.config!r})"
-
-
-# --- config overrides --------------------------------------------------------------------------------
-def _coerce(value: Any, default: Any, hint: Any, key: str) -> Any:
-    """Turn a CLI/YAML value into the type of a config field (by its annotation or its default)."""
-    origin = typing.get_origin(hint)
-    if (origin is tuple or isinstance(default, tuple)) and not isinstance(value, (list, tuple)):
-        value = [v.strip() for v in str(value).split(",") if v.strip()] if value not in (None, "") else []
-    if origin is tuple or isinstance(default, tuple):
-        return tuple(value)
-    if isinstance(default, bool):
-        if isinstance(value, str):
-            low = value.lower()
-            if low not in ("true", "false", "1", "0", "yes", "no"):
-                raise ConfigError(f"{key}: expected true or false, got {value!r}")
-            return low in ("true", "1", "yes")
-        return bool(value)
-    if isinstance(default, int) and not isinstance(default, bool):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
-    if isinstance(default, float):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-    if default is None and isinstance(value, str) and value.lower() in ("none", "null", ""):
-        return None
-    if default is None and isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    return value
-
-
-def config_with_options(config: Any, options: Mapping[str, Any]) -> Any:
-    """A copy of the dataclass ``config`` with ``options`` applied; unknown keys raise a ConfigError."""
-    hints = typing.get_type_hints(type(config))
-    known = {f.name: f for f in dataclasses.fields(config)}
-    changes = {}
-    for key, value in options.items():
-        if key not in known:
-            raise ConfigError(f"unknown option {key!r} for {type(config).__qualname__} "
-                              f"(known: {', '.join(sorted(known))})")
-        changes[key] = _coerce(value, getattr(config, key), hints.get(key), key)
-    return dataclasses.replace(config, **changes)
 
 
 # --- registry -------------------------------------------------------------------------------------------

@@ -394,9 +394,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _yaml(d: dict[str, Any]) -> str:
-    import yaml
+    from camels.core.config import dump
 
-    return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
+    return dump(d)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -14,13 +14,12 @@ This module imports no torch, so the CLI can load and check a config before anyt
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
+from camels.core import config
 from camels.core.errors import ConfigError
 
 CHAT_FORMATS = ("tulu", "auto", "hf_template", "plain")
@@ -133,7 +132,7 @@ class TrainConfig:
     # -- validation ---------------------------------------------------------------------------------
     def __post_init__(self) -> None:
         if isinstance(self.lora, Mapping):
-            self.lora = _build(LoraConfig, self.lora, prefix="lora.")
+            self.lora = config.build(LoraConfig, self.lora, origin="lora")
         if isinstance(self.train_files, str):
             self.train_files = [self.train_files]
         self.validate()
@@ -195,57 +194,24 @@ class TrainConfig:
 
     # -- (de)serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return config.to_dict(self)
 
     def to_yaml(self) -> str:
-        import yaml
-
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        return config.dump(self)
 
     def save(self, path: str | Path) -> Path:
-        """Write ``config.resolved.yaml`` (atomically) and return its path."""
-        from camels.core.io import atomic_write
-
-        path = Path(path)
-        if path.is_dir() or path.suffix == "":
-            path = path / "config.resolved.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as f:
-            f.write(self.to_yaml())
-        return path
+        """Write ``config.resolved.yaml`` (atomically; into ``path`` when it is a folder) and return its path."""
+        return config.write_resolved(self, path)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        return _build(cls, d)
+    def from_dict(cls, d: Mapping[str, Any], origin: str = "") -> TrainConfig:
+        return config.build(cls, d, origin=origin)
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: Sequence[str] = (), **kw: Any) -> TrainConfig:
-        """Load a YAML file (optional), then apply ``key=value`` overrides (``lora.r=16``), then ``kw``."""
-        import yaml
-
-        data: dict[str, Any] = {}
-        if path is not None:
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except OSError as e:
-                raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from e
-            try:
-                loaded = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{path}: not valid YAML: {e}") from e
-            if loaded is None:
-                loaded = {}
-            if not isinstance(loaded, Mapping):
-                raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-            data = _deep_copy(loaded)
-        for item in overrides:
-            key, sep, raw = item.partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"override {item!r}: expected key=value")
-            _set_path(data, key.strip(), _parse_override(raw))
-        for key, value in kw.items():
-            _set_path(data, key, value)
-        return _build(cls, data)
+        """Load a YAML file (optional), then apply ``key=value`` overrides (``lora.r=16``), then ``kw``
+        (the rules of :mod:`camels.core.config`)."""
+        return config.load(cls, path, overrides, **kw)
 
 
 # -- help and docs -------------------------------------------------------------------------------------
@@ -253,21 +219,7 @@ class TrainConfig:
 
 def field_help(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, Any, str]]:
     """``(key, type, default, help)`` for every field, nested ones as ``lora.r``; feeds docs and CLI help."""
-    rows = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            rows.extend(field_help(tp, prefix=f"{prefix}{f.name}."))
-            continue
-        if f.default is not dataclasses.MISSING:
-            default: Any = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = "(required)"
-        rows.append((prefix + f.name, _type_name(tp), default, f.metadata.get("help", "")))
-    return rows
+    return config.field_help(cls, prefix)
 
 
 def markdown_reference() -> str:
@@ -279,128 +231,6 @@ def markdown_reference() -> str:
     return "\n".join(lines)
 
 
-# -- internals -----------------------------------------------------------------------------------------
-
-
 def _choice(key: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-
-
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "null"
-    origin = get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in get_args(tp))
-    if origin is list:
-        return f"list[{_type_name(get_args(tp)[0])}]"
-    if origin is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
-def _deep_copy(d: Any) -> Any:
-    if isinstance(d, Mapping):
-        return {k: _deep_copy(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_deep_copy(v) for v in d]
-    return d
-
-
-def _parse_override(raw: str) -> Any:
-    """Parse a CLI value as YAML (``true``, ``2e-5``, ``[a, b]``, ``null``), else keep the string."""
-    import yaml
-
-    try:
-        return yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        return raw
-
-
-def _set_path(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for p in parts[:-1]:
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"{key}: {p} is not a section")
-        node = nxt
-    node[parts[-1]] = value
-
-
-def _coerce(key: str, tp: Any, value: Any) -> Any:
-    """Check ``value`` against the annotation ``tp``; convert only the lossless cases (int -> float, str path)."""
-    origin = get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(key, a, value)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-    if origin is list:
-        (item,) = get_args(tp)
-        if isinstance(value, (str, int, float)) and item is str:
-            value = [value]
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
-        return [_coerce(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a section (mapping), got {type(value).__name__}")
-        return _build(tp, value, prefix=f"{key}.")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "2e-5" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, Path):
-            return str(value)
-        raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        import difflib
-
-        k = unknown[0]
-        close = difflib.get_close_matches(k, names, n=1)
-        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-        raise ConfigError(f"{prefix}{k}: unknown key{hint}")
-    kwargs = {}
-    for name, f in names.items():
-        if name in data:
-            kwargs[name] = _coerce(prefix + name, hints[name], data[name])
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{prefix}{name}: required key is missing ({f.metadata.get('help', '')})")
-    return cls(**kwargs)
