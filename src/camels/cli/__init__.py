@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "camels.cli.data",
     "camels.cli.train",
     "camels.cli.eval",
+    "camels.cli.judge",
     "camels.cli.demo",
 )
 
