@@ -8,10 +8,19 @@ and base models, and the prompt a model sees is decided in one place.
 
 Every request has a canonical JSON form (:func:`request_key_material`) used by the request cache: the same
 request to the same model is never computed twice.
+
+Request kinds are open. A kind is a pair of frozen dataclasses registered with :func:`register_kind`: the
+request class names its ``kind`` (unique, e.g. ``"execute"``) and the ``method`` of the object that answers
+a list of such requests (``backend.generate(requests)``, ``sandbox.execute(requests)``); the result class
+is what that method returns, one per request, in order. The model kinds (``generate``, ``choice``,
+``loglikelihood``, answered by ``generate``/``choose``/``loglikelihood``) are registered the same way as
+the scoring kinds other modules define (code execution, classifiers, judges), and serialisation, cache keys
+and dispatch are generic over the registry, so adding a kind edits no backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -19,6 +28,41 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from camels.core.chat import Message
+
+#: Registered request classes and result classes, by kind (filled by :func:`register_kind`).
+REQUEST_TYPES: dict[str, type] = {}
+RESULT_TYPES: dict[str, type] = {}
+#: Result class -> its kind (the kind a stored result is written with).
+RESULT_KINDS: dict[type, str] = {}
+
+
+def register_kind(request_cls: type, result_cls: type) -> type:
+    """Make a request kind known: serialisation, cache keys and dispatch then work for it.
+
+    ``request_cls`` is a frozen dataclass with class attributes ``kind`` (a unique name) and ``method`` (the
+    name of the answering object's method, which takes a list of these requests and returns a list of
+    ``result_cls``, same length, same order). Both classes hold JSON-like fields: str, int, float, bool,
+    None, tuples (a list read back from JSON becomes a tuple), dicts, and dataclasses (written as dicts; a
+    request class rebuilds them in ``__post_init__``, as the model kinds rebuild their ``messages``).
+    Registering the same pair again is a no-op; another pair under a taken kind is an error. Returns
+    ``request_cls``, so it can be used after the class definition or as a helper in a decorator.
+    """
+    for cls, what in ((request_cls, "request"), (result_cls, "result")):
+        if not dataclasses.is_dataclass(cls) or not isinstance(cls, type):
+            raise TypeError(f"{what} class {cls!r} of a request kind must be a dataclass")
+    kind, method = getattr(request_cls, "kind", None), getattr(request_cls, "method", None)
+    if not isinstance(kind, str) or not kind or not isinstance(method, str) or not method:
+        raise TypeError(f"{request_cls.__name__} needs class attributes 'kind' and 'method' (non-empty strings)")
+    known = REQUEST_TYPES.get(kind), RESULT_TYPES.get(kind)
+    if known != (None, None) and known != (request_cls, result_cls):
+        raise ValueError(f"request kind {kind!r} is already registered "
+                         f"({known[0].__name__} -> {known[1].__name__})")
+    if result_cls in RESULT_KINDS and RESULT_KINDS[result_cls] != kind:
+        raise ValueError(f"{result_cls.__name__} already answers kind {RESULT_KINDS[result_cls]!r}")
+    REQUEST_TYPES[kind] = request_cls
+    RESULT_TYPES[kind] = result_cls
+    RESULT_KINDS[result_cls] = kind
+    return request_cls
 
 
 def _messages(messages: Sequence[Any]) -> tuple[Message, ...]:
@@ -53,6 +97,7 @@ class GenerateRequest:
     seed: int = 0
 
     kind = "generate"
+    method = "generate"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _messages(self.messages))
@@ -76,6 +121,7 @@ class ChoiceRequest:
     assistant_prefix: str = ""
 
     kind = "choice"
+    method = "choose"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _messages(self.messages))
@@ -93,6 +139,7 @@ class LoglikelihoodRequest:
     assistant_prefix: str = ""
 
     kind = "loglikelihood"
+    method = "loglikelihood"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "messages", _messages(self.messages))
@@ -100,6 +147,8 @@ class LoglikelihoodRequest:
             raise ValueError("the continuation must not be empty")
 
 
+# The model kinds, for type hints. Scoring kinds registered elsewhere are requests too: code that handles
+# any kind types it ``Request`` and reads ``request.kind``; ``Request`` stays the model union for checkers.
 Request = GenerateRequest | ChoiceRequest | LoglikelihoodRequest
 
 
@@ -136,40 +185,83 @@ class LoglikelihoodResult:
 
 Result = Generation | ChoiceResult | LoglikelihoodResult
 
-REQUEST_TYPES = {c.kind: c for c in (GenerateRequest, ChoiceRequest, LoglikelihoodRequest)}
-RESULT_TYPES = {"generate": Generation, "choice": ChoiceResult, "loglikelihood": LoglikelihoodResult}
+for _req, _res in ((GenerateRequest, Generation), (ChoiceRequest, ChoiceResult),
+                   (LoglikelihoodRequest, LoglikelihoodResult)):
+    register_kind(_req, _res)
 
 
-def request_to_dict(req: Request) -> dict[str, Any]:
-    # Same dict as ``dataclasses.asdict`` (which deep-copies and is slow for 10^5 requests), built directly.
-    d: dict[str, Any] = {f.name: getattr(req, f.name) for f in fields(req)}
-    d["messages"] = tuple({"role": m.role, "content": m.content} for m in req.messages)
+def _plain(value: Any) -> Any:
+    # ``dataclasses.asdict``'s output (nested dataclasses as dicts, tuples kept), built without its deep copy
+    # (which is slow for 10^5 requests).
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
+
+
+def _frozen(value: Any) -> Any:
+    # JSON read back: lists become tuples at every depth (registered kinds hold sequences as tuples).
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _frozen(v) for k, v in value.items()}
+    return value
+
+
+def _registered(kind: Any, table: dict[str, type], what: str) -> type:
+    try:
+        return table[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown {what} kind {kind!r} (registered: {', '.join(sorted(table))}); the module "
+                         "that defines it must be imported first") from None
+
+
+def request_to_dict(req: Any) -> dict[str, Any]:
+    """A request as a JSON-ready dict (its fields plus ``"kind"``); equal to ``dataclasses.asdict`` + kind."""
+    d: dict[str, Any] = {f.name: _plain(getattr(req, f.name)) for f in fields(req)}
     d["kind"] = req.kind
     return d
 
 
-def request_from_dict(d: dict[str, Any]) -> Request:
+def request_from_dict(d: dict[str, Any]) -> Any:
+    """The request a :func:`request_to_dict` dict describes (any registered kind)."""
     d = dict(d)
-    cls = REQUEST_TYPES[d.pop("kind")]
-    d["messages"] = tuple(Message(m["role"], m["content"]) for m in d["messages"])
-    return cls(**d)
+    cls = _registered(d.pop("kind", None), REQUEST_TYPES, "request")
+    return cls(**{k: _frozen(v) for k, v in d.items()})
 
 
-def result_to_dict(res: Result) -> dict[str, Any]:
-    return {f.name: getattr(res, f.name) for f in fields(res)}
+def result_to_dict(res: Any) -> dict[str, Any]:
+    """A result's fields as a JSON-ready dict (without its kind)."""
+    return {f.name: _plain(getattr(res, f.name)) for f in fields(res)}
 
 
-def result_from_dict(kind: str, d: dict[str, Any]) -> Result:
-    cls = RESULT_TYPES[kind]
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+def result_from_dict(kind: str, d: dict[str, Any]) -> Any:
+    """The result of kind ``kind`` that a :func:`result_to_dict` dict describes."""
+    cls = _registered(kind, RESULT_TYPES, "result")
+    return cls(**{k: _frozen(v) for k, v in d.items()})
 
 
-def request_key_material(req: Request) -> str:
+def result_kind(res: Any) -> str:
+    """The registered kind a result answers (``"choice"`` for a :class:`ChoiceResult`)."""
+    try:
+        return RESULT_KINDS[type(res)]
+    except KeyError:
+        raise ValueError(f"{type(res).__name__} is not the result class of a registered kind") from None
+
+
+def request_key_material(req: Any) -> str:
     """Canonical JSON of a request: what identifies it in the cache (with the model's fingerprint)."""
     return json.dumps(request_to_dict(req), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def request_key(req: Request, model_fingerprint: str) -> str:
+def request_key(req: Any, model_fingerprint: str) -> str:
     """Content address of (model, request): sha256 hex."""
     h = hashlib.sha256()
     h.update(model_fingerprint.encode())

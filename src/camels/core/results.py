@@ -4,8 +4,9 @@ A run folder (``runs/<model-slug>/<task>/``) holds:
 
 * ``predictions.jsonl`` -- one :class:`Prediction` per item, in item order: the item's stable id, the
   fields needed to score it again (``item``), the exact requests sent and the results received, the
-  readable ``output``, the per-item ``scores`` and free ``extra`` fields. Scoring needs nothing else, so
-  ``camels rescore`` works without a model, a GPU or the benchmark files.
+  scoring requests (code to execute, texts to classify or judge) and their ``verdicts``, the readable
+  ``output``, the per-item ``scores`` and free ``extra`` fields. Scoring needs nothing else, so ``camels
+  rescore`` works without a model, a sandbox, a judge, a GPU or the benchmark files.
 * ``metrics.json`` -- a :class:`TaskResult`: the task's aggregate metrics (no clock time, so rescoring
   reproduces the file byte for byte).
 * ``manifest.json`` -- a :class:`RunManifest`: model, backend fingerprint, task name/version/config, seeds,
@@ -26,17 +27,16 @@ from typing import Any
 from camels.core.errors import RecordError
 from camels.core.io import iter_jsonl, read_json, write_json, write_jsonl
 from camels.core.requests import (
-    RESULT_TYPES,
     Request,
     Result,
     request_from_dict,
     request_to_dict,
     result_from_dict,
+    result_kind,
     result_to_dict,
 )
 
 SCHEMA_VERSION = 1
-_RESULT_KINDS = {cls: kind for kind, cls in RESULT_TYPES.items()}
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
@@ -72,6 +72,10 @@ class Prediction:
     text a person would read (the first generation, or the chosen option's label); ``scores`` maps metric
     names to per-item values (``{"correct": 1.0}``); ``item`` holds the item's own fields (question, gold
     answer, subject ...), enough to score it again.
+
+    ``scoring_requests`` are what the task asked, after seeing the results, of something besides the model
+    (run this program, classify this text, judge this answer); ``verdicts[i]`` answers
+    ``scoring_requests[i]``. Both are empty for tasks scored by a pure function (exact match).
     """
 
     id: str
@@ -82,6 +86,8 @@ class Prediction:
     output: str | None = None
     scores: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    scoring_requests: list[Any] = field(default_factory=list)
+    verdicts: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,7 +96,9 @@ class Prediction:
             "task": self.task,
             "item": self.item,
             "requests": [request_to_dict(r) for r in self.requests],
-            "results": [{"kind": _RESULT_KINDS[type(r)], **result_to_dict(r)} for r in self.results],
+            "results": [{"kind": result_kind(r), **result_to_dict(r)} for r in self.results],
+            "scoring_requests": [request_to_dict(r) for r in self.scoring_requests],
+            "verdicts": [{"kind": result_kind(r), **result_to_dict(r)} for r in self.verdicts],
             "output": self.output,
             "scores": self.scores,
             "extra": self.extra,
@@ -104,10 +112,11 @@ class Prediction:
         _check_schema(d, where)
         try:
             requests = [request_from_dict(r) for r in d["requests"]]
-            results = []
-            for r in d["results"]:
-                r = dict(r)
-                results.append(result_from_dict(r.pop("kind"), r))
+            results = [_result(r) for r in d["results"]]
+            scoring = [request_from_dict(r) for r in d.get("scoring_requests", [])]
+            verdicts = [_result(r) for r in d.get("verdicts", [])]
+            if len(verdicts) != len(scoring):
+                raise ValueError(f"{len(verdicts)} verdicts for {len(scoring)} scoring requests")
             return cls(
                 id=str(d["id"]),
                 task=d["task"],
@@ -117,11 +126,18 @@ class Prediction:
                 output=d.get("output"),
                 scores=d.get("scores", {}),
                 extra=d.get("extra", {}),
+                scoring_requests=scoring,
+                verdicts=verdicts,
             )
         except KeyError as e:
             raise RecordError("missing_field", f"missing field {e.args[0]!r}", field=str(e.args[0])) from None
         except (TypeError, ValueError) as e:
             raise RecordError("bad_prediction", str(e)) from None
+
+
+def _result(d: dict[str, Any]) -> Any:
+    d = dict(d)
+    return result_from_dict(d.pop("kind"), d)
 
 
 def write_predictions(path: str | Path, predictions: list[Prediction]) -> int:
@@ -184,7 +200,9 @@ class RunManifest:
     * ``versions``: python, camels, torch, transformers ... ; ``data``: source (file path or hub id) ->
       sha256 (or revision).
     * ``timing``: ``started``/``finished`` (UTC ISO) and ``seconds``; ``counts``: items, requests, cache hits,
-      computed requests.
+      computed requests (and ``scoring_*`` the same for scoring requests, when the task has any).
+    * ``scorers``: for each scoring kind the task asked for, the info of what answered it (name, model,
+      fingerprint, details), as ``backend`` is for the model.
     """
 
     model: str
@@ -196,6 +214,7 @@ class RunManifest:
     timing: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
+    scorers: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,27 +18,49 @@ do not contain the batch size or the chunking, so changing either never recomput
 Requests go to the backend in item order (grouped by kind), so requests that share a prompt prefix (the
 5-shot MMLU exemplars of one subject) arrive together and a backend can reuse the prefix's KV cache.
 
+Two phases. The model answers the task's requests; then, for tasks with ``scoring_kinds``, the task builds
+scoring requests from each item's results (run this program, judge this answer) and the runner answers
+them with the task's scorers (:mod:`camels.evals.scoring`) through the same :func:`answer_requests` and the
+same cache, keyed by the scorer's fingerprint. A run killed while scoring resumes without repeating a
+committed scoring chunk, and the verdicts are stored in ``predictions.jsonl`` beside the results::
+
+    items --requests()--> model requests --answer_requests(backend)--> results
+          --scoring_requests()--> scoring requests --answer_requests(scorer)--> verdicts
+          --score(item, results, verdicts)--> scores --aggregate()--> metrics.json
+
+Dispatch is generic: a request of kind ``k`` goes to ``getattr(answerer, REQUEST_TYPES[k].method)``.
+
 :func:`rescore` recomputes scores and metrics from ``predictions.jsonl`` alone; :func:`score_outputs`
 scores answers produced elsewhere (``{"id", "output"}`` per line).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from camels.backends.base import BackendError
+from camels.backends.base import BackendError, UnsupportedRequest
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import iter_jsonl, read_json, versions, write_json
 from camels.core.progress import progress
-from camels.core.requests import RESULT_TYPES, Request, Result, request_key, result_from_dict
+from camels.core.requests import (
+    REQUEST_TYPES,
+    RESULT_TYPES,
+    Request,
+    Result,
+    request_key,
+    request_key_material,
+    result_from_dict,
+)
 from camels.core.results import (
     CONFIG_FILE,
     MANIFEST_FILE,
@@ -51,6 +73,7 @@ from camels.core.results import (
     write_predictions,
 )
 from camels.evals.cache import RequestCache
+from camels.evals.scoring import build_scorers, scorer_info
 from camels.evals.task import TASKS, Item, RequestContext, Task, TaskData, get_task
 
 DEFAULT_CHUNK_SIZE = 64
@@ -95,8 +118,21 @@ def request_context(backend: Any) -> RequestContext:
     return RequestContext(chat=kind != "plain", count_tokens=count, max_length=getattr(backend, "max_length", None))
 
 
-def _dispatch(backend: Any, kind: str, requests: Sequence[Request]) -> list[Result]:
-    method = {"generate": backend.generate, "choice": backend.choose, "loglikelihood": backend.loglikelihood}[kind]
+def dispatch(answerer: Any, kind: str, requests: Sequence[Any]) -> list[Any]:
+    """Answer ``requests`` (all of ``kind``) with ``answerer``'s method for that kind, checking the answers.
+
+    The method is the request class's ``method`` (``generate``, ``choose``, ``loglikelihood``, ``execute``
+    ...); an answerer without it cannot serve the kind (:class:`UnsupportedRequest`, naming both). The
+    answers must be as many as the requests and of the kind's result type, or nothing is cached.
+    """
+    cls = REQUEST_TYPES.get(kind)
+    if cls is None:
+        raise ConfigError(f"unknown request kind {kind!r} (registered: {', '.join(sorted(REQUEST_TYPES))})")
+    method = getattr(answerer, cls.method, None)
+    if not callable(method):
+        info = getattr(answerer, "info", None)
+        name = getattr(info, "name", type(answerer).__name__)
+        raise UnsupportedRequest(f"{name} cannot answer {kind!r} requests: it has no {cls.method}() method")
     results = list(method(list(requests)))
     if len(results) != len(requests):
         raise BackendError(f"backend returned {len(results)} results for {len(requests)} {kind} requests")
@@ -133,6 +169,9 @@ def answer_requests(
 ) -> tuple[list[Result] | None, RunStats]:
     """Answer ``requests`` (in order) from the cache, asking the backend only for what is missing.
 
+    ``backend`` is a model backend or a scorer: anything with ``info.fingerprint`` and the methods of the
+    requests' kinds (:func:`dispatch`).
+
     Each chunk of at most ``chunk_size`` new requests is committed to the cache as soon as the backend
     returns it, before the next chunk starts. With ``shard=(i, n)`` only the i-th of n contiguous slices
     of the distinct requests is computed (one process per GPU); the results are then ``None``: a later
@@ -165,7 +204,7 @@ def answer_requests(
               for i in range(0, len(pairs), chunk_size)]
     for kind, chunk in progress(chunks, desc=desc, total=len(chunks), unit="chunk"):
         reqs = [r for _, r in chunk]
-        results = _dispatch(backend, kind, reqs)
+        results = dispatch(backend, kind, reqs)
         cache.put_many(fp, reqs, results, keys=[k for k, _ in chunk])
         for (k, _), res in zip(chunk, results):
             by_key[k] = res
@@ -183,11 +222,50 @@ def _check_ids(items: Sequence[Item], label: str) -> None:
         seen.add(it.id)
 
 
+def answer_scoring(
+    task: Task,
+    scoring: Sequence[Sequence[Any]],
+    scorers: dict[str, Any],
+    cache: RequestCache,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[list[list[Any]], RunStats]:
+    """The second phase: answer each item's scoring requests with the scorer of their kind, through
+    :func:`answer_requests` (so through the cache); return the verdicts grouped per item and the counts."""
+    flat = [r for reqs in scoring for r in reqs]
+    by_kind: dict[str, list[int]] = {}
+    for i, r in enumerate(flat):
+        kind = getattr(r, "kind", None)
+        if kind not in scorers:
+            raise ConfigError(f"{task.label}: scoring_requests() returned a {kind!r} request, but the task's "
+                              f"scoring_kinds are {list(task.scoring_kinds)}")
+        by_kind.setdefault(kind, []).append(i)
+    answers: list[Any] = [None] * len(flat)
+    total = RunStats()
+    for kind, positions in by_kind.items():
+        res, st = answer_requests(scorers[kind], [flat[i] for i in positions], cache, chunk_size=chunk_size,
+                                  desc=f"{task.label} {kind}")
+        for i, v in zip(positions, res):
+            answers[i] = v
+        total.requests += st.requests
+        total.unique_requests += st.unique_requests
+        total.cache_hits += st.cache_hits
+        total.computed += st.computed
+    grouped, pos = [], 0
+    for reqs in scoring:
+        grouped.append(answers[pos : pos + len(reqs)])
+        pos += len(reqs)
+    return grouped, total
+
+
 def _score_all(task: Task, items: Sequence[Item], results: Sequence[Sequence[Result]],
                requests: Sequence[Sequence[Request]] | None = None,
-               extras: Sequence[dict[str, Any]] | None = None) -> list[Prediction]:
+               extras: Sequence[dict[str, Any]] | None = None,
+               scoring: Sequence[Sequence[Any]] | None = None,
+               verdicts: Sequence[Sequence[Any]] | None = None) -> list[Prediction]:
     preds = []
     for i, (item, res) in enumerate(zip(items, results)):
+        item_verdicts = list(verdicts[i]) if verdicts is not None else []
         preds.append(Prediction(
             id=item.id,
             task=task.label,
@@ -195,8 +273,10 @@ def _score_all(task: Task, items: Sequence[Item], results: Sequence[Sequence[Res
             requests=list(requests[i]) if requests is not None else [],
             results=list(res),
             output=task.output_text(item, res),
-            scores=task.score(item, res),
+            scores=task.score(item, res, item_verdicts) if task.scoring_kinds else task.score(item, res),
             extra=extras[i] if extras is not None else {},
+            scoring_requests=list(scoring[i]) if scoring is not None else [],
+            verdicts=item_verdicts,
         ))
     return preds
 
@@ -229,10 +309,14 @@ def run_task(
     command: Sequence[str] | None = None,
     shard: tuple[int, int] | None = None,
     loaded: TaskData | None = None,
+    scorers: Mapping[str, Any] | None = None,
 ) -> TaskResult | None:
     """Evaluate ``task`` with ``backend`` and write the run folder ``run_dir``; return its metrics.
 
     ``loaded`` is the task's data when the caller already read it from ``data_path`` (not read again).
+    ``scorers`` maps scoring kinds to the objects that answer them; a kind of ``task.scoring_kinds`` not
+    given is built by its registered factory (:func:`camels.evals.scoring.build_scorers`), before any
+    request is answered, so a missing scorer fails before model time is spent.
 
     With ``shard=(i, n)`` only fill the cache with the i-th slice of the requests and return ``None``
     (nothing is written to ``run_dir``); run again without a shard to write the folder from the cache.
@@ -249,6 +333,7 @@ def run_task(
 
     if loaded is None:
         loaded = task.load(data)
+    used_scorers = build_scorers(task, scorers) if task.scoring_kinds else {}
     items = loaded.items[:limit] if limit is not None else loaded.items
     _check_ids(items, task.label)
     ctx = request_context(backend)
@@ -265,7 +350,15 @@ def run_task(
     stats.skipped = dict(loaded.skipped)
 
     extras = [task.request_extra(item, reqs) for item, reqs in zip(items, per_item)]
-    preds = _score_all(task, items, grouped, per_item, extras)
+    scoring = [task.scoring_requests(item, res) for item, res in zip(items, grouped)]
+    verdicts = None
+    run_counts = stats.counts()
+    if task.scoring_kinds:
+        verdicts, sstats = answer_scoring(task, scoring, used_scorers, cache, chunk_size=chunk_size)
+        run_counts.update({f"scoring_{k}": v for k, v in sstats.counts().items() if k != "items"})
+    elif any(scoring):
+        raise ConfigError(f"{task.label}: scoring_requests() returned requests but scoring_kinds is empty")
+    preds = _score_all(task, items, grouped, per_item, extras, scoring, verdicts)
     counts = {"items": len(items), "scored": len(preds)}
     result = _task_result(task, items, preds, counts)
     write_predictions(run_dir / PREDICTIONS_FILE, preds)
@@ -280,8 +373,9 @@ def run_task(
         versions=versions(*_PACKAGES),
         data=dict(loaded.sources),
         timing={"started": started, "finished": _now(), "seconds": round(time.time() - t0, 3)},
-        counts=stats.counts(),
+        counts=run_counts,
         command=list(command if command is not None else sys.argv),
+        scorers=scorer_info(used_scorers),
     ).write(run_dir / MANIFEST_FILE)
     return result
 
@@ -304,6 +398,12 @@ def task_from_run(run_dir: str | Path) -> Task:
 def rescore(run_dir: str | Path) -> TaskResult:
     """Recompute per-item scores and ``metrics.json`` from ``predictions.jsonl`` (no model, no data).
 
+    Scoring requests are not answered again: the stored verdicts are handed to ``Task.score``, so no code
+    runs in a sandbox and no judge is called. The task builds each item's scoring requests again from the
+    stored results; where they differ from the stored ones (the scoring code changed what it asks), the
+    stored verdicts do not answer them and rescoring stops with an error that says to rerun ``camels eval``
+    (which answers only the new requests and finds the rest in the cache).
+
     Rewrites ``predictions.jsonl`` (new scores) and ``metrics.json``; with unchanged scoring code the
     bytes of both are reproduced exactly.
     """
@@ -314,7 +414,14 @@ def rescore(run_dir: str | Path) -> TaskResult:
     task = task_from_run(run_dir)
     old = read_predictions(pred_path)
     items = [Item(p.id, p.item) for p in old]
-    preds = _score_all(task, items, [p.results for p in old], [p.requests for p in old], [p.extra for p in old])
+    for item, p in zip(items, old):
+        now = [request_key_material(r) for r in task.scoring_requests(item, p.results)]
+        if now != [request_key_material(r) for r in p.scoring_requests]:
+            raise ConfigError(f"{pred_path}: item {p.id!r}: the task now asks {len(now)} scoring request(s) that "
+                              f"differ from the {len(p.scoring_requests)} stored; rescoring cannot answer them "
+                              "(it calls nothing): run camels eval again, which reuses the cached answers")
+    preds = _score_all(task, items, [p.results for p in old], [p.requests for p in old], [p.extra for p in old],
+                       [p.scoring_requests for p in old], [p.verdicts for p in old])
     counts = {"items": len(items), "scored": len(preds)}
     coverage = run_dir / COVERAGE_FILE
     if coverage.is_file():  # a folder made by score_outputs: the task had items that were not answered
@@ -343,6 +450,8 @@ def score_outputs(
     *,
     data_path: str | Path | None = None,
     output_dir: str | Path | None = None,
+    cache: RequestCache | None = None,
+    scorers: Mapping[str, Any] | None = None,
 ) -> ScoreReport:
     """Score answers produced elsewhere: one JSON line per item, ``{"id": ..., "output": "..."}``.
 
@@ -351,6 +460,10 @@ def score_outputs(
     string ``id`` or ``output``, or an id given twice, is an error naming the file and line. With
     ``output_dir``, writes ``predictions.jsonl``, ``metrics.json``, ``coverage.json`` (the missing and
     unknown ids) and ``config.resolved.json`` there.
+
+    A task with ``scoring_kinds`` has its scoring requests answered as in :func:`run_task` (``scorers``,
+    else the registered factories), through ``cache``; without one, through
+    ``<output_dir>/.cache/requests.sqlite`` (or a temporary cache when there is no ``output_dir``).
     """
     outputs_path = Path(outputs_path)
     data = task.resolve_data_path(data_path)
@@ -377,7 +490,17 @@ def score_outputs(
     items = [it for it in loaded.items if it.id in answers]
     missing = [it.id for it in loaded.items if it.id not in answers]
     results = [task.results_from_output(it, answers[it.id]) for it in items]
-    preds = _score_all(task, items, results)
+    scoring = [task.scoring_requests(it, res) for it, res in zip(items, results)]
+    verdicts = None
+    if task.scoring_kinds:
+        used = build_scorers(task, scorers)
+        with contextlib.ExitStack() as stack:
+            if cache is None:
+                where = Path(output_dir) if output_dir is not None else Path(
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="camels-score-")))
+                cache = stack.enter_context(open_cache(where))
+            verdicts, _ = answer_scoring(task, scoring, used, cache)
+    preds = _score_all(task, items, results, None, None, scoring, verdicts)
     counts = {"items": len(loaded.items), "scored": len(preds), "missing": len(missing),
               "unknown": len(unknown)}
     if not preds:

@@ -14,6 +14,12 @@ answer them, and hands the results back for scoring. A task is four pure steps:
 3. :meth:`Task.score` turns one item's results into a dict of per-item scores.
 4. :meth:`Task.aggregate` turns all per-item scores into the metrics dict of ``metrics.json``.
 
+A task whose score needs something besides the model (run the program it wrote, classify or judge its
+answer) names those kinds in ``scoring_kinds`` and returns *scoring requests* from
+:meth:`Task.scoring_requests`, after seeing the model's results; the runner has them answered by scorers
+(:mod:`camels.evals.scoring`) through the same request cache, and hands the answers to :meth:`Task.score`
+as ``verdicts``. The task still calls nothing itself, and ``camels rescore`` reuses the stored verdicts.
+
 Item ids are stable and documented: the dataset's own id when it has one (HumanEval's ``task_id``), else
 ``<split or file stem>:<0-based row index>`` over the data rows of the raw file (header lines excluded),
 e.g. ``abstract_algebra_test:0`` or ``test:1318``. Sampling (GSM8K's 200 questions) picks items; it never
@@ -124,6 +130,9 @@ class Task(ABC):
     primary_metric: ClassVar[str]
     # Folder name under ``--data ROOT`` where this task looks first (``ROOT/<data_dir>``).
     data_dir: ClassVar[str] = ""
+    # Kinds of scoring requests this task may return from :meth:`scoring_requests` (e.g. ``("execute",)``);
+    # the runner builds one scorer per kind (:mod:`camels.evals.scoring`). Empty: scored by a pure function.
+    scoring_kinds: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None, *, label: str | None = None, **options: Any) -> None:
         cfg = config if config is not None else self.Config()
@@ -140,14 +149,22 @@ class Task(ABC):
         """The requests that answer ``item`` (usually one)."""
 
     @abstractmethod
-    def score(self, item: Item, results: Sequence[Result]) -> dict[str, Any]:
-        """Per-item scores from the results of :meth:`requests` (same order)."""
+    def score(self, item: Item, results: Sequence[Result], verdicts: Sequence[Any] = ()) -> dict[str, Any]:
+        """Per-item scores from the results of :meth:`requests` (same order) and the ``verdicts`` that answer
+        :meth:`scoring_requests` (same order; empty for tasks scored by a pure function)."""
 
     @abstractmethod
     def aggregate(self, items: Sequence[Item], scores: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Metrics over all scored items (``items[i]`` was scored ``scores[i]``)."""
 
     # -- optional hooks -----------------------------------------------------------------------------------
+    def scoring_requests(self, item: Item, results: Sequence[Result]) -> list[Any]:
+        """Requests to something besides the model that scoring ``item`` needs, built from the model's
+        ``results`` (e.g. one ``execute`` request per generated program); their kinds must be in
+        ``scoring_kinds``. Pure and deterministic: rescoring builds them again and checks they are the
+        stored ones. Default: none."""
+        return []
+
     def output_text(self, item: Item, results: Sequence[Result]) -> str | None:
         """The readable answer stored in the prediction: the first generated text by default."""
         for r in results:

@@ -222,7 +222,7 @@ class BBH(Task):
         return [cued_generation(text, "A:", ctx, max_tokens=self.config.max_tokens,
                                 plain_stop=self.config.plain_stop, chat_stop=self.config.chat_stop)]
 
-    def score(self, item: Item, results: Sequence[Result]) -> dict[str, Any]:
+    def score(self, item: Item, results: Sequence[Result], verdicts: Sequence[Any] = ()) -> dict[str, Any]:
         text = generated_text(results, "BBH")
         extracted = extract_answer(text)
         return {"exact_match": float(answers_match(extracted, item.data["target"])), "extracted": extracted,

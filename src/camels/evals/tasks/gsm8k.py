@@ -151,7 +151,7 @@ class GSM8K(Task):
         return [cued_generation(text, "Answer:", ctx, max_tokens=self.config.max_tokens,
                                 plain_stop=self.config.plain_stop, chat_stop=self.config.chat_stop)]
 
-    def score(self, item: Item, results: Sequence[Result]) -> dict[str, Any]:
+    def score(self, item: Item, results: Sequence[Result], verdicts: Sequence[Any] = ()) -> dict[str, Any]:
         text = generated_text(results, "GSM8K")
         extracted = last_number(text)
         return {"exact_match": float(numbers_equal(extracted, item.data["gold"])), "extracted": extracted,

@@ -81,7 +81,7 @@ class InstructEM(Task):
         stop = () if ctx.chat else self.config.plain_stop
         return [GenerateRequest(messages=[("user", text)], max_tokens=self.config.max_tokens, stop=stop)]
 
-    def score(self, item: Item, results: Sequence[Result]) -> dict[str, Any]:
+    def score(self, item: Item, results: Sequence[Result], verdicts: Sequence[Any] = ()) -> dict[str, Any]:
         res = results[0]
         if not isinstance(res, Generation):
             raise TypeError(f"instruct_em scores generations, not {type(res).__name__}")

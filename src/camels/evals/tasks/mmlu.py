@@ -283,7 +283,7 @@ class MMLU(Task):
             return letter_from_text(result.texts[0] if result.texts else "")
         raise TypeError(f"MMLU cannot score a {type(result).__name__}")
 
-    def score(self, item: Item, results: Sequence[Result]) -> dict[str, Any]:
+    def score(self, item: Item, results: Sequence[Result], verdicts: Sequence[Any] = ()) -> dict[str, Any]:
         pred = self._predicted(results[0])
         return {
             "correct": float(pred == item.data["answer"]),

@@ -213,7 +213,7 @@ class TruthfulQA(Task):
             out[answer] = float(res.logprob)
         return out
 
-    def score(self, item: Item, results: Sequence[Result]) -> dict[str, Any]:
+    def score(self, item: Item, results: Sequence[Result], verdicts: Sequence[Any] = ()) -> dict[str, Any]:
         lp = self._logprobs(item, results)
         d = item.data
         mc1_true = [lp[a] for a, lab in zip(d["mc1_choices"], d["mc1_labels"]) if lab]

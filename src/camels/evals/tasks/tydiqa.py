@@ -315,7 +315,7 @@ class TydiQA(Task):
         kept = f"{lab.question} {shot['question'].strip()}\n{lab.answer} " in requests[0].messages[-1].content
         return {"shots": int(kept)}
 
-    def score(self, item: Item, results: Sequence[Result]) -> dict[str, Any]:
+    def score(self, item: Item, results: Sequence[Result], verdicts: Sequence[Any] = ()) -> dict[str, Any]:
         answer = first_line(generated_text(results, "TydiQA"))
         golds = item.data["answers"]
         return {"f1": squad_f1(answer, golds), "em": squad_em(answer, golds), "answer": answer,
