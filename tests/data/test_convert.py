@@ -23,7 +23,8 @@ BAD_LINES = [
     ("missing_field", '{"instruction": "x"}', "missing_field", "bad.jsonl:2: output: required field is missing"),
     ("mistyped_field", '{"instruction": "x", "output": 5}', "bad_type",
      "bad.jsonl:2: output: expected a string, got number"),
-    ("empty_turn", '{"instruction": "x", "output": "  "}', "empty_content", "bad.jsonl:2: output: text is empty"),
+    ("empty_turn", '{"instruction": "  ", "output": "x"}', "empty_content",
+     "bad.jsonl:2: instruction: text is empty"),
     ("not_an_object", '["x", "y"]', "bad_type", "bad.jsonl:2: expected a JSON object, got array"),
 ]
 
@@ -149,8 +150,9 @@ def test_manifest_and_determinism(fixtures, tmp_path):
     assert (man["kind"], man["records_in"], man["records_out"], man["skipped"], man["conversations_out"]) == \
         ("convert", 5, 3, {"non_alternating": 1, "other_role": 1}, 3)
     assert man["per_source"] == {"sharegpt": 3}
-    assert man["config"] == {"source": "sharegpt", "seed": 42, "lenient": False, "options": {"max_tokens": 2048},
-                             "tasks": None, "tokenizer": "whitespace"}
+    assert man["config"] == {"source": "sharegpt", "seed": 42, "lenient": False, "preset": "tulu-v1",
+                             "options": {"max_tokens": 2048}, "tasks": None, "tokenizer": "whitespace"}
+    assert man["kept"] == {}
     assert man["inputs"][0]["records"] == 5 and len(man["inputs"][0]["sha256"]) == 64
     assert m.records_in == m.records_out + sum(m.skipped.values())
 
@@ -165,13 +167,55 @@ def test_seed_changes_templates_only(fixtures, tmp_path):
     assert [r["id"] for r in one] == [r["id"] for r in seven] == ["alpaca:0", "alpaca:1", "alpaca:2"]
 
 
-def test_output_independent_of_chunking_and_order(fixtures, tmp_path):
+def test_record_draw_is_independent_of_chunking_and_order(fixtures, tmp_path):
+    """camels' ``draw=record``: a record's template depends on (seed, source, id) only."""
     lines = (fixtures / "raw" / "seed_tasks.jsonl").read_text().splitlines()
     (tmp_path / "part1.jsonl").write_text(lines[1] + "\n")
     (tmp_path / "part2.jsonl").write_text(lines[0] + "\n")
-    whole = {c.id: c.to_json() for c in iter_conversations("self_instruct", fixtures / "raw" / "seed_tasks.jsonl")}
-    parts = {c.id: c.to_json() for c in iter_conversations("self_instruct", tmp_path)}
+    opts = {"draw": "record"}
+    whole = {c.id: c.to_json() for c in iter_conversations("self_instruct", fixtures / "raw" / "seed_tasks.jsonl",
+                                                           options=opts)}
+    parts = {c.id: c.to_json() for c in iter_conversations("self_instruct", tmp_path, options=opts)}
     assert parts == whole and len(whole) == 3
+
+
+def test_stream_draw_follows_file_order(tmp_path):
+    """The study's ``draw=stream``: one generator seeded with 42, one draw per record in file order, over
+    all input files in the order given. Record 0 of the second file takes the stream's 4th draw."""
+    import random
+
+    rows = [{"instruction": f"Do {i}.", "input": "", "output": str(i)} for i in range(4)]
+    (tmp_path / "a.json").write_text(json.dumps(rows[:3]))
+    (tmp_path / "b.json").write_text(json.dumps(rows[3:]))
+    out = tmp_path / "o.jsonl"
+    convert("alpaca", [tmp_path / "a.json", tmp_path / "b.json"], out, progress=False)
+    got = {json.loads(x)["messages"][1]["content"]: json.loads(x)["meta"]["template"]
+           for x in out.read_text().splitlines()}
+    # the study's 14 templates without input have weights .2 .1 .1 .05 x10 .1; random.choices draws one
+    # random() per record and picks the first template whose cumulative weight exceeds random() * total
+    weights = [0.2, 0.1, 0.1] + [0.05] * 10 + [0.1]
+    rng = random.Random(42)
+    expected = [f"tulu-noin-{rng.choices(range(14), weights=weights)[0]}" for _ in range(4)]
+    assert got == dict(zip("0123", expected))
+    convert("alpaca", [tmp_path / "b.json", tmp_path / "a.json"], out, progress=False)
+    swapped = {json.loads(x)["messages"][1]["content"]: json.loads(x)["meta"]["template"]
+               for x in out.read_text().splitlines()}
+    assert swapped == dict(zip("3012", expected))  # b's record now takes the first draw
+    assert len(set(expected)) > 1
+
+
+def test_empty_output_kept_as_the_study_did_and_counted(tmp_path):
+    path = write_bad(tmp_path, '{"instruction": "x", "output": "  "}')
+    out = tmp_path / "out.jsonl"
+    m = convert("alpaca", [path], out, progress=False)
+    assert (m.records_in, m.records_out, dict(m.skipped), m.extra["kept"]) == (3, 3, {}, {"empty_answer": 1})
+    second = json.loads(out.read_text().splitlines()[1])
+    assert second["messages"][1] == {"role": "assistant", "content": ""} and second["meta"]["empty_answer"]
+    assert read_manifest(out)["kept"] == {"empty_answer": 1}
+    with pytest.raises(RecordError, match="bad.jsonl:2: output: text is empty"):
+        convert("alpaca", [path], out, progress=False, preset="camels")
+    with pytest.raises(RecordError, match="bad.jsonl:2: output: text is empty"):
+        convert("alpaca", [path], out, progress=False, options={"empty_output": "refuse"})
 
 
 def test_duplicate_ids_across_inputs(fixtures, tmp_path):

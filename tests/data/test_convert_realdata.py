@@ -52,10 +52,17 @@ def test_oasst_message_export_gives_the_same_conversations(realdata):
 
 def test_code_alpaca_2k(realdata, tmp_path):
     path = realdata / "code_alpaca/data/code_alpaca_2k.json"
+    # the study kept the two rows with an empty output (elements 237 and 1859); so does the default preset
+    m = convert("code_alpaca", [path], tmp_path / "o.jsonl", progress=False)
+    assert (m.records_in, m.records_out, dict(m.skipped), m.extra["kept"]) == (2017, 2017, {}, {"empty_answer": 2})
+    rows = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows if r["messages"][1]["content"] == ""] == ["code_alpaca_2k:237",
+                                                                            "code_alpaca_2k:1859"]
+    # camels' own preset refuses them
     with pytest.raises(RecordError) as e:
-        convert("code_alpaca", [path], tmp_path / "o.jsonl", progress=False)
+        convert("code_alpaca", [path], tmp_path / "o.jsonl", progress=False, preset="camels")
     assert str(e.value) == f"{path}: [237].output: text is empty"
-    m = convert("code_alpaca", [path], tmp_path / "o.jsonl", lenient=True, progress=False)
+    m = convert("code_alpaca", [path], tmp_path / "o.jsonl", lenient=True, progress=False, preset="camels")
     assert (m.records_in, m.records_out, dict(m.skipped)) == (2017, 2015, {"empty_content": 2})
     first = json.loads((tmp_path / "o.jsonl").read_text().splitlines()[0])
     assert first["id"] == "code_alpaca_2k:0"
@@ -94,7 +101,8 @@ def test_sharegpt_format_dummy(realdata):
 def test_self_instruct_files(realdata):
     seeds = list(iter_conversations("self_instruct", realdata / "self_instruct/data/seed_tasks.jsonl"))
     assert len(seeds) == 175 and seeds[0].id == "seed_task_0"
-    assert seeds[0].messages[0].content.startswith("Is there anything I can eat for a breakfast")
+    # the stream's first draw (seed 42) picks the study's "Instruction: {instruction}\n" template
+    assert seeds[0].messages[0].content.startswith("Instruction: Is there anything I can eat for a breakfast")
     assert seeds[0].messages[1].content.startswith("Yes, you can have 1 oatmeal banana protein shake")
     user = list(iter_conversations("self_instruct", realdata / "self_instruct/human_eval/"
                                    "user_oriented_instructions.jsonl"))

@@ -247,29 +247,29 @@ def test_upstream_manifest_recorded(tmp_path):
 
 @pytest.mark.realdata
 def test_convert_then_mix_real_code_alpaca(realdata, tmp_path):
-    """Real Code-Alpaca (2k file, two records with an empty output) converted, then mixed up to 3000 and
+    """Real Code-Alpaca (2k file, two records with an empty output, kept) converted, then mixed up to 3000 and
     down to 500: exact counts, the convert manifest is recognised, and the output is the converted lines
     themselves."""
     from camels.data.convert import convert
 
     raw = realdata / "code_alpaca" / "data" / "code_alpaca_2k.json"
     conv_path = tmp_path / "code_alpaca.jsonl"
-    made = convert("code_alpaca", str(raw), conv_path, progress=False, lenient=True)  # a few empty outputs
+    made = convert("code_alpaca", str(raw), conv_path, progress=False)  # two empty answers kept, as the study
     n = len(conv_path.read_text(encoding="utf-8").splitlines())
-    assert n == made.conversations_out == 2017 - sum(made.skipped.values()) == 2015
+    assert n == made.conversations_out == 2017 and made.extra["kept"] == {"empty_answer": 2}
     m = load_mixture("single:code_alpaca:3000").with_inputs({"code_alpaca": str(conv_path)})
     res = mix(m, tmp_path / "up.jsonl", show_progress=False)
-    assert res.written == 3000 and res.selections["code_alpaca"].duplicates == 985
+    assert res.written == 3000 and res.selections["code_alpaca"].duplicates == 983
     man = json.loads((tmp_path / "up.manifest.json").read_text())
     assert man["inputs"][0]["upstream_manifest"] == {
         "path": str(tmp_path / "code_alpaca.manifest.json"), "kind": "convert", "matches_input": True}
     src_lines = set(conv_path.read_text(encoding="utf-8").splitlines())
     out_lines = (tmp_path / "up.jsonl").read_text(encoding="utf-8").splitlines()
     assert set(out_lines) == src_lines  # every record at least once, nothing else
-    assert sorted(Counter(out_lines).values()) == [1] * (2015 - 985) + [2] * 985
+    assert sorted(Counter(out_lines).values()) == [1] * (2017 - 983) + [2] * 983
     mix(load_mixture("single:code_alpaca:500").with_inputs({"code_alpaca": str(conv_path)}),
         tmp_path / "down.jsonl", show_progress=False)
     down = (tmp_path / "down.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(down) == len(set(down)) == 500 and set(down) <= src_lines
     assert json.loads((tmp_path / "down.manifest.json").read_text())["dropped"] == {
-        "downsampled": {"code_alpaca": 1515}}
+        "downsampled": {"code_alpaca": 1517}}

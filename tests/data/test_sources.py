@@ -47,7 +47,7 @@ def test_doctests(module):
 # -- single-turn sources ------------------------------------------------------------------------------------
 
 def test_alpaca_forced_template_exact(fixtures):
-    out, tally = convs(fixtures, "alpaca", "alpaca.json", template="sections")
+    out, tally = convs(fixtures, "alpaca", "alpaca.json", templates="camels", template="sections")
     assert [c.id for c in out] == ["alpaca:0", "alpaca:1", "alpaca:2"]
     assert {c.dataset for c in out} == {"alpaca"}
     assert msgs(out[0]) == [("user", "### Instruction:\nGive three tips for staying healthy.\n\n### Response:"),
@@ -57,19 +57,20 @@ def test_alpaca_forced_template_exact(fixtures):
     assert (tally.records_in, tally.records_out, tally.conversations) == (3, 3, 3)
 
 
-def test_random_templates_are_seeded_per_record(fixtures):
-    out, _ = convs(fixtures, "alpaca", "alpaca.json")
+def test_camels_random_templates_are_seeded_per_record(fixtures):
+    out, _ = convs(fixtures, "alpaca", "alpaca.json", templates="camels", draw="record")
     assert [c.meta["template"] for c in out] == ["sections", "input_output", "plain"]
     assert msgs(out[1])[0] == ("user", "Translate to French.\nInput: good morning\nOutput:")
     # a record's draw depends on (seed, source, id) only
     assert rng_for(42, "alpaca", "alpaca:1").random() == rng_for(42, "alpaca", "alpaca:1").random()
     assert rng_for(42, "alpaca", "alpaca:1").random() != rng_for(43, "alpaca", "alpaca:1").random()
     # over many records the draw follows the weights
-    counts = Counter(render("do", "x", rng_for(0, "a", str(i)))[1] for i in range(4000))
+    counts = Counter(render("do", "x", rng_for(0, "a", str(i)), templates="camels")[1] for i in range(4000))
     total = sum(t.weight for t in WITH_INPUT)
     for t in WITH_INPUT:
         assert abs(counts[t.name] / 4000 - t.weight / total) < 0.03
-    assert {render("do", "", rng_for(0, "a", str(i)))[1] for i in range(200)} == {t.name for t in NO_INPUT}
+    assert {render("do", "", rng_for(0, "a", str(i)), templates="camels")[1]
+            for i in range(200)} == {t.name for t in NO_INPUT}
 
 
 def test_unknown_template_option_is_an_error():
@@ -78,7 +79,7 @@ def test_unknown_template_option_is_an_error():
 
 
 def test_dolly_uses_context_as_input(fixtures):
-    out, _ = convs(fixtures, "dolly", "dolly.jsonl", template="plain")
+    out, _ = convs(fixtures, "dolly", "dolly.jsonl", template="tulu-in-0")  # the study's fixed prompt
     assert [c.id for c in out] == ["dolly:0", "dolly:1"]
     assert msgs(out[0]) == [("user", "When did the first moon landing happen?\n\nApollo 11 landed on the Moon on "
                                      "20 July 1969."), ("assistant", "On 20 July 1969.")]
@@ -86,20 +87,20 @@ def test_dolly_uses_context_as_input(fixtures):
 
 
 def test_self_instruct_three_shapes(fixtures):
-    flat, _ = convs(fixtures, "self_instruct", "self_instruct.jsonl", template="input_output")
+    flat, _ = convs(fixtures, "self_instruct", "self_instruct.jsonl", template="tulu-in-4")
     assert msgs(flat[1]) == [("user", "Sort the list.\nInput: 3, 1, 2\nOutput:"), ("assistant", "1, 2, 3")]
     tuned, _ = convs(fixtures, "self_instruct", "self_instruct_finetune.jsonl")
     assert [c.id for c in tuned] == ["self_instruct_finetune:0"]
     assert msgs(tuned[0]) == [("user", "Sort the list.\n\nInput: 3, 1, 2\n\nOutput:"), ("assistant", "1, 2, 3")]
     assert tuned[0].meta == {}
-    seeds, tally = convs(fixtures, "self_instruct", "seed_tasks.jsonl", template="plain")
+    seeds, tally = convs(fixtures, "self_instruct", "seed_tasks.jsonl", template="tulu-in-0")
     assert [c.id for c in seeds] == ["seed_task_7#0", "seed_task_7#1", "seed_task_8"]
     assert msgs(seeds[1]) == [("user", "Give the opposite word.\n\nup"), ("assistant", "down")]
     assert (tally.records_in, tally.records_out, tally.conversations) == (2, 2, 3)
 
 
 def test_unnatural_appends_constraints_unless_none(fixtures):
-    out, _ = convs(fixtures, "unnatural", "unnatural.jsonl", template="plain")
+    out, _ = convs(fixtures, "unnatural", "unnatural.jsonl", template="tulu-in-0")
     assert [c.id for c in out] == ["unnatural:0#0", "unnatural:0#1", "unnatural:1"]
     assert msgs(out[0]) == [("user", "You are given a sentence. Is it a question?\nAnswer 'Yes' or 'No'.\n\n"
                                      "Sentence: Is it raining?"), ("assistant", "Yes")]
@@ -232,8 +233,8 @@ def test_sharegpt_system_repeats_in_every_chunk_and_tokenizer_counts():
     assert [c.id for c in one] == ["s"]
 
 
-def test_superni_zero_and_few_shot(fixtures):
-    out, tally = convs(fixtures, "superni", "superni")
+def test_superni_camels_ratio_zero_and_few_shot(fixtures):
+    out, tally = convs(fixtures, "superni", "superni", split="ratio", draw="record", templates="camels")
     assert sorted(c.id for c in out) == ["task999-a", "task999-b", "task999-c", "task999-d", "task999-e"]
     few = [c for c in out if c.meta["shots"] == 2]
     assert len(few) == 1  # 5 instances: 60:20 ratio -> 4 zero-shot + 1 few-shot
@@ -244,6 +245,9 @@ def test_superni_zero_and_few_shot(fixtures):
     assert msgs(b)[1] == ("assistant", "7")  # output[0]
     assert {c.meta["task"] for c in out} == {"task999_add_numbers"}
     assert (tally.records_in, tally.records_out, tally.conversations) == (1, 1, 5)
+    # the study's split: a task of 5 instances (fewer than 60 + 20) gives all 5, zero-shot, in file order
+    study, _ = convs(fixtures, "superni", "superni")
+    assert [(c.id, c.meta["shots"]) for c in study] == [(f"task999-{x}", 0) for x in "abcde"]
 
 
 def test_superni_counts_on_a_large_task():

@@ -23,7 +23,10 @@ def register(group: argparse._SubParsersAction) -> None:
                    help="skip broken records and count them by reason in the manifest (default: stop at "
                         "the first one with its file, line and field)")
     p.add_argument("--seed", type=int, default=None, help="seed of the prompt-template and sampling draws "
-                   "(default 42); output is a function of (seed, source, record id)")
+                   "(default 42, the study's)")
+    p.add_argument("--preset", choices=("tulu-v1", "camels"), default="tulu-v1",
+                   help="tulu-v1 (default): the Tülu v1 study's conversion rules, record for record; camels: "
+                        "camels' own options (see docs/data.md); --option values override either")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="source option, repeatable (e.g. top_k=1 for oasst1, max_tokens=4096 for sharegpt, "
                         "template=plain, tasks=train_tasks.txt for superni)")
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = convert(
         args.source, args.inputs, args.output, lenient=args.lenient,
         seed=DEFAULT_SEED if args.seed is None else args.seed, options=options, tokenizer=args.tokenizer,
-        progress=not args.no_progress,
+        progress=not args.no_progress, preset=args.preset,
     )
     print(f"{args.source}: {manifest.extra['summary']} -> {args.output}", file=sys.stdout)
     return 0

@@ -11,7 +11,10 @@ Rules, checked by :func:`validate` and enforced by :meth:`Conversation.from_dict
 * after it, roles alternate ``user``, ``assistant``, ``user`` ... starting with ``user``;
 * there is at least one ``user`` and one ``assistant`` turn (by default the last turn is the assistant's:
   a conversation ending with a user turn has nothing to learn after it);
-* content is a non-empty string once stripped; camels stores it stripped.
+* content is a non-empty string once stripped; camels stores it stripped. One exception: a record whose
+  ``meta`` has ``"empty_answer": true`` may end with an empty assistant turn (a source's rule kept a row
+  whose answer is empty, as the Tülu v1 study kept Code-Alpaca's two empty outputs; the model then learns
+  to end its turn at once).
 
 ``meta`` carries provenance (source file, row, template used ...); it travels with the record end to end
 and is written only when non-empty.
@@ -27,6 +30,7 @@ from typing import Any
 from camels.core.errors import RecordError
 
 ROLES = ("system", "user", "assistant")
+EMPTY_ANSWER = "empty_answer"  # meta key: the final assistant turn is empty on purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class Conversation:
     ) -> Conversation:
         """Build from loose messages (dicts, Message or (role, content) pairs), stripping and validating."""
         msgs: list[Message] = []
+        empty_ok = bool((meta or {}).get(EMPTY_ANSWER))
         for i, m in enumerate(messages):
             if isinstance(m, Message):
                 role, content = m.role, m.content
@@ -69,9 +74,9 @@ class Conversation:
                 role, content = m.get("role"), m.get("content")
             else:
                 raise RecordError("bad_type", f"expected an object, got {type(m).__name__}", field=f"messages[{i}]")
-            msgs.append(_make_message(role, content, i))
+            msgs.append(_make_message(role, content, i, empty_ok=empty_ok))
         conv = cls(id=str(id), dataset=str(dataset), messages=tuple(msgs), meta=dict(meta or {}))
-        validate(conv.messages, require_final_assistant=require_final_assistant)
+        validate(conv.messages, require_final_assistant=require_final_assistant, empty_answer=empty_ok)
         return conv
 
     @classmethod
@@ -92,14 +97,15 @@ class Conversation:
         if not isinstance(meta, Mapping):
             raise RecordError("bad_type", f"expected an object, got {_json_type(meta)}", field="meta")
         msgs = []
+        empty_ok = bool(meta.get(EMPTY_ANSWER))
         for i, m in enumerate(raw):
             if not isinstance(m, Mapping):
                 raise RecordError("bad_type", f"expected an object, got {_json_type(m)}", field=f"messages[{i}]")
             for key in ("role", "content"):
                 if key not in m:
                     raise RecordError("missing_field", "required field is missing", field=f"messages[{i}].{key}")
-            msgs.append(_make_message(m["role"], m["content"], i))
-        validate(msgs, require_final_assistant=require_final_assistant)
+            msgs.append(_make_message(m["role"], m["content"], i, empty_ok=empty_ok))
+        validate(msgs, require_final_assistant=require_final_assistant, empty_answer=empty_ok)
         return cls(id=obj["id"], dataset=obj["dataset"], messages=tuple(msgs), meta=dict(meta))
 
     # -- serialisation ------------------------------------------------------------------------------
@@ -135,7 +141,7 @@ def _json_type(v: Any) -> str:
     )
 
 
-def _make_message(role: Any, content: Any, i: int) -> Message:
+def _make_message(role: Any, content: Any, i: int, *, empty_ok: bool = False) -> Message:
     if not isinstance(role, str):
         raise RecordError("bad_type", f"expected a string, got {_json_type(role)}", field=f"messages[{i}].role")
     if role not in ROLES:
@@ -147,13 +153,17 @@ def _make_message(role: Any, content: Any, i: int) -> Message:
             "bad_type", f"expected a string, got {_json_type(content)}", field=f"messages[{i}].content"
         )
     content = content.strip()
-    if not content:
+    if not content and not (empty_ok and role == "assistant"):
         raise RecordError("empty_content", "content is empty after stripping", field=f"messages[{i}].content")
     return Message(role, content)
 
 
-def validate(messages: Sequence[Message], *, require_final_assistant: bool = True) -> None:
-    """Check roles and turn order; raise :class:`RecordError` naming the offending message."""
+def validate(messages: Sequence[Message], *, require_final_assistant: bool = True,
+             empty_answer: bool = False) -> None:
+    """Check roles and turn order; raise :class:`RecordError` naming the offending message.
+
+    ``empty_answer``: the last turn may be an empty assistant turn (see the module docstring).
+    """
     if not messages:
         raise RecordError("no_messages", "a conversation needs at least one user and one assistant turn",
                           field="messages")
@@ -161,7 +171,8 @@ def validate(messages: Sequence[Message], *, require_final_assistant: bool = Tru
     for i, m in enumerate(messages):
         if m.role not in ROLES:
             raise RecordError("unknown_role", f"unknown role {m.role!r}", field=f"messages[{i}].role")
-        if not m.content or m.content != m.content.strip():
+        allowed_empty = empty_answer and not m.content and m.role == "assistant" and i == len(messages) - 1
+        if not allowed_empty and (not m.content or m.content != m.content.strip()):
             raise RecordError("empty_content" if not m.content.strip() else "unstripped",
                               "content must be non-empty stripped text", field=f"messages[{i}].content")
         if i < start:

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camels.core.chat import Conversation
+from camels.core.chat import EMPTY_ANSWER, Conversation
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import atomic_write, iter_lines, read_json
 from camels.core.progress import progress as progress_bar
@@ -78,6 +79,11 @@ class Tally:
     conversations: int = 0
     skipped: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    kept: Counter = field(default_factory=Counter)
+
+    def keep(self, convs: list[Conversation]) -> None:
+        """Count conversations kept although camels' own rule would refuse them (an empty answer)."""
+        self.kept[EMPTY_ANSWER] += sum(1 for c in convs if c.meta.get(EMPTY_ANSWER))
 
     def skip(self, err: RecordError) -> None:
         self.skipped[err.reason] += 1
@@ -87,8 +93,9 @@ class Tally:
 
     def summary(self) -> str:
         skipped = ", ".join(f"{r}={n}" for r, n in sorted(self.skipped.items())) or "none"
+        kept = "".join(f", {r}={n}" for r, n in sorted(self.kept.items()) if n)
         return (f"records in={self.records_in} out={self.records_out} "
-                f"skipped={sum(self.skipped.values())} ({skipped}); conversations={self.conversations}")
+                f"skipped={sum(self.skipped.values())} ({skipped}); conversations={self.conversations}{kept}")
 
 
 # -- reading raw files ----------------------------------------------------------------------------------
@@ -221,7 +228,21 @@ def resolve_options(source: Source, options: Mapping[str, Any] | None) -> dict[s
             known = ", ".join(sorted(source.defaults)) or "none"
             raise ConfigError(f"source {source.name} has no option {key!r} (options: {known})")
         resolved[key] = value
+    for key, allowed in source.choices.items():
+        if key in resolved and resolved[key] not in allowed:
+            raise ConfigError(f"source {source.name}: option {key}={resolved[key]!r} is not one of "
+                              f"{', '.join(map(str, allowed))}")
     return resolved
+
+
+def preset_options(source: Source, preset: str | None, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` over a preset: ``tulu-v1`` (the study's rules, the sources' defaults) or ``camels``
+    (camels' own behaviours, :attr:`Source.camels`); options given explicitly win."""
+    if preset in (None, "tulu-v1"):
+        return dict(options or {})
+    if preset != "camels":
+        raise ConfigError(f"unknown preset {preset!r} (known: tulu-v1, camels)")
+    return {**source.camels, **(options or {})}
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -275,12 +296,15 @@ def _describe(row: Any) -> str:
 
 def iter_records(source: Source | str, path: str, *, seed: int = DEFAULT_SEED,
                  options: Mapping[str, Any] | None = None, count_tokens: Callable[[str], int] | None = None,
-                 fmt: str | None = None, progress: bool = False
+                 fmt: str | None = None, progress: bool = False, stream: random.Random | None = None
                  ) -> Iterator[tuple[Loc, list[Conversation] | RecordError]]:
     """Each record of one raw file with its conversations, or the located error that stopped it.
 
     Raises at once (both modes) when the file's format or first record does not fit ``source``.
+    ``stream``: the generator of the records' random draws in file order (``draw=stream``); a new one
+    seeded with ``seed`` when not given (pass one to continue it over several files).
     """
+    stream = stream if stream is not None else random.Random(seed)
     source = get_source(source) if isinstance(source, str) else source
     opts = resolve_options(source, options)
     fmt = fmt or detect_format(path)
@@ -305,7 +329,7 @@ def iter_records(source: Source | str, path: str, *, seed: int = DEFAULT_SEED,
                     f"{_describe(row)}; expected {source.shape}"))
             checked = True
         ctx = Context(source.name, stem=stem, index=loc.index, seed=seed, options=opts,
-                      count_tokens=count_tokens or whitespace_tokens)
+                      count_tokens=count_tokens or whitespace_tokens, stream=stream)
         try:
             yield loc, source.convert(row, ctx)
         except RecordError as e:
@@ -333,13 +357,14 @@ def iter_conversations(source: Source | str, path: str | os.PathLike, *,
     by the source's rule (:class:`Skip`) are appended to ``errors`` when given and counted in ``tally``.
     """
     tally = tally if tally is not None else Tally()
+    stream = random.Random(seed)
     for one in expand_inputs([path]):
-        yield from _conversations_of(source, one, errors, seed, options, count_tokens, tally, progress)
+        yield from _conversations_of(source, one, errors, seed, options, count_tokens, tally, progress, stream)
 
 
-def _conversations_of(source, path, errors, seed, options, count_tokens, tally, progress):
+def _conversations_of(source, path, errors, seed, options, count_tokens, tally, progress, stream):
     for _, result in iter_records(source, path, seed=seed, options=options, count_tokens=count_tokens,
-                                  progress=progress):
+                                  progress=progress, stream=stream):
         tally.records_in += 1
         if isinstance(result, RecordError):
             if errors is None and not isinstance(result, Skip):
@@ -350,30 +375,35 @@ def _conversations_of(source, path, errors, seed, options, count_tokens, tally, 
             continue
         tally.records_out += 1
         tally.conversations += len(result)
+        tally.keep(result)
         yield from result
 
 
 def convert(source: str | Source, inputs: Sequence[str | os.PathLike] | str, output: str | os.PathLike, *,
             lenient: bool = False, seed: int = DEFAULT_SEED, options: Mapping[str, Any] | None = None,
-            tokenizer: Any = None, progress: bool = True) -> Manifest:
-    """Convert raw files of one source into ``output`` (JSONL, written atomically) and its manifest."""
+            tokenizer: Any = None, progress: bool = True, preset: str | None = None) -> Manifest:
+    """Convert raw files of one source into ``output`` (JSONL, written atomically) and its manifest.
+
+    ``preset``: ``tulu-v1`` (default: the study's rules) or ``camels`` (camels' own options).
+    """
     source = get_source(source) if isinstance(source, str) else source
-    options = dict(options or {})
+    options = preset_options(source, preset, options)
     task_list = options.pop("tasks", None) if source.name == "superni" else None
     opts = resolve_options(source, options)
     paths = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
     if task_list is not None:
-        paths = _select_tasks(paths, task_list)
+        paths = _select_tasks(paths, task_list, skip_mmmlu=opts.get("split") == "study")
     count = token_counter(tokenizer)
     manifest = Manifest(kind="convert")
     tally = Tally()
     per_source: Counter = Counter()
     seen: set[str] = set()
+    stream = random.Random(seed)  # one stream of draws over every file, in the order given
     with atomic_write(output) as f:
         for path in paths:
             before = tally.records_in
             for loc, result in iter_records(source, path, seed=seed, options=opts, count_tokens=count,
-                                            progress=progress):
+                                            progress=progress, stream=stream):
                 tally.records_in += 1
                 if not isinstance(result, RecordError):
                     result = _check_ids(result, seen, loc)
@@ -383,6 +413,7 @@ def convert(source: str | Source, inputs: Sequence[str | os.PathLike] | str, out
                     tally.skip(result)
                     continue
                 tally.records_out += 1
+                tally.keep(result)
                 for conv in result:
                     seen.add(conv.id)
                     per_source[conv.dataset] += 1
@@ -396,9 +427,11 @@ def convert(source: str | Source, inputs: Sequence[str | os.PathLike] | str, out
     manifest.records_in, manifest.records_out = tally.records_in, tally.records_out
     manifest.skipped.update(tally.skipped)
     manifest.conversations_out = tally.conversations
+    manifest.extra["kept"] = {r: n for r, n in sorted(tally.kept.items()) if n}
     manifest.per_source.update(per_source)
     manifest.config = {
-        "source": source.name, "seed": seed, "lenient": lenient, "options": _jsonable(opts),
+        "source": source.name, "seed": seed, "lenient": lenient, "preset": preset or "tulu-v1",
+        "options": _jsonable(opts),
         "tasks": str(task_list) if task_list is not None else None,
         "tokenizer": tokenizer if isinstance(tokenizer, str) else ("whitespace" if tokenizer is None else
                                                                     type(tokenizer).__name__),
@@ -418,13 +451,17 @@ def _check_ids(convs: list[Conversation], seen: set[str], loc: Loc) -> list[Conv
     return convs
 
 
-def _select_tasks(paths: list[str], task_list: Any) -> list[str]:
-    """Keep the SuperNI task files named in ``task_list`` (one task name per line, e.g. train_tasks.txt)."""
+def _select_tasks(paths: list[str], task_list: Any, *, skip_mmmlu: bool = False) -> list[str]:
+    """The SuperNI task files named in ``task_list`` (one task name per line, e.g. train_tasks.txt), in the
+    list's order (the order of the study's draws); ``skip_mmmlu`` leaves out ``_mmmlu_`` tasks as the study
+    did (they are translations of MMLU, an evaluation set)."""
     try:
-        names = {line.strip() for line in Path(task_list).read_text(encoding="utf-8").splitlines() if line.strip()}
+        lines = Path(task_list).read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise ConfigError(f"{task_list}: cannot read the task list: {e.strerror}") from None
-    kept = [p for p in paths if _stem(p) in names]
+    order = {name: i for i, name in enumerate(dict.fromkeys(
+        line.strip() for line in lines if line.strip() and not (skip_mmmlu and "_mmmlu_" in line)))}
+    kept = sorted((p for p in paths if _stem(p) in order), key=lambda p: order[_stem(p)])
     if not kept:
         raise ConfigError(f"{task_list}: none of the {len(paths)} input files is a listed task")
     return kept

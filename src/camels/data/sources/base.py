@@ -63,6 +63,7 @@ class Context:
     seed: int = 42
     options: Mapping[str, Any] = field(default_factory=dict)
     count_tokens: TokenCounter = whitespace_tokens
+    stream: random.Random | None = None
 
     def base_id(self, own: Any = None) -> str:
         """The row's own id when it has one, else ``<file stem>:<row index>``."""
@@ -72,6 +73,23 @@ class Context:
 
     def rng(self, key: str) -> random.Random:
         return rng_for(self.seed, self.source, key)
+
+    def draw(self, key: str) -> random.Random:
+        """The generator of this record's random choices, as the ``draw`` option says.
+
+        ``stream`` (the Tülu v1 study's way): one generator seeded with ``seed``, shared by every record of
+        a conversion in file order (the reader creates it; a converter called alone gets a fresh one, as
+        for a file of one record). ``record``: the record's own generator (:meth:`rng`).
+        """
+        if self.options.get("draw", "stream") == "record":
+            return self.rng(key)
+        if self.stream is None:
+            object.__setattr__(self, "stream", random.Random(self.seed))
+        return self.stream  # type: ignore[return-value]
+
+    def is_study(self, option: str, study_value: Any) -> bool:
+        """Whether ``option`` is at the study's value (missing options count as the study's)."""
+        return self.options.get(option, study_value) == study_value
 
     def option(self, name: str) -> Any:
         return self.options[name]
@@ -96,6 +114,10 @@ class Source:
     rule: str = ""
     hub: str | None = None
     assemble: Callable[[Iterable[tuple[Any, Any]]], Iterator[tuple[Any, Any]]] | None = None
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    camels: Mapping[str, Any] = field(default_factory=dict)
+    """``choices``: the allowed values of options that take one of a few; ``camels``: the options that
+    turn on camels' own behaviour instead of the study's (``--preset camels``)."""
 
 
 # -- field checks ---------------------------------------------------------------------------------------

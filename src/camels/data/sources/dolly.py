@@ -9,7 +9,7 @@ from typing import Any
 
 from camels.core.chat import Conversation
 from camels.data.sources.base import Context, Source, has_keys
-from camels.data.sources.single_turn import convert_instruction_rows
+from camels.data.sources.single_turn import CAMELS, CHOICES, OPTIONS, convert_instruction_rows
 
 
 def convert(row: Any, ctx: Context) -> list[Conversation]:
@@ -23,5 +23,7 @@ SOURCE = Source(
     shape="JSONL of instruction, context, response, category",
     rule="random prompt template, context as the input",
     hub="databricks/databricks-dolly-15k",
-    defaults={"template": None},
+    defaults=OPTIONS,
+    choices=CHOICES,
+    camels=CAMELS,
 )

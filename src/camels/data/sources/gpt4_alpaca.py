@@ -1,7 +1,8 @@
 """GPT4-Alpaca: the Alpaca instructions answered by GPT-4, JSON list of instruction, input, output.
 
-Seed-task files (``instruction`` + ``instances[{input, output}]``) are read too. Rule: one random
-prompt template per record (:mod:`camels.data.sources.single_turn`).
+Seed-task files (``instruction`` + ``instances[{input, output}]``) are read too. Rule: one of the study's
+prompt templates per record, drawn from one seeded stream in file order; a blank output is kept as an
+empty answer (:mod:`camels.data.sources.single_turn`, which also lists camels' own options).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from camels.core.chat import Conversation
 from camels.data.sources.base import Context, Source, has_keys
-from camels.data.sources.single_turn import convert_instruction_rows
+from camels.data.sources.single_turn import CAMELS, CHOICES, OPTIONS, convert_instruction_rows
 
 
 def convert(row: Any, ctx: Context) -> list[Conversation]:
@@ -22,7 +23,9 @@ SOURCE = Source(
     convert=convert,
     detect=has_keys(("instruction", "output"), ("instruction", "instances")),
     shape="JSON list or JSONL of instruction, input, output",
-    rule="random prompt template (seeded per record); input may be empty",
+    rule="the study's random prompt template (one seeded stream in file order); input may be empty",
     hub="vicgalle/alpaca-gpt4",
-    defaults={"template": None},
+    defaults=OPTIONS,
+    choices=CHOICES,
+    camels=CAMELS,
 )

@@ -14,7 +14,7 @@ from typing import Any
 
 from camels.core.chat import Conversation
 from camels.data.sources.base import Context, Source, has_keys, need_object, numbered, text
-from camels.data.sources.single_turn import convert_instruction_rows
+from camels.data.sources.single_turn import CAMELS, CHOICES, OPTIONS, convert_instruction_rows
 
 END_MARKER = "<|endoftext|>"
 
@@ -36,5 +36,7 @@ SOURCE = Source(
     shape="JSONL of instruction, input, output; or prompt, completion; or instruction, instances",
     rule="random prompt template; prompt/completion rows verbatim (completion's <|endoftext|> removed)",
     hub="yizhongw/self_instruct",
-    defaults={"template": None},
+    defaults=OPTIONS,
+    choices=CHOICES,
+    camels=CAMELS,
 )

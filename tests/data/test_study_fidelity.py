@@ -1,0 +1,234 @@
+"""The ``tulu-v1`` preset gives the Tülu v1 study's records, record for record.
+
+Expected records are derived here from the study's rules, written out independently of camels' code
+(allenai/open-instruct, ``open_instruct/instruction_encode_templates.py`` and ``reformat_datasets.py`` at
+e44fcf5, June 2023; the parts used here are unchanged up to 503407e, October 2023):
+
+* the script calls ``random.seed(42)`` once, then converts a source row by row in file order;
+* each row draws one template with ``random.choices(templates, weights=...)`` from the 14 "with input"
+  templates when ``input.strip() != ""``, else from the 14 "without input" ones;
+* the prompt is the template filled with the stripped instruction (and stripped input), the answer the
+  stripped output, empty or not (nothing is dropped).
+
+Records are compared as camels stores them: roles, and contents stripped of surrounding whitespace.
+The module-level ``random`` functions are methods of one hidden ``random.Random`` instance, so
+``random.Random(42)`` gives the same stream as ``random.seed(42)`` without touching global state.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from camels.data.convert import Tally, convert, iter_conversations
+
+# The study's templates (prompt part), in its order, with its weights.
+WITH_INPUT = [
+    ("{instruction}\n\n{input}\n\n", 0.2),
+    ("{instruction}\n{input}\n\n", 0.1),
+    ("{instruction}\n{input}\n", 0.1),
+    ("{instruction}\n\nInput: {input}\n\nOutput:", 0.05),
+    ("{instruction}\nInput: {input}\nOutput:", 0.05),
+    ("{instruction}\n{input}\n\nResponse:", 0.05),
+    ("{instruction}\n\nAdditional Context:\n{input}\n\nAnswer:", 0.05),
+    ("Task: {instruction}\nInput: {input}\nOutput:", 0.05),
+    ("Task: {instruction}\n\n{input}\n\n", 0.05),
+    ("Task: {instruction}\n\n{input}\n\nAnswer:", 0.05),
+    ("You need to complete the following task:\n\n{instruction}\n\n{input}\n\nAnswer:", 0.05),
+    ("{instruction}\n\nNow complete the following instance -\nInput: {input}\nOutput:", 0.05),
+    ("Instruction:{instruction}\n\nInput: {input}\n\n", 0.05),
+    ("Below is an instruction that describes a task, paired with an input that provides further context. "
+     "Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n"
+     "### Input:\n{input}\n\n### Response:", 0.1),
+]
+NO_INPUT = [
+    ("{instruction}\n\n", 0.2),
+    ("{instruction}\n", 0.1),
+    ("{instruction}", 0.1),
+    ("{instruction} Output:", 0.05),
+    ("{instruction}\nResponse:", 0.05),
+    ("{instruction}\n\nAnswer:", 0.05),
+    ("Task: {instruction}\n\n", 0.05),
+    ("Instruction: {instruction}\n", 0.05),
+    ("Instruction: {instruction}\nOutput:", 0.05),
+    ("You need to complete the following task:\n\n{instruction}\n\n", 0.05),
+    ("Can you help with this?\n\n{instruction}\n", 0.05),
+    ("Plase answer the following request: {instruction}\nAnswer:", 0.05),
+    ("Tell me how would you respond to the following request.\n{instruction}\n", 0.05),
+    ("Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n"
+     "### Response:", 0.1),
+]
+
+
+def encode(rng: random.Random, instruction: str, input: str | None, output: str) -> list[tuple[str, str]]:
+    """The study's ``encode_instruction_example(..., random_template=True)``, as stored by camels."""
+    if input is not None and input.strip() != "":
+        template = rng.choices(WITH_INPUT, weights=[w for _, w in WITH_INPUT])[0][0]
+        prompt = template.format(instruction=instruction.strip(), input=input.strip())
+    else:
+        template = rng.choices(NO_INPUT, weights=[w for _, w in NO_INPUT])[0][0]
+        prompt = template.format(instruction=instruction.strip())
+    return [("user", prompt.strip()), ("assistant", output.strip())]
+
+
+def study(rows: list[tuple[str, str | None, str]]) -> list[list[tuple[str, str]]]:
+    rng = random.Random(42)
+    return [encode(rng, *row) for row in rows]
+
+
+def camels_records(source: str, path, **options) -> tuple[list[list[tuple[str, str]]], Tally]:
+    tally = Tally()
+    out = list(iter_conversations(source, path, options=options, tally=tally))
+    return [[(m.role, m.content) for m in c.messages] for c in out], tally
+
+
+def flat_rows(path, output_key="output", input_key="input"):
+    return [(r["instruction"], r[input_key], r[output_key]) for r in json.loads(path.read_text())]
+
+
+def instance_rows(path):
+    """Seed-task files hold one instance per task; the study's readers take the instruction and each
+    instance's input and output, in file order (as its Unnatural Instructions reader does)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        task = json.loads(line)
+        rows += [(task["instruction"], inst["input"], inst["output"]) for inst in task["instances"]]
+    return rows
+
+
+REAL = [
+    # (source, file below the real-data folder, how the study reads a row, records)
+    ("code_alpaca", "code_alpaca/data/code_alpaca_2k.json", flat_rows, 2017),
+    ("code_alpaca", "code_alpaca/data/new_codealpaca.json", flat_rows, 4535),
+    ("self_instruct", "self_instruct/data/seed_tasks.jsonl", instance_rows, 175),
+    ("self_instruct", "self_instruct/human_eval/user_oriented_instructions.jsonl", instance_rows, 252),
+    ("gpt4_alpaca", "gpt4_alpaca/plots/data/user_oriented_instructions.jsonl", instance_rows, 252),
+    ("alpaca", "alpaca/seed_tasks.jsonl", instance_rows, 175),
+]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("source, name, reader, n", REAL, ids=[f"{s}:{n.rsplit('/', 1)[1]}" for s, n, _, _ in REAL])
+def test_preset_gives_the_study_records_on_real_files(realdata, source, name, reader, n):
+    path = realdata / name
+    expected = study(reader(path))
+    got, tally = camels_records(source, path)
+    assert len(expected) == n and tally.records_in == n
+    assert got == expected
+    # the two sets really were both used, and several templates of each (the draw is not a constant)
+    assert len({r[0][1] for r in got}) > n // 2
+
+
+@pytest.mark.realdata
+def test_code_alpaca_keeps_the_two_empty_outputs_as_the_study(realdata):
+    path = realdata / "code_alpaca/data/code_alpaca_2k.json"
+    got, tally = camels_records("code_alpaca", path)
+    assert [i for i, r in enumerate(got) if r[1] == ("assistant", "")] == [237, 1859]
+    assert tally.kept == {"empty_answer": 2} and tally.skipped == {}
+
+
+@pytest.mark.realdata
+def test_camels_preset_is_not_the_study(realdata, tmp_path):
+    """camels' own options (5 + 4 templates, per-record draw) are kept, and they differ from the study's."""
+    path = realdata / "self_instruct/data/seed_tasks.jsonl"
+    expected = study(instance_rows(path))
+    got, _ = camels_records("self_instruct", path, templates="camels", draw="record", empty_output="refuse")
+    assert len(got) == len(expected) and [r[1] for r in got] == [r[1] for r in expected]
+    assert sum(g == e for g, e in zip(got, expected)) < len(expected) // 2
+    m = convert("self_instruct", [path], tmp_path / "c.jsonl", preset="camels", progress=False)
+    assert m.config["options"] == {"template": None, "templates": "camels", "draw": "record",
+                                   "empty_output": "refuse"}
+    by_preset = [[(m["role"], m["content"]) for m in json.loads(x)["messages"]]
+                 for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert by_preset == got
+
+
+def test_dolly_context_is_the_input(tmp_path):
+    """Dolly: ``context`` is the input, ``response`` the output (the study's ``convert_dolly_data``)."""
+    rows = [{"instruction": f"Question {i}?", "context": "" if i % 3 else f"Some context {i}.",
+             "response": f"Answer {i}.", "category": "open_qa"} for i in range(40)]
+    path = tmp_path / "dolly.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got, _ = camels_records("dolly", path)
+    assert got == study([(r["instruction"], r["context"], r["response"]) for r in rows])
+
+
+def test_unnatural_constraints_as_the_study_checks_them(tmp_path):
+    """Unnatural Instructions: per instance in order, the constraints go on a new line after the instruction
+    unless they are falsy or, lower-cased *as written*, "none" or "none." (so " None" with a space is
+    appended); the instruction is stripped only after that, by the template."""
+    tasks = [
+        {"instruction": "Classify the sentence. ", "instances": [
+            {"input": "Is it raining?", "output": "Yes", "constraints": "Answer 'Yes' or 'No'."},
+            {"input": "It rains.", "output": "No", "constraints": "None."},
+            {"input": "Why?", "output": "Yes", "constraints": " None"},
+            {"input": "", "output": "No", "constraints": ""}]},
+        {"instruction": "Count the vowels.", "instances": [
+            {"input": "banana", "output": "3", "constraints": "NONE"}]},
+    ]
+    path = tmp_path / "core_data.jsonl"
+    path.write_text("".join(json.dumps(t) + "\n" for t in tasks))
+
+    def instruction_of(instruction, c):
+        return instruction + "\n" + c if c and c.lower() not in ["none", "none."] else instruction
+
+    rows = [(instruction_of(t["instruction"], i["constraints"]), i["input"], i["output"])
+            for t in tasks for i in t["instances"]]
+    assert rows[2][0] == "Classify the sentence. \n None"
+    got, _ = camels_records("unnatural", path)
+    assert got == study(rows)
+    assert "Classify the sentence. \n None" in got[2][0][1]
+    camels_way, _ = camels_records("unnatural", path, constraints="stripped")
+    assert "None" not in camels_way[2][0][1]
+
+
+def superni_task(name: str, n_instances: int, n_positive: int) -> dict:
+    return {"Definition": [f"Definition of {name}. "],
+            "Positive Examples": [{"input": f"{name} ex {k}", "output": f"{name} out {k}", "explanation": "."}
+                                  for k in range(n_positive)],
+            "Instances": [{"id": f"{name}-{i}", "input": f"{name} in {i}", "output": [f"{name} ans {i}", "alt"]}
+                          for i in range(n_instances)]}
+
+
+def test_superni_as_the_study_samples_it(tmp_path):
+    """SuperNI (``convert_super_ni_data``): tasks in the task list's order, ``_mmmlu_`` tasks left out; per
+    task ``random.sample(instances, 80)`` when it has more than 80, else all in file order; the first 60
+    zero-shot (one template draw each), then for each remaining instance ``random.sample(positives, 2)``
+    when there are more than 2, else all of them; the prompt is the stripped definition, then
+    ``Input:\\n{in}\\nOutput:\\n{out}`` blocks separated by blank lines, then the instance's ``Input:`` and
+    ``Output:`` lines."""
+    tasks = {"task002_big": superni_task("task002_big", 130, 5), "task001_small": superni_task("task001_small", 70, 2),
+             "task003_mmmlu_x": superni_task("task003_mmmlu_x", 90, 3)}
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for name, task in tasks.items():
+        (folder / f"{name}.json").write_text(json.dumps(task))
+    listing = tmp_path / "train_tasks.txt"
+    listing.write_text("task002_big\ntask003_mmmlu_x\ntask001_small\n")
+
+    rng = random.Random(42)
+    expected = []
+    for name in ("task002_big", "task001_small"):  # list order, mmmlu left out
+        task = tasks[name]
+        instances = task["Instances"]
+        if 80 < len(instances):
+            instances = rng.sample(instances, k=80)
+        definition = task["Definition"][0]
+        for inst in instances[:60]:
+            expected.append(encode(rng, definition, inst["input"], inst["output"][0]))
+        for inst in instances[60:]:
+            positives = task["Positive Examples"]
+            shots = rng.sample(positives, k=2) if 2 < len(positives) else positives
+            prompt = definition.strip() + "\n\n" + "".join(
+                f"Input:\n{s['input'].strip()}\nOutput:\n{s['output'].strip()}\n\n" for s in shots)
+            prompt += f"Input:\n{inst['input'].strip()}\nOutput:\n"
+            expected.append([("user", prompt.strip()), ("assistant", inst["output"][0].strip())])
+    out = tmp_path / "superni.jsonl"
+    m = convert("superni", [folder], out, options={"tasks": str(listing)}, progress=False)
+    got = [[(x["role"], x["content"]) for x in json.loads(line)["messages"]] for line in out.read_text().splitlines()]
+    assert len(expected) == 80 + 70 and m.records_in == 2
+    assert got == expected
+    shots = [json.loads(line)["meta"]["shots"] for line in out.read_text().splitlines()]
+    assert shots == [0] * 60 + [2] * 20 + [0] * 60 + [2] * 10
