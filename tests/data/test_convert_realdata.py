@@ -18,10 +18,11 @@ def msgs(conv):
     return [(m.role, m.content) for m in conv.messages]
 
 
-def test_oasst_trees(realdata):
+def test_oasst_trees_camels_paths(realdata):
+    """camels' own rule (paths cut before an unanswered user turn); the study's is in test_study_fidelity."""
     path = realdata / OASST / "en_100_tree.jsonl"
     tally = Tally()
-    out = list(iter_conversations("oasst1", path, tally=tally))
+    out = list(iter_conversations("oasst1", path, tally=tally, options={"paths": "cut", "order": "rank"}))
     # oracle: distinct root-to-leaf paths with a trailing prompter turn cut, counted straight from the file
     def paths(node):
         if not node["replies"]:
@@ -43,10 +44,14 @@ def test_oasst_trees(realdata):
 
 
 def test_oasst_message_export_gives_the_same_conversations(realdata):
-    trees = [c.to_json() for c in iter_conversations("oasst1", realdata / OASST / "en_100_tree.jsonl")]
-    messages = [c.to_json() for c in iter_conversations("oasst1", realdata / OASST / "en_100_message.jsonl")]
-    assert messages == trees
-    top1 = list(iter_conversations("oasst1", realdata / OASST / "en_100_tree.jsonl", options={"top_k": 1}))
+    for opts in ({}, {"paths": "cut", "order": "rank"}):
+        trees = [c.to_json() for c in iter_conversations("oasst1", realdata / OASST / "en_100_tree.jsonl",
+                                                         options=opts)]
+        messages = [c.to_json() for c in iter_conversations("oasst1", realdata / OASST / "en_100_message.jsonl",
+                                                            options=opts)]
+        assert messages == trees and len(trees) == (400 if not opts else 564)
+    top1 = list(iter_conversations("oasst1", realdata / OASST / "en_100_tree.jsonl",
+                                   options={"top_k": 1, "paths": "cut", "order": "rank"}))
     assert len(top1) == 100 and len({c.id for c in top1}) == 100
 
 

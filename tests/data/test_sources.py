@@ -134,8 +134,8 @@ def test_cot_tsv_rows(fixtures):
 
 # -- multi-turn sources -------------------------------------------------------------------------------------
 
-def test_oasst_tree_paths_ranked_and_deleted_skipped(fixtures):
-    out, tally = convs(fixtures, "oasst1", "oasst_trees.jsonl")
+def test_oasst_camels_paths_ranked_and_deleted_skipped(fixtures):
+    out, tally = convs(fixtures, "oasst1", "oasst_trees.jsonl", paths="cut", order="rank")
     assert [c.id for c in out] == ["t1#0", "t1#1", "t1#2", "t2"]
     assert msgs(out[0]) == [("user", "What is a camel?"), ("assistant", "A desert mammal with humps."),
                             ("user", "How many humps?"), ("assistant", "One or two.")]
@@ -144,23 +144,27 @@ def test_oasst_tree_paths_ranked_and_deleted_skipped(fixtures):
     assert msgs(out[2]) == [("user", "What is a camel?"), ("assistant", "A mammal.")]
     assert all("Spam" not in m.content for c in out for m in c.messages)
     assert (tally.records_in, tally.records_out, tally.conversations) == (2, 2, 4)
+    # the study's rule drops the path that ends with the unanswered "Thanks!" instead of cutting it, and
+    # visits replies in file order ("A mammal." comes first in the file), not by rank
+    study, _ = convs(fixtures, "oasst1", "oasst_trees.jsonl")
+    assert [msgs(c) for c in study] == [msgs(out[2]), msgs(out[0]), msgs(out[3])]
 
 
 def test_oasst_options(fixtures):
-    top1, _ = convs(fixtures, "oasst1", "oasst_trees.jsonl", top_k=1)
+    top1, _ = convs(fixtures, "oasst1", "oasst_trees.jsonl", top_k=1, paths="cut", order="rank")
     # the best reply at every level (prompter replies too): one path per tree
     assert [c.id for c in top1] == ["t1", "t2"]
     assert [m.content for m in top1[0].messages] == ["What is a camel?", "A desert mammal with humps.",
                                                      "How many humps?", "One or two."]
-    with_deleted, _ = convs(fixtures, "oasst1", "oasst_trees.jsonl", skip_deleted=False)
+    with_deleted, _ = convs(fixtures, "oasst1", "oasst_trees.jsonl", skip_deleted=False, paths="cut", order="rank")
     assert msgs(with_deleted[3]) == [("user", "What is a camel?"), ("assistant", "Spam spam.")]
-    english, tally = convs(fixtures, "oasst1", "oasst_trees.jsonl", lang="en")
+    english, tally = convs(fixtures, "oasst1", "oasst_trees.jsonl", lang="en", paths="cut", order="rank")
     assert [c.id for c in english] == ["t1#0", "t1#1", "t1#2"]
     assert tally.skipped == {"other_language": 1}
 
 
 def test_oasst_flat_message_table(fixtures):
-    out, tally = convs(fixtures, "oasst1", "oasst_messages.jsonl")
+    out, tally = convs(fixtures, "oasst1", "oasst_messages.jsonl", paths="cut", order="rank")
     assert [c.id for c in out] == ["t1#0", "t1#1"]
     assert msgs(out[0]) == [("user", "What is a camel?"), ("assistant", "A desert mammal with humps."),
                             ("user", "How many humps?"), ("assistant", "One or two.")]
@@ -175,7 +179,9 @@ def test_oasst_quality_breaks_rank_ties():
     tree = {"message_tree_id": "q", "prompt": {"role": "prompter", "text": "Hi", "replies": [
         {"role": "assistant", "text": "low", "labels": {"quality": {"value": 0.1}}},
         {"role": "assistant", "text": "high", "labels": {"name": ["quality"], "value": [0.8]}}]}}
-    out = SOURCES["oasst1"].convert(tree, ctx("oasst1", top_k=1))
+    out = SOURCES["oasst1"].convert(tree, ctx("oasst1", top_k=1, order="rank"))
+    assert [msgs(c) for c in out] == [[("user", "Hi"), ("assistant", "high")]]
+    out = SOURCES["oasst1"].convert(tree, ctx("oasst1", top_k=1))  # the study's order: quality only
     assert [msgs(c) for c in out] == [[("user", "Hi"), ("assistant", "high")]]
 
 
@@ -273,7 +279,7 @@ def test_rule_skips_are_skip_errors():
 
 
 def test_output_lines_are_unified_records(fixtures):
-    out, _ = convs(fixtures, "oasst1", "oasst_trees.jsonl")
+    out, _ = convs(fixtures, "oasst1", "oasst_trees.jsonl", paths="cut", order="rank")
     assert json.loads(out[3].to_json()) == {
         "dataset": "oasst1", "id": "t2",
         "messages": [{"role": "user", "content": "Hola"}, {"role": "assistant", "content": "¡Hola!"}]}

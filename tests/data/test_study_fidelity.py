@@ -23,6 +23,7 @@ import random
 import pytest
 
 from camels.data.convert import Tally, convert, iter_conversations
+from camels.data.sources import SOURCES, Context
 
 # The study's templates (prompt part), in its order, with its weights.
 WITH_INPUT = [
@@ -232,3 +233,70 @@ def test_superni_as_the_study_samples_it(tmp_path):
     assert got == expected
     shots = [json.loads(line)["meta"]["shots"] for line in out.read_text().splitlines()]
     assert shots == [0] * 60 + [2] * 20 + [0] * 60 + [2] * 10
+
+
+def study_oasst_paths(tree: dict, top_k: int | None) -> list[list[tuple[str, str]]]:
+    """The study's ``convert_oasst1_data`` (853377e / 503407e) on one tree: a depth-first walk that skips
+    deleted messages; a path is kept when it reaches an assistant message whose ``replies`` list is empty;
+    children are the non-deleted replies in file order, with ``top_k`` sorted by quality (absent = 0.0,
+    highest first, stable) and cut to k."""
+    out: list[list[tuple[str, str]]] = []
+
+    def children(node):
+        kids = [c for c in node["replies"] if not c["deleted"]]
+        if top_k is None:
+            return kids
+        # the study sets a missing quality label to 0.0; these real trees have no ``labels`` at all (the study's
+        # code would stop with a KeyError on them), so every reply counts as 0.0 and file order decides
+        return sorted(kids, key=lambda c: (c.get("labels") or {}).get("quality", {"value": 0.0})["value"],
+                      reverse=True)[:top_k]
+
+    def walk(node, path):
+        if node["deleted"]:
+            return
+        role = "assistant" if node["role"] == "assistant" else "user"
+        path = [*path, (role, node["text"].strip())]
+        if node["role"] == "assistant" and not node["replies"]:
+            out.append(path)
+            return
+        for child in children(node):
+            walk(child, path)
+
+    walk(tree["prompt"], [])
+    return out
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("top_k, n", [(None, 400), (1, 61), (2, 185)])
+def test_oasst_paths_as_the_study_walks_the_real_trees(realdata, top_k, n):
+    path = realdata / "oasst/model/model_eval/manual/data/en_100_tree.jsonl"
+    expected = [p for line in path.read_text().splitlines() for p in study_oasst_paths(json.loads(line), top_k)]
+    got, tally = camels_records("oasst1", path, top_k=top_k)
+    assert len(expected) == n
+    assert got == expected
+    # trees where no path reaches an assistant leaf give nothing; they are counted by reason
+    assert tally.records_in == 100 and tally.records_out + tally.skipped["no_assistant_reply"] == 100
+
+
+def test_oasst_top_k_orders_by_quality_not_rank():
+    """With ``top_k`` the study keeps the replies of highest ``labels.quality.value`` (absent = 0.0; ties in
+    file order), whatever their ``rank``; camels' ``order=rank`` keeps rank 0 first."""
+    def reply(text, rank, q=None):
+        node = {"role": "assistant", "text": text, "rank": rank, "deleted": False, "replies": [], "labels": {}}
+        if q is not None:
+            node["labels"]["quality"] = {"value": q, "count": 3}
+        return node
+
+    tree = {"message_tree_id": "t", "prompt": {"role": "prompter", "text": "Hi", "deleted": False, "labels": {},
+            "replies": [reply("ranked best", 0, 0.2), reply("no label", 1), reply("best quality", 2, 0.9),
+                        reply("also 0.2", 3, 0.2)]}}
+    for k in (1, 2, 3):
+        expected = study_oasst_paths(tree, k)
+        got = [[(m.role, m.content) for m in c.messages]
+               for c in SOURCES["oasst1"].convert(tree, Context("oasst1", options=SOURCES["oasst1"].defaults | {
+                   "top_k": k}))]
+        assert got == expected
+    assert [p[1][1] for p in study_oasst_paths(tree, 3)] == ["best quality", "ranked best", "also 0.2"]
+    by_rank = SOURCES["oasst1"].convert(tree, Context("oasst1", options=SOURCES["oasst1"].defaults | {
+        "top_k": 1, "order": "rank"}))
+    assert by_rank[0].messages[1].content == "ranked best"

@@ -13,12 +13,21 @@ A message has ``role`` ("prompter" -> user, "assistant" -> assistant), ``text``,
 ``rank`` (0 = best among siblings, null when unranked) and ``labels`` (``{"quality": {"value": ..}}`` in
 tree exports, ``{"name": [..], "value": [..]}`` in the flat table).
 
-Rule: every path from the root to a leaf is a conversation. A path ending with a prompter message loses
-that last turn (nothing to learn after it); paths that become identical are kept once. Options:
-``top_k`` keeps only the k best replies of every message (by rank, then quality; None = all),
-``skip_deleted`` (default true) drops deleted messages with their subtree, ``lang`` keeps trees whose root
-has that language (None = all). Conversation ids: ``<message_tree_id>`` or ``<message_tree_id>#k`` for
-the k-th path in depth-first order, replies visited best first.
+The study's rule (open-instruct ``reformat_datasets.py``, ``convert_oasst1_data`` from 853377e, August
+2023, with ``top_k_reply`` from 503407e, October 2023; the default, ``paths=study``, ``order=quality``):
+every path from the root to an assistant message that has no replies at all is a conversation; a path
+that ends with a prompter message, or with an assistant message whose replies are all deleted, gives
+nothing. Deleted messages are left out with their subtree. Replies are visited in file order; with
+``top_k`` only the k replies with the highest ``labels.quality.value`` (0 when absent; ties in file
+order) are kept.
+
+camels' own rule (``paths=cut``, ``order=rank``, ``--preset camels``): a path ending with a prompter
+message loses that last turn (nothing to learn after it) instead of being dropped, paths that become
+identical are kept once, and replies are ordered by ``rank`` (0 = best), then quality.
+
+Other options: ``skip_deleted`` (default true) drops deleted messages with their subtree, ``lang`` keeps
+trees whose root has that language (None = all). Conversation ids: ``<message_tree_id>`` or
+``<message_tree_id>#k`` for the k-th path in depth-first order.
 """
 
 from __future__ import annotations
@@ -49,6 +58,12 @@ def quality(message: Mapping[str, Any]) -> float:
     return math.nan
 
 
+def study_key(message: Mapping[str, Any]) -> float:
+    """The study's order: highest quality first, an absent quality label counting as 0."""
+    q = quality(message)
+    return -(0.0 if math.isnan(q) else q)
+
+
 def order_key(message: Mapping[str, Any]) -> tuple[float, float]:
     rank = message.get("rank")
     q = quality(message)
@@ -65,8 +80,11 @@ def _replies(node: Mapping[str, Any], where: str, ctx: Context) -> list[tuple[st
         if ctx.option("skip_deleted") and child.get("deleted") is True:
             continue
         children.append((f"{where}replies[{i}].", child))
-    children.sort(key=lambda c: order_key(c[1]))  # stable: unranked replies keep file order
     top_k = ctx.option("top_k")
+    if ctx.options.get("order", "quality") == "rank":
+        children.sort(key=lambda c: order_key(c[1]))  # stable: unranked replies keep file order
+    elif top_k is not None:
+        children.sort(key=lambda c: study_key(c[1]))  # stable: equal quality keeps file order
     return children[:top_k] if top_k is not None else children
 
 
@@ -79,7 +97,11 @@ def _paths(node: Mapping[str, Any], where: str, ctx: Context) -> Iterator[list[t
                           field=f"{where}role")
     turn = (ROLES[role], text(node, "text", where=where))
     children = _replies(node, where, ctx)
-    if not children:
+    if ctx.options.get("paths", "study") == "study":
+        # the study: a path ends only at an assistant message without any reply (deleted ones count)
+        if role == "assistant" and not items(node, "replies", where=where, required=False):
+            yield [turn]
+    elif not children:
         yield [turn]
     for child_where, child in children:
         for rest in _paths(child, child_where, ctx):
@@ -162,8 +184,10 @@ SOURCE = Source(
     convert=convert,
     detect=detect,
     shape="message trees (message_tree_id, prompt{role, text, replies...}) or the flat message table",
-    rule="every root-to-leaf path; skip deleted; option top_k replies by rank/quality",
+    rule="every path from the root to an assistant leaf; deleted skipped; top_k replies by quality",
     hub="OpenAssistant/oasst1",
-    defaults={"top_k": None, "skip_deleted": True, "lang": None},
+    defaults={"top_k": None, "skip_deleted": True, "lang": None, "paths": "study", "order": "quality"},
+    choices={"paths": ("study", "cut"), "order": ("quality", "rank")},
+    camels={"paths": "cut", "order": "rank"},
     assemble=assemble,
 )
