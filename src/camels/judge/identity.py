@@ -34,7 +34,8 @@ class JudgeIdentity:
     * ``model``: the judge model's name as configured (or the alpaca_eval annotator name);
     * ``revision``: the model's revision or content fingerprint, or for an API the backend fingerprint
       (URL, model name, endpoint); empty when unknown;
-    * ``prompt`` / ``prompt_version``: the judge prompt file's name and version (configs/judges/);
+    * ``prompt`` / ``prompt_version`` / ``prompt_sha256``: the judge prompt file's name, version and the
+      hash of its text (configs/judges/);
     * ``decoding``: decoding parameters (temperature, max_tokens ...), sorted.
     """
 
@@ -43,6 +44,7 @@ class JudgeIdentity:
     revision: str = ""
     prompt: str = ""
     prompt_version: str = ""
+    prompt_sha256: str = ""
     decoding: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -58,6 +60,7 @@ class JudgeIdentity:
     def from_dict(cls, d: Mapping[str, Any]) -> JudgeIdentity:
         return cls(backend=str(d["backend"]), model=str(d["model"]), revision=str(d.get("revision", "")),
                    prompt=str(d.get("prompt", "")), prompt_version=str(d.get("prompt_version", "")),
+                   prompt_sha256=str(d.get("prompt_sha256", "")),
                    decoding=tuple((k, v) for k, v in dict(d.get("decoding") or {}).items()))
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +89,8 @@ class JudgeIdentity:
         if self.revision:
             parts.append(f"revision {self.revision[:12]}")
         if self.prompt:
-            parts.append(f"prompt {self.prompt} v{self.prompt_version}")
+            parts.append(f"prompt {self.prompt} v{self.prompt_version}"
+                         + (f" (sha256 {self.prompt_sha256[:8]})" if self.prompt_sha256 else ""))
         if self.decoding:
             parts.append(" ".join(f"{k}={v}" for k, v in self.decoding))
         return ", ".join(parts)
