@@ -452,6 +452,7 @@ def score_outputs(
     output_dir: str | Path | None = None,
     cache: RequestCache | None = None,
     scorers: Mapping[str, Any] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> ScoreReport:
     """Score answers produced elsewhere: one JSON line per item, ``{"id": ..., "output": "..."}``.
 
@@ -499,7 +500,7 @@ def score_outputs(
                 where = Path(output_dir) if output_dir is not None else Path(
                     stack.enter_context(tempfile.TemporaryDirectory(prefix="camels-score-")))
                 cache = stack.enter_context(open_cache(where))
-            verdicts, _ = answer_scoring(task, scoring, used, cache)
+            verdicts, _ = answer_scoring(task, scoring, used, cache, chunk_size=chunk_size)
     preds = _score_all(task, items, results, None, None, scoring, verdicts)
     counts = {"items": len(loaded.items), "scored": len(preds), "missing": len(missing),
               "unknown": len(unknown)}
