@@ -8,6 +8,8 @@ model side with a judge whose verdicts follow a rule the tests can compute by ha
   equal length), unless ``bias_first`` is set (then the output shown first always wins);
 * an instruction holding ``GARBLE`` always gets a garbled (unparseable) answer; ``garble`` > 0 garbles the
   next that many answers;
+* an instruction holding ``HANG`` blocks its request until ``release`` is set (``hanging`` tells that one
+  is blocked), then fails it without an answer: a call in flight when a client is killed;
 * usage: prompt tokens = whitespace-separated words of all messages, completion tokens = words of the
   answer. The server's own count (``usage``, ``ok_calls``) covers the answers it served whole.
 
@@ -50,6 +52,8 @@ class JudgeServer(TinyServer):
         self.bias_first = False
         self.served: list[tuple[str, str, str]] = []
         self.judge_lock = threading.Lock()
+        self.hanging = threading.Event()
+        self.release = threading.Event()
 
     def answer(self, path: str, body: dict) -> dict:
         if path != "/v1/chat/completions":
@@ -60,6 +64,10 @@ class JudgeServer(TinyServer):
         if len(outputs) != 2 or inst is None:
             raise ValueError("not a pairwise judge prompt")
         o1, o2 = outputs
+        if "HANG" in inst.group(1) and not self.release.is_set():
+            self.hanging.set()
+            self.release.wait(120)
+            raise ValueError("the client went away")
         with self.judge_lock:
             garble = "GARBLE" in inst.group(1) or self.garble > 0
             if self.garble > 0 and "GARBLE" not in inst.group(1):

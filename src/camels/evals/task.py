@@ -211,6 +211,7 @@ BUILTIN_TASK_MODULES = (
     "camels.evals.tasks.tydiqa",
     "camels.evals.tasks.instruct_em",
     "camels.evals.tasks.truthfulqa",
+    "camels.evals.tasks.alpaca_eval",
 )
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from camels.core.requests import register_kind
+
 
 @dataclass(frozen=True, slots=True)
 class JudgePairRequest:
@@ -95,3 +97,6 @@ class ClassifyResult:
 
 
 KINDS = ((JudgePairRequest, PairVerdict), (JudgeYesNoRequest, YesNoVerdict), (ClassifyRequest, ClassifyResult))
+
+for _req, _res in KINDS:
+    register_kind(_req, _res)
