@@ -1,0 +1,547 @@
+"""The trusted side of :mod:`camels.evals.sandbox`: a small server that runs one untrusted program at a time.
+
+This file is run as a script by a fresh interpreter (``python -I <this file>``) that the harness starts
+for each worker; it imports nothing of camels and only the standard library. It reads requests from its
+stdin (one JSON line each), runs every program in a new child process and writes one JSON line per
+program to its stdout, which only it holds: the program never has a descriptor of it.
+
+Per program, the process tree is::
+
+    server (trusted, never runs untrusted code)
+      └─ setup process: new network / PID / mount namespaces (unshare), then fork
+           └─ program process: PID 1 of its own PID namespace; private /tmp; rlimits; other uid; runs code
+
+The program process is a fork of this pristine interpreter: it has executed nothing but this file, so it
+starts from the same state as a freshly started one (with ``fresh`` mode the whole server is started anew
+for every program instead). It closes every inherited descriptor except three pipes it was built with
+(stdin from /dev/null, stdout/stderr into size-capped anonymous memory files) and one report pipe, then
+drops to an unprivileged uid, and only then compiles and runs the program.
+
+The verdict: the program passes when ``exec`` of the whole program returned without an exception and
+the trusted code after it wrote a per-run random nonce to the report pipe. Output, exit status, exit
+hooks (``atexit``, ``sys.exit``, ``os._exit``) and signals carry no verdict. What the setup steps
+achieved is written to the report pipe *before* the program starts, so the program cannot change that
+record (a pipe is append-only); the server keeps only those first records.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MS_REC, MS_PRIVATE = 0x4000, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+
+EXIT_SETUP_FAILED = 70
+TAIL = 4096
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
+def _call(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _prctl(option: int, arg: int) -> None:
+    _call(_libc.prctl(option, arg, 0, 0, 0), f"prctl({option})")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = (lambda s: s.encode() if s is not None else None)
+    _call(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+
+
+def _write_line(fd: int, obj: dict) -> None:
+    data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data):]
+
+
+# --- inside the setup process --------------------------------------------------------------------------
+def _namespaces(cfg: dict) -> dict:
+    """Enter new network, mount and PID namespaces (each tried alone, so one refusal loses only itself)."""
+    got = {}
+    for name, flag in (("net_namespace", CLONE_NEWNET), ("mount_namespace", CLONE_NEWNS),
+                       ("pid_namespace", CLONE_NEWPID)):
+        if name in cfg["disable"]:
+            got[name] = "disabled"
+            continue
+        ok = _libc.unshare(flag) == 0
+        got[name] = True if ok else os.strerror(ctypes.get_errno())
+    return got
+
+
+# --- inside the program process, before untrusted code ------------------------------------------------
+def _interpreter_dirs() -> list[str]:
+    """Directories the program's imports read: the standard library and, with site, site-packages."""
+    dirs = {sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix}
+    if "site" in sys.modules:
+        import site
+
+        dirs.update(site.getsitepackages())
+    return sorted({os.path.realpath(d) for d in dirs if os.path.isdir(d)})
+
+
+def _blocked_ancestor(path: str) -> str | None:
+    """The first directory on ``path`` that other users cannot enter (e.g. a 0700 /root holding pyenv)."""
+    cur = "/"
+    for part in path.strip("/").split("/"):
+        cur = os.path.join(cur, part)
+        try:
+            if not os.stat(cur).st_mode & 0o001:
+                return cur
+        except OSError:
+            return None
+    return None
+
+
+def _expose(paths: list[str]) -> list[str]:
+    """Make ``paths`` reachable for the unprivileged uid without opening what blocks them: the blocking
+    directory is covered by an empty tmpfs, and only ``paths`` are bound into it, read-only."""
+    plan = [(p, b) for p in paths if (b := _blocked_ancestor(p)) is not None and b != p]
+    if not plan:
+        return []
+    held = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p, _ in plan}
+    for blocked in sorted({b for _, b in plan}, key=len):
+        _mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=0755")
+    for path, fd in held.items():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
+    return sorted(held)
+
+
+def _private_view(cfg: dict) -> list[str]:
+    """Once per server: its own mount namespace (private propagation), where the interpreter's files are
+    exposed to the unprivileged uid if a 0700 directory (a home holding pyenv) blocks them. Every
+    program's mount namespace starts as a copy of this one."""
+    if "mount_namespace" in cfg["disable"] or _libc.unshare(CLONE_NEWNS) != 0:
+        return []
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    return _expose(_interpreter_dirs())
+
+
+def _private_dirs(cfg: dict, ns: dict, uid: int, gid: int) -> tuple[str, dict]:
+    """The program's working directory, and what was done to the file system view."""
+    done: dict = {}
+    if ns.get("mount_namespace") is True:
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        # A fresh, size-capped tmpfs is the program's /tmp, HOME and cwd; it vanishes with the namespace.
+        opts = f"size={cfg['disk_bytes']},nr_inodes={cfg['disk_inodes']},mode=0700,uid={uid},gid={gid}"
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts)
+        for path in ("/var/tmp", "/dev/shm"):
+            if os.path.isdir(path):
+                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=65536,mode=0755")
+        done["private_tmp"] = True
+        if ns.get("pid_namespace") is True:
+            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            done["own_proc"] = True
+        return "/tmp", done
+    # No mount namespace: a fresh directory on the host, made by the setup process, removed by the server.
+    return cfg["host_dir"], done
+
+
+def _limits(cfg: dict) -> dict:
+    cpu = int(cfg["timeout"]) + 1
+    limits = {
+        "RLIMIT_CPU": (cpu, cpu + 1),
+        "RLIMIT_AS": (cfg["memory_bytes"],) * 2,
+        "RLIMIT_NPROC": (cfg["max_processes"],) * 2,
+        "RLIMIT_FSIZE": (cfg["file_bytes"],) * 2,
+        "RLIMIT_NOFILE": (cfg["max_open_files"],) * 2,
+        "RLIMIT_CORE": (0, 0),
+        "RLIMIT_MEMLOCK": (0, 0),
+    }
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, name), value)
+    return {k: v[1] for k, v in limits.items()}
+
+
+def _guard(blocked: frozenset[str]) -> None:
+    """In-interpreter refusals, installed only where a kernel protection is missing (best effort: code
+    that reaches the C level, e.g. through an extension module, is not stopped by them)."""
+
+    def hook(event: str, args: tuple) -> None:
+        if event in blocked or (event == "import" and args and args[0] in ("_ctypes", "ctypes")):
+            raise PermissionError(f"sandbox: {event} is not allowed here")
+
+    sys.addaudithook(hook)
+
+
+NET_EVENTS = ("socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo")
+SPAWN_EVENTS = ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "ctypes.dlopen")
+KILL_EVENTS = ("os.kill", "os.killpg", "signal.pthread_kill")
+
+
+def _program(cfg: dict, req: dict, ns: dict, fds: dict) -> None:
+    """Set up the program process, then run the untrusted program. Never returns."""
+    report = fds["report"]
+    try:
+        os.setsid()
+        uid, gid = cfg["uid"], cfg["gid"]
+        switch = uid is not None and "unprivileged_user" not in cfg["disable"] and os.geteuid() == 0
+        workdir, dirs = _private_dirs(cfg, ns, uid if switch else os.geteuid(), gid if switch else os.getegid())
+        os.chdir(workdir)
+        limits = _limits(cfg)
+        # Descriptors: 0 = /dev/null, 1/2 = capped memory files, 3 = report pipe; nothing else survives.
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fds["out"], 1)
+        os.dup2(fds["err"], 2)
+        os.dup2(report, 3)
+        report = 3
+        os.closerange(4, 1 << 20)
+        if switch:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        stdlib = os.path.dirname(os.__file__)
+        if not os.access(stdlib, os.R_OK | os.X_OK):
+            raise PermissionError(
+                f"the standard library ({stdlib}) is not readable by uid {os.getuid()} and no mount namespace "
+                "exposes it: install Python where other users can read it, or disable unprivileged_user")
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
+        os.environ.clear()
+        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir,
+                           "TMPDIR": workdir, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+                           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+        blocked: set[str] = set()
+        if ns.get("net_namespace") is not True:
+            blocked.update(NET_EVENTS + SPAWN_EVENTS)
+        if ns.get("pid_namespace") is not True:
+            blocked.update(KILL_EVENTS + SPAWN_EVENTS)
+        if blocked:
+            _guard(frozenset(blocked))
+        sys.stdin = open(0, encoding="utf-8", errors="replace")  # noqa: SIM115 - lives as long as the process
+        sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        sys.argv = ["<program>"]
+        setup = {"unprivileged_user": switch and os.getuid() == uid and os.geteuid() == uid,
+                 "uid": os.getuid(), "session": os.getsid(0) == os.getpid(), "no_new_privs": True,
+                 "env_allowlist": True, "rlimits": limits, "private_dir": workdir,
+                 "interpreter_guard": sorted(blocked), **dirs}
+        _write_line(report, {"setup": setup})
+    except BaseException as e:  # noqa: BLE001 - any setup failure: refuse to run the program
+        try:
+            _write_line(report, {"setup_error": f"{type(e).__name__}: {e}"})
+        finally:
+            os._exit(EXIT_SETUP_FAILED)
+
+    nonce = (req["nonce"] + "\n").encode()
+    write, flush_exit = os.write, os._exit
+    del req["nonce"]
+    try:
+        code = compile(req["program"], "<program>", "exec")
+        del req["program"]
+        exec(code, {})  # a fresh namespace, as the study's evaluator ran its programs
+    except BaseException:  # noqa: BLE001 - every way out of the program but a normal return fails
+        try:
+            sys.stderr.write(traceback.format_exc()[-TAIL:])
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        flush_exit(1)
+    try:
+        write(report, nonce)
+    except BaseException:  # noqa: BLE001
+        flush_exit(1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+    flush_exit(0)
+
+
+def _setup_process(cfg: dict, req: dict, fds: dict) -> None:
+    """Between the server and the program: enters the namespaces, forks the program, reports its status."""
+    try:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ns = _namespaces(cfg)
+        _write_line(fds["report"], {"ns": ns})
+        if ns.get("mount_namespace") is not True:
+            # The private directory on the host (no mount namespace gives the program its own /tmp).
+            cfg["host_dir"] = tempfile.mkdtemp(prefix="camels-sbx-", dir=cfg["tmp_base"])
+            _write_line(fds["status"], {"host_dir": cfg["host_dir"]})
+            if cfg["root"] and cfg["uid"] is not None and "unprivileged_user" not in cfg["disable"]:
+                os.chown(cfg["host_dir"], cfg["uid"], cfg["gid"])
+        pid = os.fork()
+        if pid == 0:
+            os.close(fds["status"])
+            _program(cfg, req, ns, fds)
+        for key in ("report", "out", "err"):
+            os.close(fds[key])
+        _write_line(fds["status"], {"pid": pid})
+        _, status, usage = os.wait4(pid, 0)
+        _write_line(fds["status"], {"status": status, "cpu": usage.ru_utime + usage.ru_stime,
+                                    "maxrss_kb": usage.ru_maxrss})
+        os._exit(0)
+    except BaseException:  # noqa: BLE001
+        try:
+            _write_line(fds["status"], {"setup_error": traceback.format_exc()[-TAIL:]})
+        finally:
+            os._exit(EXIT_SETUP_FAILED)
+
+
+# --- in the server -----------------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                kids.extend(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return kids
+
+
+def _descendants() -> list[int]:
+    """Every live process below this server (orphans are reparented to it: it is a subreaper)."""
+    found: list[int] = []
+    frontier = [os.getpid()]
+    while frontier:
+        kids = [k for p in frontier for k in _children(p) if k not in found]
+        found.extend(kids)
+        frontier = kids
+    return found
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _sweep() -> int:
+    """Kill and reap every remaining descendant (orphans come to this server: it is a subreaper)."""
+    killed = 0
+    for _ in range(1000):
+        _reap()
+        left = _descendants()
+        if not left:
+            return killed
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.002)
+    return killed
+
+
+def _read_all(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks = []
+    while True:
+        try:
+            b = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+        if sum(map(len, chunks)) > 1 << 20:
+            break
+    return b"".join(chunks)
+
+
+def _tail(fd: int) -> tuple[str, int]:
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, TAIL, max(0, size - TAIL))
+    return data.decode("utf-8", errors="replace"), size
+
+
+def _record(line: bytes) -> dict:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def run_one(cfg: dict, req: dict, stdin: Input | None = None) -> dict:
+    cfg = {**cfg, "timeout": float(req["timeout"])}
+    nonce = os.urandom(16).hex()
+    report_r, report_w = os.pipe()
+    status_r, status_w = os.pipe()
+    out = os.memfd_create("stdout")
+    err = os.memfd_create("stderr")
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os.close(report_r)
+        os.close(status_r)
+        _setup_process(cfg, {**req, "nonce": nonce},
+                       {"report": report_w, "status": status_w, "out": out, "err": err})
+    os.close(report_w)
+    os.close(status_w)
+    pidfd = os.pidfd_open(pid)
+    deadline = t0 + cfg["timeout"] + cfg["setup_allowance"]
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    if stdin is not None:
+        poller.register(0, select.POLLIN)
+    while True:
+        events = poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+        if stdin is not None and any(fd == 0 for fd, _ in events):
+            stdin.fill()  # more input, or the harness is gone: then stop the program now
+            if stdin.closed:
+                poller.unregister(0)
+                events = []
+                deadline = 0.0
+        if any(fd == pidfd for fd, _ in events) or time.monotonic() >= deadline:
+            break
+    timed_out = not select.select([pidfd], [], [], 0)[0]
+    status_raw = b""
+    if timed_out:
+        status_raw = _read_all(status_r)
+        for rec in map(_record, status_raw.split(b"\n")):
+            if "pid" in rec:
+                try:
+                    os.kill(rec["pid"], signal.SIGKILL)  # the program (PID 1 of its namespace: all go)
+                except ProcessLookupError:
+                    pass
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    wall = time.monotonic() - t0
+    os.close(pidfd)
+    swept = _sweep()
+    status_raw += _read_all(status_r)
+    report_raw = _read_all(report_r)
+    os.close(status_r)
+    os.close(report_r)
+    stdout, out_size = _tail(out)
+    stderr, err_size = _tail(err)
+    os.close(out)
+    os.close(err)
+    status_recs = [_record(line) for line in status_raw.split(b"\n")]
+    for rec in status_recs:
+        if rec.get("host_dir", "").startswith(os.path.join(cfg["tmp_base"], "camels-sbx-")):
+            shutil.rmtree(rec["host_dir"], ignore_errors=True)
+    lines = report_raw.split(b"\n")
+    # Trusted records: the first line is the setup process's, the second the program's own setup (both
+    # written before any untrusted code ran). Anything later may come from the program.
+    ns = _record(lines[0]).get("ns")
+    second = _record(lines[1]) if len(lines) > 1 else {}
+    setup = second.get("setup")
+    passed = nonce.encode() in lines[2:]
+    final = next((r for r in status_recs if "status" in r), None)
+    result = {"stdout": stdout, "stderr": stderr, "stdout_bytes": out_size, "stderr_bytes": err_size,
+              "wall_time": round(wall, 4), "exit_code": None, "signal": None, "cpu_time": None,
+              "ns": ns, "setup": setup, "swept": swept, "reason": ""}
+    if final is not None:
+        st = final["status"]
+        result["cpu_time"] = round(final["cpu"], 4)
+        if os.WIFEXITED(st):
+            result["exit_code"] = os.WEXITSTATUS(st)
+        elif os.WIFSIGNALED(st):
+            result["signal"] = os.WTERMSIG(st)
+    setup_error = second.get("setup_error") or next((r["setup_error"] for r in status_recs
+                                                     if "setup_error" in r), None)
+    if setup_error or ns is None or (setup is None and not timed_out):
+        result.update(status="error", reason=f"sandbox setup failed: {setup_error or 'no setup record'}")
+    elif passed:
+        result["status"] = "passed"
+    elif timed_out:
+        result.update(status="timeout", reason=f"wall time limit of {cfg['timeout']} s")
+    else:
+        result["status"] = "failed"
+        sig = result["signal"]
+        if sig == signal.SIGXFSZ or out_size >= cfg["file_bytes"] or err_size >= cfg["file_bytes"]:
+            result["reason"] = "output or file size limit"
+        elif sig in (signal.SIGXCPU, signal.SIGKILL) and result["cpu_time"] and \
+                result["cpu_time"] >= int(cfg["timeout"]) + 1:
+            result["status"], result["reason"] = "timeout", "CPU time limit"
+        elif sig is not None:
+            result["reason"] = f"killed by signal {signal.Signals(sig).name}"
+        else:
+            last = stderr.strip().splitlines()[-1:] if stderr.strip() else []
+            result["reason"] = last[0][:300] if last else f"exit status {result['exit_code']} before the end"
+    return result
+
+
+class Input:
+    """The request stream from the harness (stdin). Its end means the harness is gone."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.closed = False
+
+    def fill(self) -> None:
+        chunk = os.read(0, 1 << 16)
+        if chunk:
+            self.buf += chunk
+        else:
+            self.closed = True
+
+    def line(self) -> bytes | None:
+        while b"\n" not in self.buf:
+            if self.closed:
+                return None
+            self.fill()
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+
+def main() -> None:
+    # No parent-death signal here: the harness thread that started this server may end before the
+    # harness does. The end of stdin is the signal instead (watched while a program runs, too).
+    _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/fd or mem of this process for same-uid code
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    stdin = Input()
+    first = stdin.line()
+    if first is None:
+        return
+    cfg = json.loads(first)
+    cfg["root"] = os.geteuid() == 0
+    cfg["disable"] = frozenset(cfg.get("disable", ()))
+    cfg["exposed"] = _private_view(cfg)
+    once = cfg.get("once", False)
+    while True:
+        line = stdin.line()
+        if line is None:
+            break
+        req = json.loads(line)
+        try:
+            res = run_one(cfg, req, stdin)
+        except Exception:  # noqa: BLE001 - a server fault is an error verdict, never a pass
+            res = {"status": "error", "reason": "sandbox server: " + traceback.format_exc()[-TAIL:]}
+        if stdin.closed:
+            break
+        res["id"] = req.get("id")
+        _write_line(1, res)
+        if once:
+            break
+    _sweep()
+
+
+if __name__ == "__main__":
+    main()
