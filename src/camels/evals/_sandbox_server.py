@@ -63,8 +63,12 @@ def _prctl(option: int, arg: int) -> None:
     _call(_libc.prctl(option, arg, 0, 0, 0), f"prctl({option})")
 
 
+def _enc(text: str | None) -> bytes | None:
+    return text.encode() if text is not None else None
+
+
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = (lambda s: s.encode() if s is not None else None)
+    enc = _enc
     _call(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
