@@ -133,14 +133,35 @@ def _expose(paths: list[str]) -> list[str]:
     return sorted(held)
 
 
-def _private_view(cfg: dict) -> list[str]:
-    """Once per server: its own mount namespace (private propagation), where the interpreter's files are
-    exposed to the unprivileged uid if a 0700 directory (a home holding pyenv) blocks them. Every
-    program's mount namespace starts as a copy of this one."""
+_MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024,
+                "nodiratime": 2048, "relatime": 1 << 21}
+
+
+def _read_only_all() -> bool:
+    """Remount every mount of this namespace read-only (keeping its other flags). True when all were."""
+    ok = True
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        rows = [line.split() for line in f]
+    for row in rows:
+        target = row[4].encode().decode("unicode_escape")  # mountinfo escapes spaces as \040
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+        for opt in row[5].split(","):
+            flags |= _MOUNT_FLAGS.get(opt, 0)
+        if _libc.mount(None, target.encode(), None, flags, None) != 0:
+            ok = False
+    return ok
+
+
+def _private_view(cfg: dict) -> dict:
+    """Once per server: its own mount namespace (private propagation) in which the whole file system is
+    read-only and the interpreter's files are exposed to the unprivileged uid when a 0700 directory (a
+    home holding pyenv) blocks them. Every program's mount namespace starts as a copy of this one and
+    only adds its own writable tmpfs mounts."""
     if "mount_namespace" in cfg["disable"] or _libc.unshare(CLONE_NEWNS) != 0:
-        return []
+        return {}
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    return _expose(_interpreter_dirs())
+    exposed = _expose(_interpreter_dirs())
+    return {"exposed": exposed, "read_only_fs": _read_only_all()}
 
 
 def _private_dirs(cfg: dict, ns: dict, uid: int, gid: int) -> tuple[str, dict]:
@@ -155,6 +176,7 @@ def _private_dirs(cfg: dict, ns: dict, uid: int, gid: int) -> tuple[str, dict]:
             if os.path.isdir(path):
                 _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=65536,mode=0755")
         done["private_tmp"] = True
+        done["read_only_fs"] = bool(cfg["view"].get("read_only_fs"))
         if ns.get("pid_namespace") is True:
             _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             done["own_proc"] = True
@@ -168,6 +190,7 @@ def _limits(cfg: dict) -> dict:
     limits = {
         "RLIMIT_CPU": (cpu, cpu + 1),
         "RLIMIT_AS": (cfg["memory_bytes"],) * 2,
+        "RLIMIT_DATA": (cfg["memory_bytes"],) * 2,
         "RLIMIT_NPROC": (cfg["max_processes"],) * 2,
         "RLIMIT_FSIZE": (cfg["file_bytes"],) * 2,
         "RLIMIT_NOFILE": (cfg["max_open_files"],) * 2,
@@ -236,8 +259,8 @@ def _program(cfg: dict, req: dict, ns: dict, fds: dict) -> None:
         if blocked:
             _guard(frozenset(blocked))
         sys.stdin = open(0, encoding="utf-8", errors="replace")  # noqa: SIM115 - lives as long as the process
-        sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
         sys.argv = ["<program>"]
         setup = {"unprivileged_user": switch and os.getuid() == uid and os.geteuid() == uid,
                  "uid": os.getuid(), "session": os.getsid(0) == os.getpid(), "no_new_privs": True,
@@ -254,12 +277,17 @@ def _program(cfg: dict, req: dict, ns: dict, fds: dict) -> None:
     write, flush_exit = os.write, os._exit
     del req["nonce"]
     try:
-        code = compile(req["program"], "<program>", "exec")
-        del req["program"]
+        source = req.pop("program")
+        # Tracebacks show the program's lines (the module linecache is imported by traceback anyway).
+        linecache = sys.modules.get("linecache")
+        if linecache is not None:
+            linecache.cache["<program>"] = (len(source), None, source.splitlines(True), "<program>")
+        code = compile(source, "<program>", "exec")
         exec(code, {})  # a fresh namespace, as the study's evaluator ran its programs
-    except BaseException:  # noqa: BLE001 - every way out of the program but a normal return fails
+    except BaseException as e:  # noqa: BLE001 - every way out of the program but a normal return fails
         try:
-            sys.stderr.write(traceback.format_exc()[-TAIL:])
+            tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+            sys.stderr.write("".join(traceback.format_exception(type(e), e, tb))[-TAIL:])
             sys.stderr.flush()
         except BaseException:  # noqa: BLE001
             pass
@@ -527,7 +555,7 @@ def main() -> None:
     cfg = json.loads(first)
     cfg["root"] = os.geteuid() == 0
     cfg["disable"] = frozenset(cfg.get("disable", ()))
-    cfg["exposed"] = _private_view(cfg)
+    cfg["view"] = _private_view(cfg)
     once = cfg.get("once", False)
     while True:
         line = stdin.line()

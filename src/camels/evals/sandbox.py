@@ -57,6 +57,7 @@ import hashlib
 import json
 import os
 import queue
+import secrets
 import select
 import subprocess
 import sys
@@ -77,8 +78,8 @@ SERVER = Path(__file__).with_name("_sandbox_server.py")
 STATUSES = ("passed", "failed", "timeout", "error")
 # Every protection the sandbox tries for each program, by the name results use.
 PROTECTIONS = ("session", "rlimits", "env_allowlist", "private_dir", "no_new_privs", "output_cap",
-               "net_namespace", "pid_namespace", "mount_namespace", "private_tmp", "own_proc",
-               "unprivileged_user")
+               "net_namespace", "pid_namespace", "mount_namespace", "private_tmp", "read_only_fs",
+               "own_proc", "unprivileged_user")
 # What a missing kernel protection is replaced by (best effort), for the warning.
 _FALLBACKS = {
     "net_namespace": "sockets refused inside the interpreter",
@@ -202,27 +203,24 @@ def _protections(raw: dict[str, Any], cfg: SandboxConfig) -> tuple[tuple[str, ..
         active += ["session"] * bool(setup.get("session")) + ["rlimits", "env_allowlist", "private_dir",
                                                                "no_new_privs", "output_cap"]
         active += [n for n in ("net_namespace", "pid_namespace", "mount_namespace") if ns.get(n) is True]
-        active += [n for n in ("private_tmp", "own_proc", "unprivileged_user") if setup.get(n) is True]
-    wanted = [n for n in PROTECTIONS if n not in cfg.disable]
-    if "mount_namespace" in cfg.disable:
-        wanted = [n for n in wanted if n not in ("private_tmp", "own_proc")]
-    if "pid_namespace" in cfg.disable:
-        wanted = [n for n in wanted if n != "own_proc"]
-    missing = [n for n in wanted if n not in active] if setup else []
+        active += [n for n in ("private_tmp", "read_only_fs", "own_proc", "unprivileged_user")
+                   if setup.get(n) is True]
+    # Missing: everything not confirmed in force, whether refused by the kernel or disabled on purpose.
+    missing = [n for n in PROTECTIONS if n not in active] if setup else []
     return tuple(active), tuple(missing)
 
 
 class _Worker:
     """One server process (started on demand, restarted after a fault), used by one thread at a time."""
 
-    def __init__(self, cfg: SandboxConfig, slot: int) -> None:
-        self.cfg, self.slot = cfg, slot
+    def __init__(self, cfg: SandboxConfig, slot: int, tag: str) -> None:
+        self.cfg, self.slot, self.tag = cfg, slot, tag
         self.proc: subprocess.Popen | None = None
         self.buf = b""
 
     def _start(self) -> subprocess.Popen:
         python = self.cfg.python or sys.executable
-        args = [python, "-I", "-B"] + ([] if self.cfg.site_packages else ["-S"]) + [str(SERVER)]
+        args = [python, "-I", "-B"] + ([] if self.cfg.site_packages else ["-S"]) + [str(SERVER), self.tag]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=env, cwd="/", start_new_session=True, close_fds=True)
@@ -336,6 +334,8 @@ class Sandbox:
         self._lock = threading.Lock()
         self._held = 0
         self._warned: set[tuple[str, ...]] = set()
+        # On the server's command line (inherited by every process it forks): finds them in ``ps``.
+        self.tag = f"camels-sandbox-{secrets.token_hex(4)}"
 
     # -- identity ----------------------------------------------------------------------------------------
     @property
@@ -358,7 +358,7 @@ class Sandbox:
             if self._pool is None:
                 self._pool = queue.Queue()
                 for slot in range(self.workers):
-                    self._pool.put(_Worker(self.config, slot))
+                    self._pool.put(_Worker(self.config, slot, self.tag))
         return self
 
     def __exit__(self, *exc: object) -> None:
