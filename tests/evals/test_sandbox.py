@@ -465,3 +465,22 @@ def test_fresh_interpreter_mode_and_a_lost_server():
     assert lost.status == "error" and "no verdict" in lost.reason
     assert again.status == "passed"
     assert sandbox_pids(sb) == []
+
+
+def test_execute_kind_is_registered_and_round_trips():
+    from camels.core.requests import (
+        REQUEST_TYPES,
+        request_from_dict,
+        request_to_dict,
+        result_from_dict,
+        result_to_dict,
+    )
+    from camels.evals.scoring import SCORERS
+
+    assert REQUEST_TYPES["execute"] is ExecuteRequest and "execute" in SCORERS
+    req = ExecuteRequest("print(1)", timeout=2.5)
+    assert request_from_dict(request_to_dict(req)) == req
+    res = ExecutionResult("passed", exit_code=0, protections=("session", "rlimits"), missing=("pid_namespace",))
+    assert result_from_dict("execute", result_to_dict(res)) == res
+    a, b = Sandbox(memory_mb=512), Sandbox(memory_mb=256)
+    assert a.info.fingerprint != b.info.fingerprint and a.info.fingerprint == Sandbox(memory_mb=512).info.fingerprint

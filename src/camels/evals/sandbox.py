@@ -72,7 +72,8 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError
-from camels.core.requests import BackendInfo
+from camels.core.requests import BackendInfo, register_kind
+from camels.evals.scoring import register_scorer
 
 SERVER = Path(__file__).with_name("_sandbox_server.py")
 STATUSES = ("passed", "failed", "timeout", "error")
@@ -430,3 +431,21 @@ class Sandbox:
     def check(self) -> ExecutionResult:
         """Run an empty program: its result lists what this machine allows (``protections``/``missing``)."""
         return self.run("pass", timeout=5.0)
+
+
+register_kind(ExecuteRequest, ExecutionResult)
+
+
+def sandbox_for_task(task: Any) -> Sandbox:
+    """The default scorer of ``execute`` requests: a :class:`Sandbox` configured from the task's config
+    fields named ``sandbox_<field of SandboxConfig>`` (e.g. ``sandbox_workers``, ``sandbox_memory_mb``)."""
+    cfg = getattr(task, "config", None)
+    options = {}
+    for f in fields(SandboxConfig):
+        value = getattr(cfg, f"sandbox_{f.name}", None)
+        if value is not None:
+            options[f.name] = tuple(value) if isinstance(value, list) else value
+    return Sandbox(**options)
+
+
+register_scorer("execute", sandbox_for_task)
