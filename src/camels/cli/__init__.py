@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "camels.cli.eval",
     "camels.cli.judge",
     "camels.cli.demo",
+    "camels.cli.annotate",
 )
 
 
