@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 
 import pytest
 
@@ -19,25 +18,7 @@ FAST_ARGON2 = "time_cost=1,memory_cost=8192,parallelism=1"
 os.environ[security.ARGON2_ENV] = FAST_ARGON2
 security._hasher = security._make_hasher()
 
-PASSWORD = "correct horse battery"
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_of(html: str) -> str:
-    m = CSRF_RE.search(html)
-    assert m, "no CSRF token in the page"
-    return m.group(1)
-
-
-def make_pairing(n: int = 4, *, outputs_a=None, outputs_b=None, model_a="model-x", model_b="model-y"):
-    from camels.annotate.sources import PairedItem, Pairing
-
-    items = []
-    for i in range(n):
-        a = outputs_a[i] if outputs_a else f"answer A{i}"
-        b = outputs_b[i] if outputs_b else f"answer B{i}"
-        items.append(PairedItem(key=f"q{i}", prompt=f"prompt {i}", output_a=a, output_b=b))
-    return Pairing(model_a, model_b, items, {})
+from .annotate_helpers import PASSWORD, csrf_of, make_pairing  # noqa: E402
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from camels.annotate.db import JudgeVerdictRow, Pair, Study, User
 from camels.annotate.store import open_store
 from camels.cli import main
-from conftest import PASSWORD
+
+from .annotate_helpers import PASSWORD
 
 
 def _outputs(path, generator, outputs):

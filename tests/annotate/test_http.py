@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from camels.annotate import service
 from camels.annotate.db import Annotation, Assignment, User
-from conftest import PASSWORD, csrf_of
+
+from .annotate_helpers import PASSWORD, csrf_of
 
 
 def _answer(client, path, **fields):
