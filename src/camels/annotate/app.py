@@ -57,6 +57,7 @@ def create_app(db: str | Path | Store | None = None, config: dict[str, Any] | No
     app.after_request(_security_headers)
     app.teardown_appcontext(_close_db)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.filters["pct"] = _pct
 
     from camels.annotate.views import admin, annotator, auth
 
@@ -119,6 +120,10 @@ def _check_csrf() -> None:
     sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token")
     if not security.tokens_equal(sent, session.get("csrf")):
         abort(400, description="missing or wrong CSRF token: reload the page and try again")
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def _security_headers(response):

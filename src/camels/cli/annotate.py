@@ -61,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--note", default="", help="who the link is for (shown on the dashboard)")
     c.add_argument("--days", type=int, default=7, help="days the link stays valid (default 7)")
 
+    c = add("export", "write annotations.csv, annotations.jsonl and results.json (acceptance, win/tie/loss, "
+                      "agreement between annotators and with judges)", _export)
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--study", action="append", help="only this study (repeatable; default all)")
+
     c = add("serve", "serve the app (waitress, a production WSGI server)", _serve)
     c.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     c.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
@@ -142,6 +147,30 @@ def _invite(args) -> int:
         token = create_invitation(s, note=args.note, days=args.days)
     print(f"{args.base_url.rstrip('/')}/invite/{token}")
     return 0
+
+
+def _export(args) -> int:
+    from camels.annotate.export import export
+
+    store = _open(args)
+    with store.Session() as s:
+        res = export(s, args.out, args.study)
+    for st in res["studies"]:
+        pref, acc = st["preference"], st["acceptance"]
+        line = (f"{st['study']}: {st['annotations']} annotations of {st['items']} pairs by {st['annotators']} "
+                f"annotator(s); acceptable A {_pct(acc['a']['rate'])} B {_pct(acc['b']['rate'])}; "
+                f"A wins {_pct(pref['a_wins']['rate'])} ties {_pct(pref['ties']['rate'])} "
+                f"B wins {_pct(pref['b_wins']['rate'])}")
+        for row in st["agreement"]:
+            line += f"; agreement ({row['between']}, {row['items']} items) strict {_pct(row['strict'])} " \
+                    f"relaxed {_pct(row['relaxed'])}"
+        print(line)
+    print(f"wrote {args.out}/annotations.csv, annotations.jsonl, results.json")
+    return 0
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def _serve(args) -> int:
