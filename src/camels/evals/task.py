@@ -212,6 +212,8 @@ BUILTIN_TASK_MODULES = (
     "camels.evals.tasks.instruct_em",
     "camels.evals.tasks.truthfulqa",
     "camels.evals.tasks.alpaca_eval",
+    "camels.evals.tasks.truthfulqa_gen",
+    "camels.evals.tasks.toxigen",
 )
 
 

@@ -103,5 +103,5 @@ class HFClassifier:
         for probs in self.probabilities([r.text for r in requests]):
             top = max(range(len(probs)), key=probs.__getitem__)  # first of equals, like argmax
             results.append(ClassifyResult(labels=self.labels, probs=tuple(probs), positive=top == pos,
-                                          judge=self._judge))
+                                          p_positive=probs[pos], judge=self._judge))
         return results

@@ -88,11 +88,12 @@ class ClassifyRequest:
 @dataclass(frozen=True, slots=True)
 class ClassifyResult:
     """Softmax probabilities over the classifier's ``labels``; ``positive`` is the decision for the positive
-    class (e.g. toxic)."""
+    class (e.g. toxic) and ``p_positive`` its probability."""
 
     labels: tuple[str, ...]
     probs: tuple[float, ...]
     positive: bool
+    p_positive: float = 0.0
     judge: dict[str, Any] = field(default_factory=dict)
 
 
