@@ -8,6 +8,7 @@ import re
 import pytest
 
 from camels.core.requests import BackendInfo, Generation
+from camels.core.results import read_predictions
 from camels.evals.cache import RequestCache
 from camels.evals.runner import rescore, run_task
 from camels.evals.task import get_task
@@ -104,6 +105,14 @@ def test_run_both_orders_unswapped_and_self_consistency(tmp_path, bias):
     assert m["length_controlled_win_rate"] is None and "df_gamed.csv" in m["length_controlled_note"]
     # rescoring reads the stored verdicts: no judge is needed
     assert rescore(tmp_path / "run").metrics == m
+    # alpaca_eval's files beside the predictions
+    outs = json.loads((tmp_path / "run" / "model_outputs.json").read_text())
+    assert outs[2] == {"instruction": "instruction 2 please", "output": "x" * (3 + 14 % 11), "generator": "m",
+                       "dataset": "d"}
+    ann = json.loads((tmp_path / "run" / "annotations.json").read_text())
+    assert [a["preference"] for a in ann] == [s.scores["preference"] for s in read_predictions(tmp_path / "run"
+                                                                                               / "predictions.jsonl")]
+    assert ann[0]["generator_1"] == "ref" and ann[0]["annotator"] == "alpaca_eval_gpt4@1"
 
 
 def test_single_order_preference_follows_position(tmp_path):

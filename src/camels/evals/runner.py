@@ -362,6 +362,8 @@ def run_task(
     counts = {"items": len(items), "scored": len(preds)}
     result = _task_result(task, items, preds, counts)
     write_predictions(run_dir / PREDICTIONS_FILE, preds)
+    for name, obj in task.extra_files(preds, model).items():
+        write_json(run_dir / name, obj)
     result.write(run_dir / METRICS_FILE)
     seeds = {k: v for k, v in task.config_dict().items() if "seed" in k and isinstance(v, int)}
     RunManifest(
@@ -430,6 +432,8 @@ def rescore(run_dir: str | Path) -> TaskResult:
                   "missing": len(cov["missing_ids"]), "unknown": len(cov["unknown_ids"])}
     result = _task_result(task, items, preds, counts)
     write_predictions(pred_path, preds)
+    for name, obj in task.extra_files(preds, str(read_json(run_dir / CONFIG_FILE).get("model") or "")).items():
+        write_json(run_dir / name, obj)
     result.write(run_dir / METRICS_FILE)
     return result
 

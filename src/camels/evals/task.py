@@ -165,6 +165,12 @@ class Task(ABC):
         stored ones. Default: none."""
         return []
 
+    def extra_files(self, predictions: Sequence[Any], model: str) -> dict[str, Any]:
+        """Files in another tool's format that the run folder also gets, ``{file name: JSON object}``,
+        written by ``run_task`` and ``rescore`` beside the predictions (AlpacaEval's ``model_outputs.json``
+        and ``annotations.json``). Default: none."""
+        return {}
+
     def output_text(self, item: Item, results: Sequence[Result]) -> str | None:
         """The readable answer stored in the prediction: the first generated text by default."""
         for r in results:

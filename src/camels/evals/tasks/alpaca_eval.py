@@ -23,8 +23,10 @@ identity (one only: verdicts of two judges are refused); tokens and cost of the 
 length-controlled win rate's status (``length_controlled_win_rate`` is None with the reason: alpaca_eval's
 fit needs its per-instruction difficulty data from the hub, which is not read here).
 
-Files in alpaca_eval's formats: :func:`alpaca_eval_files` turns predictions into ``model_outputs.json`` and
-``annotations.json`` rows (``camels judge run`` writes both into its output folder).
+Files in alpaca_eval's formats: a run folder (``camels eval``, ``camels rescore``, ``camels judge run``) also
+holds ``model_outputs.json`` (instruction, output, generator, dataset) and ``annotations.json``
+(:func:`alpaca_eval_files`), so alpaca_eval's tools can read or judge them; ``generator`` is the
+``generator`` option or the last part of the model's name.
 """
 
 from __future__ import annotations
@@ -167,6 +169,11 @@ class AlpacaEval(Task):
             scores["preferences"] = prefs
             scores["consistent"] = (_winner(prefs[0]) == _winner(prefs[1])) if len(parsed) == 2 else None
         return scores
+
+    def extra_files(self, predictions: Sequence[Any], model: str) -> dict[str, Any]:
+        """``model_outputs.json`` and ``annotations.json`` in alpaca_eval's formats (see :func:`alpaca_eval_files`)."""
+        outputs, annotations = alpaca_eval_files(self, predictions, self.config.generator or Path(model).name or "model")
+        return {"model_outputs.json": outputs, "annotations.json": annotations}
 
     def aggregate(self, items: Sequence[Item], scores: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         identity = require_one_identity([JudgeIdentity.from_dict(s["judge"]) for s in scores], self.label)
