@@ -16,6 +16,7 @@ decoding) is refused before anything is judged: judge into a new folder instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from collections.abc import Mapping
@@ -135,6 +136,7 @@ def judge_outputs(
                                 judge_max_cost=max_cost)  # type: ignore[assignment]
     answers, name = _answers(outputs, task, data)
     generator = generator or name
+    task.config = dataclasses.replace(task.config, generator=generator)  # kept in config.resolved.json
     if scorer is None:
         from camels.evals.tasks.alpaca_eval import _pair_scorer
 
