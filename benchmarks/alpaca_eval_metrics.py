@@ -16,8 +16,15 @@ Files compared:
   (in that order; a later rule overwrites an earlier one), written to a temporary file. It exercises
   ties, unparsed verdicts and probability-weighted preferences, which the real file does not have.
 
+Length-controlled win rate (``alpaca_eval.metrics.get_length_controlled_winrate``, length_controlled_v1) on
+the real file: its fit needs alpaca_eval's ``df_gamed.csv`` from the hub, which this machine cannot reach,
+so both sides get the same synthetic stand-in written by :func:`synthetic_gamed` (seeded: per-instruction
+difficulties and two "gamed" models' annotations); alpaca_eval's download is redirected to that file. The
+figure is not AlpacaEval's real LC win rate; the check is that both computations agree.
+
 Each side prints its figures; the script checks they agree to 4 decimals and ends with one line:
-``match=... real_win_rate=... real_standard_error=... edited_win_rate=... edited_standard_error=...``.
+``match=... real_win_rate=... real_standard_error=... edited_win_rate=... edited_standard_error=...
+synthetic_lc_win_rate=... synthetic_lc_standard_error=...``.
 Run: ``.venv/bin/python benchmarks/alpaca_eval_metrics.py [--alpaca-eval-python PATH]``.
 """
 
@@ -40,12 +47,35 @@ PEER_SCRIPT = r"""
 import json, sys, logging
 logging.disable(logging.WARNING)
 from alpaca_eval.metrics import get_winrate
+from alpaca_eval.metrics import glm_winrate
 out = {}
-for name, path in json.loads(sys.argv[1]).items():
+files, gamed = json.loads(sys.argv[1]), sys.argv[2]
+for name, path in files.items():
     m = get_winrate(json.load(open(path)))
     out[name] = {k: (float(v) if v == v else None) for k, v in m.items()}
+glm_winrate.hf_hub_download = lambda **kw: gamed  # the synthetic stand-in instead of the hub's file
+lc = glm_winrate.get_length_controlled_winrate(json.load(open(files["real"])), save_weights_dir=None)
+out["lc"] = {k: float(lc[k]) for k in ("length_controlled_winrate", "lc_standard_error")}
 print(json.dumps(out))
 """
+
+
+def synthetic_gamed(path: Path, n: int = 805, seed: int = 0) -> None:
+    """A stand-in for alpaca_eval's df_gamed.csv: difficulty per instruction, two gamed models' rows."""
+    import csv
+    import math
+    import random
+
+    rng = random.Random(seed)
+    difficulty = [rng.gauss(0, 1) for _ in range(n)]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "model", "preference", "std_delta_len", "instruction_difficulty", "not_gamed_baseline"])
+        for model, shift in (("gamed_verbose", 1.0), ("gamed_concise", -1.0)):
+            for i in range(n):
+                delta = rng.gauss(-shift, 1)
+                p = 1 / (1 + math.exp(-(0.8 * math.tanh(-delta) + 0.5 * difficulty[i] + rng.gauss(0, 0.5))))
+                w.writerow([i, model, round(p, 6), round(delta, 6), round(difficulty[i], 6), False])
 
 
 def real_file() -> Path:
@@ -84,9 +114,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         edited = Path(tmp) / "annotations_edited.json"
         edited.write_text(json.dumps(edited_rows(json.loads(real.read_text()))))
+        gamed = Path(tmp) / "df_gamed.csv"
+        synthetic_gamed(gamed)
         files = {"real": str(real), "edited": str(edited)}
         ours = {name: summarize_file(path) for name, path in files.items()}
-        proc = subprocess.run([args.alpaca_eval_python, "-c", PEER_SCRIPT, json.dumps(files)],
+        ours_lc = summarize_file(real, lc_data=str(gamed))
+        proc = subprocess.run([args.alpaca_eval_python, "-c", PEER_SCRIPT, json.dumps(files), str(gamed)],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             sys.exit(f"alpaca_eval side failed:\n{proc.stderr[-2000:]}")
@@ -101,10 +134,18 @@ def main() -> None:
             match &= same
             print(f"[{name}] {key:<18} {a:>14.6f} {b:>14.6f}{'' if same else '  DIFFERENT'}")
         print(f"[{name}] n_unparsed (camels only): {ours[name]['n_unparsed']}")
+    for key, peer_key in (("length_controlled_win_rate", "length_controlled_winrate"),
+                          ("lc_standard_error", "lc_standard_error")):
+        a, b = ours_lc[key], peer["lc"][peer_key]
+        same = a is not None and round(a, 4) == round(b, 4)
+        match &= same
+        print(f"[synthetic lc] {key:<26} {a if a is None else f'{a:.6f}'} {b:.6f}{'' if same else '  DIFFERENT'}")
     print(f"match={str(match).lower()} real_win_rate={ours['real']['win_rate']:.4f} "
           f"real_standard_error={ours['real']['standard_error']:.4f} "
           f"edited_win_rate={ours['edited']['win_rate']:.4f} "
-          f"edited_standard_error={ours['edited']['standard_error']:.4f}")
+          f"edited_standard_error={ours['edited']['standard_error']:.4f} "
+          f"synthetic_lc_win_rate={ours_lc['length_controlled_win_rate']:.4f} "
+          f"synthetic_lc_standard_error={ours_lc['lc_standard_error']:.4f}")
 
 
 if __name__ == "__main__":

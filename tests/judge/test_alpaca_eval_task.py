@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +14,11 @@ from camels.core.results import read_predictions
 from camels.evals.cache import RequestCache
 from camels.evals.runner import rescore, run_task
 from camels.evals.task import get_task
+from camels.judge.annotations import summarize_file
 from camels.judge.pairwise import PairwiseJudge, model_shown_first
 from camels.judge.prompts import load_prompt
 
+ROOT = Path(__file__).resolve().parents[2]
 ANSWER = re.compile(r'"answer": """(.*?)"""', re.S)
 
 
@@ -117,7 +121,11 @@ def test_run_both_orders_unswapped_and_self_consistency(tmp_path, bias):
 
 def test_single_order_preference_follows_position(tmp_path):
     ref = reference_file(tmp_path)
-    task = get_task("alpaca_eval", reference=str(ref), seed=3)
+    spec = importlib.util.spec_from_file_location("aem", ROOT / "benchmarks" / "alpaca_eval_metrics.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.synthetic_gamed(tmp_path / "df_gamed.csv", n=10)
+    task = get_task("alpaca_eval", reference=str(ref), seed=3, lc_data=str(tmp_path / "df_gamed.csv"))
     with RequestCache(tmp_path / "cache.sqlite") as cache:
         result = run_task(task, Model(), tmp_path / "run", model="m", cache=cache,
                           scorers={"judge_pair": PairwiseJudge(ScriptedJudge(bias_first=True),
@@ -125,3 +133,7 @@ def test_single_order_preference_follows_position(tmp_path):
     firsts = [model_shown_first(f"alpaca_eval:{i}", 3) for i in range(10)]
     # a judge that always picks the first shown gives the model exactly the items it was shown first
     assert result.metrics["n_wins"] == sum(firsts) and result.metrics["n_losses"] == 10 - sum(firsts)
+    # the length-controlled fit over the run's items equals the one over its annotations.json
+    lc = summarize_file(tmp_path / "run" / "annotations.json", lc_data=str(tmp_path / "df_gamed.csv"))
+    assert 0 < result.metrics["length_controlled_win_rate"] < 100
+    assert result.metrics["length_controlled_win_rate"] == pytest.approx(lc["length_controlled_win_rate"])

@@ -8,7 +8,10 @@ installed in its own virtual environment because it needs setuptools<81) on the 
   n_draws 0, n_total 805, discrete_win_rate 84.22360248447205;
 * the edited copy (ties, legacy 0 ties, nulls, weighted preferences; rule in that script):
   win_rate 74.24364123159305, standard_error 1.316238688234225, n_wins 475, n_wins_base 113,
-  n_draws 159, n_total 747, discrete_win_rate 74.23025435073627.
+  n_draws 159, n_total 747, discrete_win_rate 74.23025435073627;
+* the length-controlled win rate of the real file (``get_length_controlled_winrate``, length_controlled_v1)
+  with the synthetic df_gamed.csv of that script (seed 0) in place of the hub's: 81.35389360446669, its
+  standard error 0.057313621650674385.
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ ROOT = Path(__file__).resolve().parents[2]
 REAL = ("alpaca_eval", "results", "tulu-2-dpo-7b", "alpaca_eval_gpt4", "annotations.json")
 
 
-def _edited_rows(rows):
+def _bench():
     spec = importlib.util.spec_from_file_location("aem", ROOT / "benchmarks" / "alpaca_eval_metrics.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.edited_rows(rows)
+    return mod
+
+
+def _edited_rows(rows):
+    return _bench().edited_rows(rows)
 
 
 @pytest.mark.realdata
@@ -124,3 +131,25 @@ def test_cli_summarize_error_is_one_line(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.startswith("camels: error: ") and "refusing to mix" in proc.stderr
+
+
+@pytest.mark.realdata
+def test_length_controlled_equals_alpaca_eval_on_a_synthetic_gamed_file(realdata, tmp_path):
+    gamed = tmp_path / "df_gamed.csv"
+    _bench().synthetic_gamed(gamed)
+    m = summarize_file(realdata.joinpath(*REAL), lc_data=str(gamed))
+    assert m["length_controlled_win_rate"] == pytest.approx(81.35389360446669, abs=1e-6)
+    assert m["lc_standard_error"] == pytest.approx(0.057313621650674385, abs=1e-6)
+    assert m["length_controlled_note"].startswith("length_controlled_v1 fitted with df_gamed.csv")
+
+
+def test_length_controlled_unavailable_is_said(tmp_path):
+    rows = [_row(2), _row(1), _row(2)]
+    m = summarize(rows)
+    assert m["length_controlled_win_rate"] is None and "df_gamed.csv" in m["length_controlled_note"]
+    m = summarize(rows, lc_data=str(tmp_path / "absent.csv"))
+    assert m["length_controlled_win_rate"] is None and m["length_controlled_note"].startswith("not computed:")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("index,model,preference\n0,x,0.5\n")
+    m = summarize(rows, lc_data=str(bad))
+    assert "bad.csv:2: bad df_gamed row" in m["length_controlled_note"]

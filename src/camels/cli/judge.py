@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--chunk-size", type=int, default=8,
                    help="judge calls per batch; each finished batch is cached at once (default 8)")
     r.add_argument("--cache", help="request cache file (default <output>/.cache/requests.sqlite)")
+    r.add_argument("--lc-data", default="", metavar="PATH|hub",
+                   help="alpaca_eval's df_gamed.csv (or 'hub') for the length-controlled win rate")
     r.set_defaults(func=_run)
 
     s = jsub.add_parser("summarize", help="metrics of an annotations.json (alpaca_eval's or camels'), no model",
@@ -51,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "and unparsed verdicts of an annotations file; refuses files that mix judges.")
     s.add_argument("annotations", help="annotations.json in alpaca_eval's format")
     s.add_argument("--output", help="write the metrics as JSON here")
+    s.add_argument("--lc-data", default="", metavar="PATH|hub",
+                   help="alpaca_eval's df_gamed.csv (or 'hub' to fetch it) for the length-controlled win rate")
     s.set_defaults(func=_summarize)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -63,11 +67,13 @@ def _summarize(args: argparse.Namespace) -> int:
     from camels.core.io import write_json
     from camels.judge.annotations import summarize_file
 
-    metrics = summarize_file(args.annotations)
+    metrics = summarize_file(args.annotations, lc_data=args.lc_data)
     print(f"{metrics['model']} vs {metrics['reference']} judged by {metrics['annotator']}")
     for key in ("win_rate", "standard_error", "discrete_win_rate", "n_wins", "n_losses", "n_ties",
-                "n_unparsed", "n_total"):
-        print(f"  {key}: {_fmt(metrics[key])}")
+                "n_unparsed", "n_total", "length_controlled_win_rate", "lc_standard_error"):
+        if key in metrics:
+            print(f"  {key}: {_fmt(metrics[key])}")
+    print(f"  length controlled: {metrics['length_controlled_note']}")
     if args.output:
         write_json(args.output, metrics)
         print(f"wrote {args.output}")
@@ -93,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
             args.outputs, reference=args.reference, data=args.data, output=args.output, generator=args.generator,
             judge_prompt=args.judge_prompt, judge_model=args.judge_model, judge_backend=args.judge_backend,
             base_url=args.base_url, judge_options=options, max_attempts=args.max_attempts, max_cost=args.max_cost,
-            both_orders=args.both_orders, seed=args.seed, chunk_size=args.chunk_size, cache=args.cache)
+            both_orders=args.both_orders, seed=args.seed, chunk_size=args.chunk_size, cache=args.cache,
+            lc_data=args.lc_data)
     except BudgetExceeded as e:
         print(f"camels: stopped: {e}", file=sys.stderr)
         return 3

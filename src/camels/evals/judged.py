@@ -110,6 +110,7 @@ def judge_outputs(
     chunk_size: int = 8,
     cache: str | Path | None = None,
     scorer: Any = None,
+    lc_data: str = "",
 ) -> JudgeReport:
     """Judge ``outputs`` against the reference and write the output folder (see the module doc).
 
@@ -133,7 +134,7 @@ def judge_outputs(
                                 judge_prompt=judge_prompt, judge_model=judge_model, judge_backend=judge_backend,
                                 judge_base_url=base_url, judge_options=dict(judge_options or {}),
                                 judge_max_attempts=max_attempts, judge_ledger=str(out / LEDGER_FILE),
-                                judge_max_cost=max_cost)  # type: ignore[assignment]
+                                judge_max_cost=max_cost, lc_data=lc_data)  # type: ignore[assignment]
     answers, name = _answers(outputs, task, data)
     generator = generator or name
     task.config = dataclasses.replace(task.config, generator=generator)  # kept in config.resolved.json
@@ -158,7 +159,9 @@ def judge_outputs(
     totals = scorer.ledger.totals()
     write_json(out / "judge_ledger.json", totals)
     metrics = summarize(ann_rows, where=str(out / "annotations.json"))
-    metrics.update({k: v for k, v in report.result.metrics.items() if k not in metrics})
+    # the task's metrics add self-consistency, costs and the length-controlled fit (by item index)
+    metrics.update({k: v for k, v in report.result.metrics.items()
+                    if k not in metrics or k.startswith(("length_controlled", "lc_"))})
     asked = sum(len(p.scoring_requests) for p in report.predictions)
     return JudgeReport(metrics=metrics, judge=scorer.identity.describe(), ledger=totals, output=out,
                        computed=computed, cached=asked - computed)

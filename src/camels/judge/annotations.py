@@ -21,6 +21,7 @@ from typing import Any
 from camels.core.errors import RecordError
 from camels.core.io import read_json, write_json
 from camels.judge.identity import JudgeIdentity, MixedJudgeError, require_one_identity
+from camels.judge.length_controlled import length_controlled_win_rate
 from camels.judge.winrate import check_preference, win_rate_metrics
 
 OUTPUT_FIELDS = ("instruction", "output", "generator", "dataset")
@@ -95,11 +96,13 @@ def _one_value(rows: Sequence[Mapping[str, Any]], key: str, where: str) -> Any:
     return values[0]
 
 
-def summarize(rows: Sequence[Mapping[str, Any]], where: str = "annotations") -> dict[str, Any]:
+def summarize(rows: Sequence[Mapping[str, Any]], where: str = "annotations", lc_data: str = "") -> dict[str, Any]:
     """Metrics of one model's annotations against one reference, by one judge (refuses mixtures).
 
     Returns the win-rate metrics (:func:`camels.judge.winrate.win_rate_metrics`), the model and reference
-    names, the judge, the number of annotations, and the length-controlled win rate's status.
+    names, the judge, the number of annotations, and the length-controlled win rate
+    (:mod:`camels.judge.length_controlled`; with ``lc_data``, else a note why it is not computed). The
+    annotations' order is the eval set's (row i is instruction i), as in alpaca_eval's files.
     """
     identity = require_one_identity((annotation_identity(r) for r in rows), where)
     model = _one_value(rows, "generator_2", where)
@@ -112,9 +115,12 @@ def summarize(rows: Sequence[Mapping[str, Any]], where: str = "annotations") -> 
         "judge": identity.to_dict(),
         "annotator": identity.annotator,
     })
+    metrics.update(length_controlled_win_rate(
+        [r["preference"] for r in rows], [len(str(r.get("output_1", ""))) for r in rows],
+        [len(str(r.get("output_2", ""))) for r in rows], list(range(len(rows))), lc_data))
     return metrics
 
 
-def summarize_file(path: str | Path) -> dict[str, Any]:
+def summarize_file(path: str | Path, lc_data: str = "") -> dict[str, Any]:
     """:func:`summarize` of an ``annotations.json`` file."""
-    return summarize(read_annotations(path), where=str(path))
+    return summarize(read_annotations(path), where=str(path), lc_data=lc_data)

@@ -20,8 +20,8 @@ winner. A verdict the judge never made parseable is ``unparsed``: counted, in no
 Metrics (:mod:`camels.judge.winrate`, alpaca_eval's definitions): ``win_rate`` (percent, ties as half),
 ``standard_error``, ``discrete_win_rate``, ``n_wins``, ``n_losses``, ``n_ties``, ``n_unparsed``; the judge
 identity (one only: verdicts of two judges are refused); tokens and cost of the kept annotations; the
-length-controlled win rate's status (``length_controlled_win_rate`` is None with the reason: alpaca_eval's
-fit needs its per-instruction difficulty data from the hub, which is not read here).
+length-controlled win rate (:mod:`camels.judge.length_controlled`) when ``lc_data`` gives alpaca_eval's
+per-instruction data, else None with a note saying so.
 
 Files in alpaca_eval's formats: a run folder (``camels eval``, ``camels rescore``, ``camels judge run``) also
 holds ``model_outputs.json`` (instruction, output, generator, dataset) and ``annotations.json``
@@ -54,12 +54,9 @@ from camels.evals.task import (
 from camels.judge.annotations import read_model_outputs
 from camels.judge.identity import JudgeIdentity, require_one_identity
 from camels.judge.kinds import JudgePairRequest, PairVerdict
+from camels.judge.length_controlled import length_controlled_win_rate
 from camels.judge.pairwise import model_shown_first, unswap
 from camels.judge.winrate import TIE, win_rate_metrics
-
-LC_NOTE = ("not computed: alpaca_eval's length-controlled win rate is a regression fitted with its "
-           "per-instruction difficulty data (df_gamed.csv of the tatsu-lab/alpaca_eval hub dataset), "
-           "which camels does not read")
 
 
 @dataclass(frozen=True)
@@ -85,6 +82,8 @@ class AlpacaEvalConfig:
     judge_ledger: str = field(default="", metadata={"help": "file of the judge's per-call cost ledger"})
     judge_max_cost: float | None = field(default=None, metadata={
         "help": "stop judging (cleanly, finished annotations kept) once this many USD are spent"})
+    lc_data: str = field(default="", metadata={
+        "help": "alpaca_eval's df_gamed.csv (path, or 'hub') for the length-controlled win rate"})
 
 
 def _reference_file(cfg: AlpacaEvalConfig, root: Path) -> Path:
@@ -187,8 +186,9 @@ class AlpacaEval(Task):
         out["judge_cost"] = {k: sum(s[k] for s in scores) for k in ("attempts", "prompt_tokens", "completion_tokens")}
         out["judge_cost"]["cost_usd"] = round(sum(s["cost_usd"] for s in scores), 8)
         out["avg_output_chars"] = sum(s["output_chars"] for s in scores) / len(scores)
-        out["length_controlled_win_rate"] = None
-        out["length_controlled_note"] = LC_NOTE
+        out.update(length_controlled_win_rate(
+            [s["preference"] for s in scores], [s["reference_chars"] for s in scores],
+            [s["output_chars"] for s in scores], [int(it.id.rsplit(":", 1)[1]) for it in items], self.config.lc_data))
         return out
 
 
