@@ -14,12 +14,14 @@ def csrf_of(html: str) -> str:
     return m.group(1)
 
 
-def make_pairing(n: int = 4, *, outputs_a=None, outputs_b=None, model_a="model-x", model_b="model-y"):
+def make_pairing(n: int = 4, *, outputs_a=None, outputs_b=None, prompts=None, model_a="model-x",
+                 model_b="model-y"):
     from camels.annotate.sources import PairedItem, Pairing
 
     items = []
     for i in range(n):
         a = outputs_a[i] if outputs_a else f"answer A{i}"
         b = outputs_b[i] if outputs_b else f"answer B{i}"
-        items.append(PairedItem(key=f"q{i}", prompt=f"prompt {i}", output_a=a, output_b=b))
+        prompt = prompts[i] if prompts else f"prompt {i}"
+        items.append(PairedItem(key=f"q{i}", prompt=prompt, output_a=a, output_b=b))
     return Pairing(model_a, model_b, items, {})

@@ -93,6 +93,16 @@ def item(assignment_id: int):
 
 
 # --- JSON API (same rules, same ownership checks) ---------------------------------------------------------
+@bp.route("/api/session")
+@login_required
+def api_session():
+    """Who is logged in, and the CSRF token a script sends back in ``X-CSRF-Token`` (readable only by
+    same-origin code: the app sends no CORS headers)."""
+    from camels.annotate.app import csrf_token
+
+    return jsonify(username=g.user.username, is_admin=g.user.is_admin, csrf_token=csrf_token())
+
+
 @bp.route("/api/queue")
 @login_required
 def api_queue():
