@@ -15,11 +15,6 @@ from typing import Any
 from camels.core.errors import ConfigError
 
 
-def suite_dirs() -> list[Path]:
-    """Where named suites are looked up: ``./configs/eval``, then the suites shipped with camels."""
-    return [Path.cwd() / "configs" / "eval", Path(__file__).resolve().parents[1] / "configs" / "eval"]
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -84,26 +79,6 @@ def _yaml_value(v: str) -> Any:
     return parse_value(v)
 
 
-def load_suite(name_or_path: str) -> dict[str, Any]:
-    """A suite YAML: ``{"name", "version", "tasks": [{"name", "task", "options", "status"}]}``."""
-    from camels.core.config import read_yaml
-
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = next((d / f"{name_or_path}.yaml" for d in suite_dirs() if (d / f"{name_or_path}.yaml").is_file()),
-                    path)
-    if not path.is_file():
-        known = sorted({p.stem for d in suite_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-        raise ConfigError(f"no suite {name_or_path!r} (known: {', '.join(known) or 'none'})")
-    suite = read_yaml(path)[0] or {}
-    if not isinstance(suite.get("tasks"), list):
-        raise ConfigError(f"{path}: a suite needs a 'tasks' list")
-    for i, t in enumerate(suite["tasks"]):
-        if not isinstance(t, dict) or "name" not in t:
-            raise ConfigError(f"{path}: tasks[{i}] needs a 'name'")
-    return suite
-
-
 def _data_paths(values: list[str]) -> tuple[str | None, dict[str, str]]:
     default, per_task = None, {}
     for v in values:
@@ -117,36 +92,22 @@ def _data_paths(values: list[str]) -> tuple[str | None, dict[str, str]]:
     return default, per_task
 
 
-def _plan(args: argparse.Namespace) -> tuple[list[tuple[str, str, dict[str, Any]]], list[str]]:
-    """(label, task name, options) for each task to run, and the pending ones of a suite."""
-    from camels.evals.task import PRESETS, TASKS, task_names
+def _plan(args: argparse.Namespace):
+    """The run's :class:`camels.evals.suite.Plan` from the command line."""
+    from camels.evals.suite import plan
 
-    task_names()  # load the built-in tasks
-    plan, pending = [], []
-    if args.suite:
-        suite = load_suite(args.suite)
-        for t in suite["tasks"]:
-            if t.get("status") == "pending":
-                pending.append(t["name"])
-                continue
-            plan.append((t["name"], t.get("task", t["name"]), dict(t.get("options") or {})))
-    else:
-        for name in [n.strip() for n in args.tasks.split(",") if n.strip()]:
-            plan.append((name, name, {}))
-    for label, task, _ in plan:
-        if task not in TASKS and task not in PRESETS:
-            raise ConfigError(f"unknown task {task!r} for {label!r} (known: {', '.join(task_names())})")
+    options: dict[str, dict[str, Any]] = {}
     for opt in args.task_option:
         key, value = _kv(opt, "--task-option")
         if "." not in key:
             raise ConfigError(f"--task-option {opt!r}: expected TASK.KEY=VALUE")
         label, field = key.split(".", 1)
-        matched = [p for p in plan if p[0] == label or p[1] == label]
-        if not matched:
-            raise ConfigError(f"--task-option {opt!r}: no task {label!r} in this run")
-        for p in matched:
-            p[2][field] = _yaml_value(value)
-    return plan, pending
+        options.setdefault(label, {})[field] = _yaml_value(value)
+    default_data, per_task_data = _data_paths(args.data)
+    tasks = [n.strip() for n in args.tasks.split(",") if n.strip()] if args.tasks else []
+    if args.tasks and not tasks:
+        raise ConfigError("nothing to run")
+    return plan(suite=args.suite, tasks=tasks, options=options, data=default_data, task_data=per_task_data)
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -157,15 +118,6 @@ def _parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= i < n:
         raise ConfigError(f"--shard {text!r}: need 0 <= I < N")
     return i, n
-
-
-def _build_task(label: str, task: str, options: dict[str, Any]):
-    from camels.evals.task import PRESETS, TASKS
-
-    if task in PRESETS:
-        base, preset = PRESETS[task]
-        return TASKS[base](label=label, **{**preset, **options})
-    return TASKS[task](label=label, **options)
 
 
 def _summary(result) -> str:
@@ -180,56 +132,34 @@ def _summary(result) -> str:
 # --- commands ---------------------------------------------------------------------------------------------
 def _eval(args: argparse.Namespace) -> int:
     from camels.backends import load_backend
-    from camels.evals.runner import DEFAULT_CHUNK_SIZE, open_cache, run_dir_for, run_task
+    from camels.evals.runner import DEFAULT_CHUNK_SIZE
+    from camels.evals.suite import check_data, evaluate
 
-    plan, pending = _plan(args)
-    if pending:
-        print(f"camels: pending (not implemented yet, skipped): {', '.join(pending)}", file=sys.stderr)
-    if not plan:
+    run_plan = _plan(args)
+    if run_plan.pending:
+        print(f"camels: pending (not implemented yet, skipped): {', '.join(run_plan.pending)}", file=sys.stderr)
+    if not run_plan.tasks:
         raise ConfigError("nothing to run")
-    tasks = [_build_task(*p) for p in plan]
-    default_data, per_task_data = _data_paths(args.data)
-    data_for = {t.label: per_task_data.get(t.label, per_task_data.get(t.name, default_data)) for t in tasks}
-    loaded = _preflight(tasks, data_for)
+    loaded = check_data(run_plan)
     backend_options: dict[str, Any] = {k: _yaml_value(v) for k, v in (_kv(o, "--backend-option")
                                                                       for o in args.backend_option)}
     if args.batch_size is not None:
         backend_options["batch_size"] = args.batch_size
     backend = load_backend(args.backend, args.model, **backend_options)
-    chunk = args.chunk_size or DEFAULT_CHUNK_SIZE
-    shard = _parse_shard(args.shard) if args.shard else None
-    with open_cache(args.output, args.cache) as cache:
-        for task in tasks:
-            run_dir = run_dir_for(args.output, args.model, task, args.run_name)
-            result = run_task(task, backend, run_dir, model=args.model, cache=cache,
-                              data_path=data_for[task.label], loaded=loaded[task.label],
-                              limit=args.limit, chunk_size=chunk, backend_options=backend_options,
-                              command=sys.argv, shard=shard)
-            if result is None:
-                print(f"{task.label}: shard {args.shard} cached; run without --shard to write {run_dir}")
-            else:
-                print(f"{_summary(result)} -> {run_dir}")
-    if pending:
-        print(f"pending: {', '.join(pending)}")
+
+    def report(run) -> None:
+        if run.result is None:
+            print(f"{run.task.label}: shard {args.shard} cached; run without --shard to write {run.run_dir}")
+        else:
+            print(f"{_summary(run.result)} -> {run.run_dir}")
+
+    evaluate(run_plan, backend, model=args.model, output=args.output, run_name=args.run_name, loaded=loaded,
+             cache_path=args.cache, limit=args.limit, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
+             backend_options=backend_options, command=sys.argv,
+             shard=_parse_shard(args.shard) if args.shard else None, on_result=report)
+    if run_plan.pending:
+        print(f"pending: {', '.join(run_plan.pending)}")
     return 0
-
-
-def _preflight(tasks: list[Any], data_for: dict[str, Any]) -> dict[str, Any]:
-    """Read every task's data before the model is loaded (and return it, by label, for the run): a missing
-    or broken benchmark file is reported (all of them at once) before any model time is spent, not after
-    the tasks before it have run."""
-    from camels.core.errors import CamelsError
-
-    problems, loaded = [], {}
-    for task in tasks:
-        try:
-            loaded[task.label] = task.load(task.resolve_data_path(data_for[task.label]))
-        except CamelsError as e:
-            problems.append(f"{task.label}: {e}")
-    if problems:
-        raise ConfigError("benchmark data problems, found before loading the model (nothing was run):\n  "
-                          + "\n  ".join(problems))
-    return loaded
 
 
 def _rescore(args: argparse.Namespace) -> int:

@@ -59,8 +59,7 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
     from camels.data.decontam import decontaminate
     from camels.data.mixture import load_mixture, mix
     from camels.data.stats import compute_stats
-    from camels.evals.runner import open_cache, run_task
-    from camels.evals.task import get_task
+    from camels.evals.suite import check_data, evaluate, plan
     from camels.tiny import save_tiny_model
     from camels.train.config import TrainConfig
     from camels.train.loop import train
@@ -133,13 +132,16 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
 
     # 3. eval ------------------------------------------------------------------------------------------
     evals = out / "eval"
-    cache = open_cache(evals)
-    task = get_task("instruct_em", group_field="skill", max_tokens=32)
+    # the same planning, data check and run layout as `camels eval` (runs under eval/<base|trained>/)
+    eval_plan = plan(tasks=["instruct_em"], options={"instruct_em": {"group_field": "skill", "max_tokens": 32}},
+                     data=paths["heldout"])
+    loaded = check_data(eval_plan)
     scores: dict[str, Any] = {}
     for label, model in (("base", base), ("trained", final)):
         backend = load_backend("hf", str(model), chat_format="tulu", batch_size=16)
-        res = run_task(task, backend, evals / label / task.label, model=str(model), cache=cache,
-                       data_path=paths["heldout"], command=["camels", "demo"])
+        (run,) = evaluate(eval_plan, backend, model=str(model), output=evals, run_name=label, loaded=loaded,
+                          command=["camels", "demo"])
+        res = run.result
         scores[label] = res.metrics
         _say(f"eval {label:7s}: exact match {res.metrics['exact_match']:.3f} on {res.metrics['n']} held-out items")
 

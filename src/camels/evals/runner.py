@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sys
 import tempfile
 import time
@@ -49,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from camels.backends.base import BackendError, UnsupportedRequest
+from camels.core import layout
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import iter_jsonl, read_json, versions, write_json
+from camels.core.layout import CACHE_FILE, model_slug
 from camels.core.progress import progress
 from camels.core.requests import (
     REQUEST_TYPES,
@@ -77,33 +78,12 @@ from camels.evals.scoring import build_scorers, scorer_info
 from camels.evals.task import TASKS, Item, RequestContext, Task, TaskData, get_task
 
 DEFAULT_CHUNK_SIZE = 64
-CACHE_FILE = ".cache/requests.sqlite"
 COVERAGE_FILE = "coverage.json"
 _PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "vllm")
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def model_slug(model: str) -> str:
-    """A folder name for a model: the last path part (with its parent for ``checkpoint-*``/``step-*``
-    folders), ``org__name`` for hub names; characters outside ``[A-Za-z0-9._-]`` become ``_``.
-
-    >>> model_slug("out/tulu-7b/checkpoint-500"), model_slug("allenai/tulu-7b")
-    ('tulu-7b_checkpoint-500', 'allenai__tulu-7b')
-    """
-    path = Path(model)
-    parts = [p for p in path.parts if p not in ("/", ".", "..")]
-    if not parts:
-        raise ConfigError(f"cannot name a run folder after model {model!r}; pass --run-name")
-    if len(parts) >= 2 and re.match(r"^(checkpoint|step|epoch)[-_]?\d+$", parts[-1]):
-        slug = f"{parts[-2]}_{parts[-1]}"
-    elif len(parts) == 2 and not path.exists() and not model.startswith((".", "/")):
-        slug = f"{parts[0]}__{parts[1]}"
-    else:
-        slug = parts[-1]
-    return re.sub(r"[^A-Za-z0-9._-]", "_", slug)
 
 
 def request_context(backend: Any) -> RequestContext:
@@ -524,10 +504,14 @@ def score_outputs(
 
 
 def run_dir_for(output: str | Path, model: str, task: Task, run_name: str | None = None) -> Path:
-    return Path(output) / (run_name or model_slug(model)) / task.label
+    """The run folder of ``task`` (see :mod:`camels.core.layout`)."""
+    return layout.run_dir(output, model, task.label, run_name)
 
 
 def open_cache(output: str | Path, cache_path: str | Path | None = None) -> RequestCache:
     """The request cache: ``cache_path``, or ``<output>/.cache/requests.sqlite`` shared by all runs there."""
-    return RequestCache(cache_path if cache_path is not None else Path(output) / CACHE_FILE)
+    return RequestCache(cache_path if cache_path is not None else layout.cache_file(output))
 
+
+__all__ = ["CACHE_FILE", "DEFAULT_CHUNK_SIZE", "answer_requests", "answer_scoring", "dispatch", "model_slug",
+           "open_cache", "request_context", "rescore", "run_dir_for", "run_task", "score_outputs"]
