@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 
 from camels.core.requests import (
@@ -109,8 +110,10 @@ class CLIFakeBackend(FakeBackend):
     """The fake as ``load_backend`` builds backends: ``Class(model, **options)``."""
 
     def __init__(self, model: str, batch_size: int | None = None, crash_after: int | None = None,
-                 chat: bool = False, kill_after: int | None = None, log: str | None = None):
+                 chat: bool = False, kill_after: int | None = None, log: str | None = None,
+                 delay: float = 0.0):
         super().__init__(crash_after=crash_after, chat=chat)
+        self.delay = delay  # seconds per call, so two processes overlap in a test
         self.batch_size = batch_size
         self.kill_after = kill_after
         self.log = log
@@ -119,6 +122,8 @@ class CLIFakeBackend(FakeBackend):
     def _run(self, requests):
         if self.kill_after is not None and len(self.answered) + len(requests) > self.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)  # die like an OOM kill: no cleanup, no exception
+        if self.delay:
+            time.sleep(self.delay)
         out = super()._run(requests)
         if self.log:  # one line per answered request, so a parent process can count them
             with open(self.log, "a", encoding="utf-8") as f:

@@ -41,8 +41,9 @@ def test_crash_and_resume_recomputes_no_finished_request(tmp_path, gsm_dir):
         _run(task, crashing, tmp_path, gsm_dir, chunk_size=2)
     # chunks of 2: two chunks answered and committed, the third (would reach 6 > 5) lost
     assert len(crashing.answered) == 4
-    assert not (tmp_path / "run" / "metrics.json").exists()
-    assert (tmp_path / "run" / "config.resolved.json").exists()
+    assert not (tmp_path / "run").exists()  # nothing published; the partial run says what it was
+    (partial,) = tmp_path.glob(".run.partial-*")
+    assert sorted(p.name for p in partial.iterdir()) == ["config.resolved.json"]
 
     resumed = FakeBackend()
     result = _run(task, resumed, tmp_path, gsm_dir, chunk_size=2)
@@ -51,7 +52,9 @@ def test_crash_and_resume_recomputes_no_finished_request(tmp_path, gsm_dir):
     second = [request_key(r, fp) for r in resumed.answered]
     assert len(second) == 6 and not first & set(second)
     manifest = RunManifest.read(tmp_path / "run" / "manifest.json")
-    assert manifest.counts == {"cache_hits": 4, "computed": 6, "items": 10, "requests": 10, "unique_requests": 10}
+    assert manifest.counts == {"cache_hits": 4, "computed": 6, "items": 10, "requests": 10, "unique_requests": 10,
+                               "cache_rejected": 0}
+    assert not list(tmp_path.glob(".run.partial-*"))
 
     # the resumed run's files equal those of a run that never crashed
     clean = _run(task, FakeBackend(), tmp_path, gsm_dir, cache_name="clean.sqlite", run="clean", chunk_size=2)

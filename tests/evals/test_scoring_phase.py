@@ -116,8 +116,9 @@ def test_scoring_phase_is_cached_stored_and_rescored_without_calls(tmp_path):
     assert manifest.scorers == {"calc": {"name": "calculator", "model": "python-ast", "fingerprint": "calc-v1",
                                          "details": {"ops": "+-*=="}}}
     assert manifest.counts == {"items": 10, "requests": 10, "unique_requests": 10, "cache_hits": 0,
-                               "computed": 10, "scoring_requests": 10, "scoring_unique_requests": 10,
-                               "scoring_cache_hits": 0, "scoring_computed": 10}
+                               "computed": 10, "cache_rejected": 0, "scoring_requests": 10,
+                               "scoring_unique_requests": 10, "scoring_cache_hits": 0, "scoring_computed": 10,
+                               "scoring_cache_rejected": 0}
 
     # a second run: the registered factory builds the scorer, and the cache answers everything
     Calculator.BUILT.clear()

@@ -132,7 +132,7 @@ def _summary(result) -> str:
 # --- commands ---------------------------------------------------------------------------------------------
 def _eval(args: argparse.Namespace) -> int:
     from camels.backends import load_backend
-    from camels.evals.runner import DEFAULT_CHUNK_SIZE
+    from camels.evals.runner import DEFAULT_CHUNK_SIZE, open_cache
     from camels.evals.suite import check_data, evaluate
 
     run_plan = _plan(args)
@@ -141,11 +141,16 @@ def _eval(args: argparse.Namespace) -> int:
     if not run_plan.tasks:
         raise ConfigError("nothing to run")
     loaded = check_data(run_plan)
+    cache = open_cache(args.output, args.cache)  # a corrupt or foreign cache file is named before the model loads
     backend_options: dict[str, Any] = {k: _yaml_value(v) for k, v in (_kv(o, "--backend-option")
                                                                       for o in args.backend_option)}
     if args.batch_size is not None:
         backend_options["batch_size"] = args.batch_size
-    backend = load_backend(args.backend, args.model, **backend_options)
+    try:
+        backend = load_backend(args.backend, args.model, **backend_options)
+    except BaseException:
+        cache.close()
+        raise
 
     def report(run) -> None:
         if run.result is None:
@@ -153,10 +158,11 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             print(f"{_summary(run.result)} -> {run.run_dir}")
 
-    evaluate(run_plan, backend, model=args.model, output=args.output, run_name=args.run_name, loaded=loaded,
-             cache_path=args.cache, limit=args.limit, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
-             backend_options=backend_options, command=sys.argv,
-             shard=_parse_shard(args.shard) if args.shard else None, on_result=report)
+    with cache:
+        evaluate(run_plan, backend, model=args.model, output=args.output, run_name=args.run_name, loaded=loaded,
+                 cache=cache, limit=args.limit, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
+                 backend_options=backend_options, command=sys.argv,
+                 shard=_parse_shard(args.shard) if args.shard else None, on_result=report)
     if run_plan.pending:
         print(f"pending: {', '.join(run_plan.pending)}")
     return 0

@@ -41,7 +41,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -125,17 +125,25 @@ def dispatch(answerer: Any, kind: str, requests: Sequence[Any]) -> list[Any]:
 
 @dataclass(slots=True)
 class RunStats:
+    """Counts of one phase: requests, distinct ones, cache hits (found, or computed meanwhile by another
+    process), computed here, and cached rows ``rejected`` because their checksum did not verify."""
+
     items: int = 0
     requests: int = 0
     unique_requests: int = 0
     cache_hits: int = 0
     computed: int = 0
+    cache_rejected: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         d = {k: v for k, v in asdict(self).items() if k != "skipped"}
         d.update({f"skipped_{k}": v for k, v in sorted(self.skipped.items())})
         return d
+
+    def add(self, other: RunStats) -> None:
+        for name in ("requests", "unique_requests", "cache_hits", "computed", "cache_rejected"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 def answer_requests(
@@ -146,16 +154,22 @@ def answer_requests(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     desc: str = "requests",
     shard: tuple[int, int] | None = None,
+    poll_seconds: float = 0.2,
 ) -> tuple[list[Result] | None, RunStats]:
     """Answer ``requests`` (in order) from the cache, asking the backend only for what is missing.
 
     ``backend`` is a model backend or a scorer: anything with ``info.fingerprint`` and the methods of the
     requests' kinds (:func:`dispatch`).
 
-    Each chunk of at most ``chunk_size`` new requests is committed to the cache as soon as the backend
-    returns it, before the next chunk starts. With ``shard=(i, n)`` only the i-th of n contiguous slices
-    of the distinct requests is computed (one process per GPU); the results are then ``None``: a later
-    run without a shard finds everything in the shared cache.
+    Each chunk of at most ``chunk_size`` new requests is leased in the cache, computed, and committed with
+    its answers (releasing the lease) before the next chunk starts. Requests another live process has
+    leased are left to it: this process computes the rest and then waits for those answers (taking over
+    the lease if that process dies), so two runs on one cache compute every request once in total. A cached
+    row whose checksum does not verify is recomputed and counted (``cache_rejected``), never used.
+
+    With ``shard=(i, n)`` only the i-th of n contiguous slices of the distinct requests is computed (one
+    process per GPU); the results are then ``None``: a later run without a shard finds everything in the
+    cache.
     """
     if chunk_size < 1:
         raise ConfigError("chunk_size must be at least 1")
@@ -171,27 +185,71 @@ def answer_requests(
         ordered = list(unique.items())
         lo, hi = len(ordered) * i // n, len(ordered) * (i + 1) // n
         unique = dict(ordered[lo:hi])
-    found = cache.lookup_keys(unique)
-    stats = RunStats(requests=len(requests), unique_requests=len(unique), cache_hits=len(found))
-    by_key: dict[str, Result] = {k: result_from_dict(kind, json.loads(js))
-                                 for k, (kind, js) in found.items()}
+    found, rejected = cache.lookup(unique)
+    stats = RunStats(requests=len(requests), unique_requests=len(unique), cache_hits=len(found),
+                     cache_rejected=len(rejected))
+    by_key: dict[str, Result] = {k: result_from_dict(kind, json.loads(js)) for k, (kind, js) in found.items()}
 
-    todo: dict[str, list[tuple[str, Request]]] = {}
+    queues: dict[str, list[str]] = {}
     for k, r in unique.items():
         if k not in by_key:
-            todo.setdefault(r.kind, []).append((k, r))
-    chunks = [(kind, pairs[i : i + chunk_size]) for kind, pairs in todo.items()
-              for i in range(0, len(pairs), chunk_size)]
-    for kind, chunk in progress(chunks, desc=desc, total=len(chunks), unit="chunk"):
-        reqs = [r for _, r in chunk]
-        results = dispatch(backend, kind, reqs)
-        cache.put_many(fp, reqs, results, keys=[k for k, _ in chunk])
-        for (k, _), res in zip(chunk, results):
-            by_key[k] = res
-        stats.computed += len(chunk)
+            queues.setdefault(r.kind, []).append(k)
+    total_chunks = sum(-(-len(q) // chunk_size) for q in queues.values())
+    for _ in progress(_computed_chunks(backend, unique, queues, by_key, stats, cache, chunk_size, poll_seconds,
+                                       rejected),
+                      desc=desc, total=total_chunks, unit="chunk"):
+        pass
     if shard is not None:
         return None, stats
     return [by_key[k] for k in keys], stats
+
+
+def _computed_chunks(backend: Any, unique: dict[str, Request], queues: dict[str, list[str]],
+                     by_key: dict[str, Result], stats: RunStats, cache: RequestCache, chunk_size: int,
+                     poll_seconds: float, rejected_before: Sequence[str]) -> Iterator[int]:
+    """Claim, compute and commit chunks until every queued key has an answer; yield after each chunk."""
+    fp = backend.info.fingerprint
+    wait, told = poll_seconds, False
+    counted_rejected = set(rejected_before)
+    while any(queues.values()):
+        progressed = False
+        for kind, queue in queues.items():
+            while queue:
+                claimed, found, rejected = cache.claim(queue, chunk_size)
+                stats.cache_rejected += len(set(rejected) - counted_rejected)  # rows damaged meanwhile
+                counted_rejected.update(rejected)
+                for k, (res_kind, js) in found.items():
+                    by_key[k] = result_from_dict(res_kind, json.loads(js))
+                stats.cache_hits += len(found)
+                if claimed:
+                    reqs = [unique[k] for k in claimed]
+                    try:
+                        results = dispatch(backend, kind, reqs)
+                        cache.put_many(fp, reqs, results, keys=claimed)
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            cache.release(claimed)
+                        raise
+                    by_key.update(zip(claimed, results))
+                    stats.computed += len(claimed)
+                done = set(claimed) | set(found)
+                if not done:
+                    break  # the rest of this kind is leased by another live process
+                queue[:] = [k for k in queue if k not in done]
+                progressed = True
+                if claimed:
+                    yield len(claimed)
+        if not progressed and any(queues.values()):
+            if not told:
+                waiting = [k for q in queues.values() for k in q]
+                holders = cache.lease_holders(waiting)
+                print(f"camels: waiting for {len(waiting)} requests that another process "
+                      f"({', '.join(holders) or 'gone'}) is computing", file=sys.stderr, flush=True)
+                told = True
+            time.sleep(wait)
+            wait = min(wait * 1.5, 2.0)
+        else:
+            wait = poll_seconds
 
 
 def _check_ids(items: Sequence[Item], label: str) -> None:
@@ -227,10 +285,7 @@ def answer_scoring(
                                   desc=f"{task.label} {kind}")
         for i, v in zip(positions, res):
             answers[i] = v
-        total.requests += st.requests
-        total.unique_requests += st.unique_requests
-        total.cache_hits += st.cache_hits
-        total.computed += st.computed
+        total.add(st)
     grouped, pos = [], 0
     for reqs in scoring:
         grouped.append(answers[pos : pos + len(reqs)])
@@ -298,16 +353,32 @@ def run_task(
     given is built by its registered factory (:func:`camels.evals.scoring.build_scorers`), before any
     request is answered, so a missing scorer fails before model time is spent.
 
+    The run folder is published whole (:func:`camels.core.layout.publishing`): a reader finds the previous
+    run's complete files or this run's, never a mix; until it finishes, this run's files (its
+    ``config.resolved.json`` first) are in ``.<task>.partial-<pid>/`` beside it.
+
     With ``shard=(i, n)`` only fill the cache with the i-th slice of the requests and return ``None``
     (nothing is written to ``run_dir``); run again without a shard to write the folder from the cache.
     """
+    args = dict(model=model, cache=cache, data_path=data_path, limit=limit, chunk_size=chunk_size,
+                backend_options=backend_options, command=command, shard=shard, loaded=loaded, scorers=scorers)
+    if shard is not None:
+        return _run_task(task, backend, None, **args)
+    with layout.publishing(run_dir) as stage:
+        return _run_task(task, backend, stage, **args)
+
+
+def _run_task(task: Task, backend: Any, folder: Path | None, *, model: str, cache: RequestCache,
+              data_path: str | Path | None, limit: int | None, chunk_size: int,
+              backend_options: dict[str, Any] | None, command: Sequence[str] | None,
+              shard: tuple[int, int] | None, loaded: TaskData | None,
+              scorers: Mapping[str, Any] | None) -> TaskResult | None:
     t0 = time.time()
     started = _now()
-    run_dir = Path(run_dir)
     data = task.resolve_data_path(data_path)
     info = backend.info
-    if shard is None:
-        write_json(run_dir / CONFIG_FILE, resolved_config(
+    if folder is not None:
+        write_json(folder / CONFIG_FILE, resolved_config(
             task, model=model, backend={"name": info.name, "options": backend_options or {}},
             data=str(data) if data else None, limit=limit, chunk_size=chunk_size))
 
@@ -320,7 +391,7 @@ def run_task(
     per_item = [task.requests(item, ctx) for item in items]
     flat = [r for reqs in per_item for r in reqs]
     results, stats = answer_requests(backend, flat, cache, chunk_size=chunk_size, desc=task.label, shard=shard)
-    if results is None:
+    if results is None or folder is None:
         return None
     grouped, pos = [], 0
     for reqs in per_item:
@@ -341,10 +412,10 @@ def run_task(
     preds = _score_all(task, items, grouped, per_item, extras, scoring, verdicts)
     counts = {"items": len(items), "scored": len(preds)}
     result = _task_result(task, items, preds, counts)
-    write_predictions(run_dir / PREDICTIONS_FILE, preds)
+    write_predictions(folder / PREDICTIONS_FILE, preds)
     for name, obj in task.extra_files(preds, model).items():
-        write_json(run_dir / name, obj)
-    result.write(run_dir / METRICS_FILE)
+        write_json(folder / name, obj)
+    result.write(folder / METRICS_FILE)
     seeds = {k: v for k, v in task.config_dict().items() if "seed" in k and isinstance(v, int)}
     RunManifest(
         model=model,
@@ -358,7 +429,7 @@ def run_task(
         counts=run_counts,
         command=list(command if command is not None else sys.argv),
         scorers=scorer_info(used_scorers),
-    ).write(run_dir / MANIFEST_FILE)
+    ).write(folder / MANIFEST_FILE)
     return result
 
 
@@ -411,10 +482,12 @@ def rescore(run_dir: str | Path) -> TaskResult:
         counts = {"items": len(items) + len(cov["missing_ids"]), "scored": len(preds),
                   "missing": len(cov["missing_ids"]), "unknown": len(cov["unknown_ids"])}
     result = _task_result(task, items, preds, counts)
-    write_predictions(pred_path, preds)
-    for name, obj in task.extra_files(preds, str(read_json(run_dir / CONFIG_FILE).get("model") or "")).items():
-        write_json(run_dir / name, obj)
-    result.write(run_dir / METRICS_FILE)
+    model = str(read_json(run_dir / CONFIG_FILE).get("model") or "")
+    with layout.publishing(run_dir, start_from_current=True) as stage:
+        write_predictions(stage / PREDICTIONS_FILE, preds)
+        for name, obj in task.extra_files(preds, model).items():
+            write_json(stage / name, obj)
+        result.write(stage / METRICS_FILE)
     return result
 
 
@@ -494,12 +567,13 @@ def score_outputs(
     result = _task_result(task, items, preds, counts)
     if output_dir is not None:
         out = Path(output_dir)
-        write_json(out / CONFIG_FILE, resolved_config(task, outputs=str(outputs_path),
-                                                      data=str(data) if data else None))
-        write_predictions(out / PREDICTIONS_FILE, preds)
-        result.write(out / METRICS_FILE)
-        write_json(out / COVERAGE_FILE, {"missing_ids": missing, "unknown_ids": unknown,
-                                           "data": dict(loaded.sources)})
+        with layout.publishing(out) as stage:
+            write_json(stage / CONFIG_FILE, resolved_config(task, outputs=str(outputs_path),
+                                                            data=str(data) if data else None))
+            write_predictions(stage / PREDICTIONS_FILE, preds)
+            result.write(stage / METRICS_FILE)
+            write_json(stage / COVERAGE_FILE, {"missing_ids": missing, "unknown_ids": unknown,
+                                                 "data": dict(loaded.sources)})
     return ScoreReport(result=result, predictions=preds, missing_ids=missing, unknown_ids=unknown)
 
 

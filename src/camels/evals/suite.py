@@ -14,6 +14,7 @@ The library behind ``camels eval`` (the CLI only parses and prints) and ``camels
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from camels.core import layout
 from camels.core.errors import CamelsError, ConfigError
 from camels.core.results import TaskResult
 from camels.evals.cache import RequestCache
-from camels.evals.runner import DEFAULT_CHUNK_SIZE, run_task
+from camels.evals.runner import DEFAULT_CHUNK_SIZE, open_cache, run_task
 from camels.evals.task import PRESETS, TASKS, Task, TaskData, task_names
 
 
@@ -181,6 +182,7 @@ def evaluate(
     run_name: str | None = None,
     loaded: Mapping[str, TaskData] | None = None,
     cache_path: str | Path | None = None,
+    cache: RequestCache | None = None,
     limit: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     backend_options: dict[str, Any] | None = None,
@@ -191,12 +193,16 @@ def evaluate(
 ) -> list[TaskRun]:
     """Run every planned task with ``backend`` into ``<output>/<model slug or run_name>/<task>/``.
 
-    One request cache serves all tasks (``cache_path``, default ``<output>/.cache/requests.sqlite``).
+    One request cache serves all tasks: ``cache`` when given (opened by the caller, e.g. before it loads
+    the model, so a bad cache file is reported first), else ``cache_path``, default
+    ``<output>/.cache/requests.sqlite``.
     ``loaded`` is what :func:`check_data` returned (read again where absent). ``on_result`` is called after
     each task (the CLI prints a line there).
     """
     runs = []
-    with RequestCache(cache_path if cache_path is not None else layout.cache_file(output)) as cache:
+    with contextlib.ExitStack() as stack:
+        if cache is None:
+            cache = stack.enter_context(open_cache(output, cache_path))
         for task in plan.tasks:
             folder = layout.run_dir(output, model, task.label, run_name)
             result = run_task(task, backend, folder, model=model, cache=cache, data_path=plan.data.get(task.label),
