@@ -37,8 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, default=None,
                    help="requests per backend call; each answered chunk is cached at once (default 64)")
     p.add_argument("--shard", metavar="I/N",
-                   help="only compute the I-th of N slices of the requests into the cache (one process per "
-                        "GPU); then run once without --shard to write the run folders")
+                   help="only compute the I-th of N slices of the requests (one process per GPU or machine) "
+                        "into a cache file of its own (<cache>.shard-I-of-N.sqlite); then `camels merge-cache` "
+                        "and one run without --shard write the run folders")
+    p.add_argument("--batch-tasks", action="store_true",
+                   help="answer the model requests of all tasks in one pass over the backend (same results; "
+                        "fuller batches across task boundaries)")
     p.add_argument("--output", default="runs", help="runs folder (default runs/)")
     p.add_argument("--run-name", help="folder name for the model (default: derived from --model)")
     p.add_argument("--cache", help="request cache file (default <output>/.cache/requests.sqlite)")
@@ -63,6 +67,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a task option, e.g. n=0 (repeatable)")
     s.set_defaults(func=_score)
+
+    m = sub.add_parser("merge-cache", help="combine shard cache files (from `camels eval --shard`) into one cache",
+                       description="Copy the verified answers of shard cache files into the request cache of "
+                                   "an output folder, before the run without --shard writes the run folders. "
+                                   "Rows that do not verify are not copied (counted).")
+    m.add_argument("shards", nargs="*", metavar="SHARD",
+                   help="shard cache files (default: <output>/.cache/requests.shard-*-of-*.sqlite)")
+    m.add_argument("--output", default="runs", help="runs folder whose cache receives them (default runs/)")
+    m.add_argument("--cache", help="the cache file to merge into (default <output>/.cache/requests.sqlite)")
+    m.add_argument("--keep", action="store_true", help="keep the shard files after merging (default: delete)")
+    m.set_defaults(func=_merge_cache)
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -132,6 +147,7 @@ def _summary(result) -> str:
 # --- commands ---------------------------------------------------------------------------------------------
 def _eval(args: argparse.Namespace) -> int:
     from camels.backends import load_backend
+    from camels.core import layout
     from camels.evals.runner import DEFAULT_CHUNK_SIZE, open_cache
     from camels.evals.suite import check_data, evaluate
 
@@ -141,7 +157,14 @@ def _eval(args: argparse.Namespace) -> int:
     if not run_plan.tasks:
         raise ConfigError("nothing to run")
     loaded = check_data(run_plan)
-    cache = open_cache(args.output, args.cache)  # a corrupt or foreign cache file is named before the model loads
+    shard = _parse_shard(args.shard) if args.shard else None
+    cache_path = Path(args.cache) if args.cache else layout.cache_file(args.output)
+    if shard is not None:  # a cache file per shard: SQLite must not be shared over a network file system
+        cache_path = layout.shard_cache_file(cache_path, shard)
+    elif layout.shard_cache_files(cache_path):
+        print(f"camels: note: unmerged shard cache files beside {cache_path} (run camels merge-cache first to "
+              "use their answers)", file=sys.stderr)
+    cache = open_cache(args.output, cache_path)  # a corrupt or foreign cache file is named before the model loads
     backend_options: dict[str, Any] = {k: _yaml_value(v) for k, v in (_kv(o, "--backend-option")
                                                                       for o in args.backend_option)}
     if args.batch_size is not None:
@@ -154,7 +177,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     def report(run) -> None:
         if run.result is None:
-            print(f"{run.task.label}: shard {args.shard} cached; run without --shard to write {run.run_dir}")
+            print(f"{run.task.label}: shard {args.shard} cached in {cache_path}; merge the shards "
+                  f"(camels merge-cache) and run without --shard to write {run.run_dir}")
         else:
             print(f"{_summary(run.result)} -> {run.run_dir}")
 
@@ -162,9 +186,25 @@ def _eval(args: argparse.Namespace) -> int:
         evaluate(run_plan, backend, model=args.model, output=args.output, run_name=args.run_name, loaded=loaded,
                  cache=cache, limit=args.limit, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
                  backend_options=backend_options, command=sys.argv,
-                 shard=_parse_shard(args.shard) if args.shard else None, on_result=report)
+                 shard=shard, on_result=report, batch_tasks=args.batch_tasks)
     if run_plan.pending:
         print(f"pending: {', '.join(run_plan.pending)}")
+    return 0
+
+
+def _merge_cache(args: argparse.Namespace) -> int:
+    from camels.core import layout
+    from camels.evals.cache import merge_caches
+
+    target = Path(args.cache) if args.cache else layout.cache_file(args.output)
+    shards = [Path(s) for s in args.shards] or layout.shard_cache_files(target)
+    if not shards:
+        raise ConfigError(f"no shard cache files beside {target} (pass them as arguments)")
+    total = 0
+    for src, copied, rejected in merge_caches(target, shards, remove=not args.keep):
+        total += copied
+        print(f"{src}: {copied} answers merged" + (f", {rejected} rows rejected (checksum)" if rejected else ""))
+    print(f"{target}: {total} answers added from {len(shards)} shard file(s)")
     return 0
 
 

@@ -4,6 +4,7 @@
 
     <output>/                          --output (default runs/)
       .cache/requests.sqlite           the request cache shared by every run under <output>
+      .cache/requests.shard-I-of-N.sqlite   what ``--shard I/N`` computed (merged by ``camels merge-cache``)
       <model-slug>/                    model_slug(--model), or --run-name
         <task label>/                  one run folder: see camels.core.results for its files
         .<task label>.partial-<pid>/   a run being written (or one that died: its config says what it was)
@@ -73,6 +74,19 @@ def cache_file(output: str | Path) -> Path:
     return Path(output) / CACHE_FILE
 
 
+def shard_cache_file(cache: str | Path, shard: tuple[int, int]) -> Path:
+    """The cache file of shard ``(i, n)`` beside ``cache``: ``requests.shard-<i>-of-<n>.sqlite``."""
+    cache = Path(cache)
+    i, n = shard
+    return cache.with_name(f"{cache.stem}.shard-{i}-of-{n}{cache.suffix}")
+
+
+def shard_cache_files(cache: str | Path) -> list[Path]:
+    """The shard cache files beside ``cache`` (see :func:`shard_cache_file`), sorted."""
+    cache = Path(cache)
+    return sorted(cache.parent.glob(f"{cache.stem}.shard-*-of-*{cache.suffix}"))
+
+
 def finished_runs(output: str | Path) -> Iterator[Path]:
     """Every finished run folder under ``output`` (it holds predictions and a manifest), sorted."""
     root = Path(output)
@@ -134,20 +148,17 @@ def publish(staging: Path, target: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def publishing(run_dir: str | Path, *, start_from_current: bool = False) -> Iterator[Path]:
-    """Write a run folder whole: yields a staging folder beside ``run_dir``; when the block ends normally
-    the staging folder replaces ``run_dir`` atomically (:func:`publish`).
+def _in_place(run_dir: Path) -> bool:
+    # A folder with a hidden folder inside (a live request cache) is not moved: files are replaced one by one.
+    return run_dir.is_dir() and any(e.name.startswith(".") and e.is_dir() for e in run_dir.iterdir())
 
-    Files of the current ``run_dir`` that the block did not write are carried over (with
-    ``start_from_current`` they are copied in before the block, for rewriting a few files of a run, as
-    rescoring does). If the block raises, ``run_dir`` is untouched and the staging folder stays, saying what
-    the failed run was; staging folders of processes that no longer run are removed on the next publish.
-    """
+
+def stage(run_dir: str | Path, *, start_from_current: bool = False) -> Path:
+    """Create and return the staging folder of ``run_dir`` (``.<name>.partial-<pid>`` beside it), after
+    removing staging folders of processes that no longer run; with ``start_from_current`` it starts as a
+    copy of the current run folder. :func:`commit` publishes it."""
     run_dir = Path(run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    # A folder with a hidden folder inside (a live request cache) is not moved: files are replaced one by one.
-    in_place = run_dir.is_dir() and any(e.name.startswith(".") and e.is_dir() for e in run_dir.iterdir())
     for old in run_dir.parent.glob(f".{run_dir.name}.partial-*"):
         pid = _pid_of(old)
         if pid is not None and pid != os.getpid() and not _alive(pid):
@@ -155,12 +166,18 @@ def publishing(run_dir: str | Path, *, start_from_current: bool = False) -> Iter
     staging = run_dir.parent / f".{run_dir.name}.partial-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
-    if start_from_current and run_dir.is_dir() and not in_place:
+    if start_from_current and run_dir.is_dir() and not _in_place(run_dir):
         shutil.copytree(run_dir, staging)
     else:
         staging.mkdir()
-    yield staging
-    if in_place:
+    return staging
+
+
+def commit(staging: str | Path, run_dir: str | Path) -> None:
+    """Publish the staging folder as ``run_dir``: files of the current run folder that the staging folder
+    lacks are carried over, then the folders swap in one step (:func:`publish`)."""
+    staging, run_dir = Path(staging), Path(run_dir)
+    if _in_place(run_dir):
         for entry in sorted(staging.iterdir()):
             os.replace(entry, run_dir / entry.name)
         staging.rmdir()
@@ -175,3 +192,18 @@ def publishing(run_dir: str | Path, *, start_from_current: bool = False) -> Iter
             else:
                 shutil.copy2(entry, dest)
     publish(staging, run_dir)
+
+
+@contextlib.contextmanager
+def publishing(run_dir: str | Path, *, start_from_current: bool = False) -> Iterator[Path]:
+    """Write a run folder whole: yields a staging folder beside ``run_dir`` (:func:`stage`); when the block
+    ends normally it replaces ``run_dir`` (:func:`commit`).
+
+    Files of the current ``run_dir`` that the block did not write are carried over (with
+    ``start_from_current`` they are copied in before the block, for rewriting a few files of a run, as
+    rescoring does). If the block raises, ``run_dir`` is untouched and the staging folder stays, saying what
+    the failed run was; staging folders of processes that no longer run are removed on the next publish.
+    """
+    staging = stage(run_dir, start_from_current=start_from_current)
+    yield staging
+    commit(staging, run_dir)

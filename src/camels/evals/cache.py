@@ -415,3 +415,29 @@ class RequestCache:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+
+def merge_caches(target: str | Path, sources: Sequence[str | Path], *, remove: bool = False) -> list[tuple[Path, int, int]]:
+    """Copy every verified row of the ``sources`` (cache files made by ``--shard`` runs, possibly on other
+    machines) into the cache ``target``; return ``(source, rows copied, rows rejected)`` per source.
+
+    Each source is checked as it is opened (a corrupt or foreign file is a :class:`CacheError` naming it,
+    before anything is copied from it) and copied in one transaction; rows already in ``target`` stay.
+    With ``remove``, a source is deleted once its rows are committed.
+    """
+    out = []
+    with RequestCache(target) as into:
+        for src in sources:
+            src = Path(src)
+            if src.resolve() == into.path.resolve():
+                raise CacheError(f"{src}: cannot merge a cache into itself")
+            if not src.is_file():
+                raise CacheError(f"{src}: no such cache file")
+            with RequestCache(src) as cache:
+                copied, rejected = into.put_rows(cache.rows())
+            out.append((src, copied, rejected))
+            if remove:
+                for extra in (src, src.with_name(src.name + "-wal"), src.with_name(src.name + "-shm")):
+                    with contextlib.suppress(FileNotFoundError):
+                        extra.unlink()
+    return out

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -135,15 +135,22 @@ class RunStats:
     computed: int = 0
     cache_rejected: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    # which keys were computed here and which cached rows were rejected (to split counts between tasks
+    # answered in one pass); not written to manifests
+    computed_keys: set[str] = field(default_factory=set)
+    rejected_keys: set[str] = field(default_factory=set)
 
     def counts(self) -> dict[str, int]:
-        d = {k: v for k, v in asdict(self).items() if k != "skipped"}
+        d = {k: getattr(self, k) for k in ("items", "requests", "unique_requests", "cache_hits", "computed",
+                                           "cache_rejected")}
         d.update({f"skipped_{k}": v for k, v in sorted(self.skipped.items())})
         return d
 
     def add(self, other: RunStats) -> None:
         for name in ("requests", "unique_requests", "cache_hits", "computed", "cache_rejected"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.computed_keys |= other.computed_keys
+        self.rejected_keys |= other.rejected_keys
 
 
 def answer_requests(
@@ -187,7 +194,7 @@ def answer_requests(
         unique = dict(ordered[lo:hi])
     found, rejected = cache.lookup(unique)
     stats = RunStats(requests=len(requests), unique_requests=len(unique), cache_hits=len(found),
-                     cache_rejected=len(rejected))
+                     cache_rejected=len(rejected), rejected_keys=set(rejected))
     by_key: dict[str, Result] = {k: result_from_dict(kind, json.loads(js)) for k, (kind, js) in found.items()}
 
     queues: dict[str, list[str]] = {}
@@ -218,6 +225,7 @@ def _computed_chunks(backend: Any, unique: dict[str, Request], queues: dict[str,
                 claimed, found, rejected = cache.claim(queue, chunk_size)
                 stats.cache_rejected += len(set(rejected) - counted_rejected)  # rows damaged meanwhile
                 counted_rejected.update(rejected)
+                stats.rejected_keys.update(rejected)
                 for k, (res_kind, js) in found.items():
                     by_key[k] = result_from_dict(res_kind, json.loads(js))
                 stats.cache_hits += len(found)
@@ -232,6 +240,7 @@ def _computed_chunks(backend: Any, unique: dict[str, Request], queues: dict[str,
                         raise
                     by_key.update(zip(claimed, results))
                     stats.computed += len(claimed)
+                    stats.computed_keys.update(claimed)
                 done = set(claimed) | set(found)
                 if not done:
                     break  # the rest of this kind is leased by another live process
@@ -360,19 +369,46 @@ def run_task(
     With ``shard=(i, n)`` only fill the cache with the i-th slice of the requests and return ``None``
     (nothing is written to ``run_dir``); run again without a shard to write the folder from the cache.
     """
-    args = dict(model=model, cache=cache, data_path=data_path, limit=limit, chunk_size=chunk_size,
-                backend_options=backend_options, command=command, shard=shard, loaded=loaded, scorers=scorers)
+    prep = dict(model=model, data_path=data_path, limit=limit, chunk_size=chunk_size,
+                backend_options=backend_options, loaded=loaded, scorers=scorers)
     if shard is not None:
-        return _run_task(task, backend, None, **args)
+        p = prepare_task(task, backend, None, **prep)
+        answer_requests(backend, p.requests, cache, chunk_size=chunk_size, desc=task.label, shard=shard)
+        return None
     with layout.publishing(run_dir) as stage:
-        return _run_task(task, backend, stage, **args)
+        p = prepare_task(task, backend, stage, **prep)
+        results, stats = answer_requests(backend, p.requests, cache, chunk_size=chunk_size, desc=task.label)
+        return finish_task(p, backend, results, stats, cache, command=command)
 
 
-def _run_task(task: Task, backend: Any, folder: Path | None, *, model: str, cache: RequestCache,
-              data_path: str | Path | None, limit: int | None, chunk_size: int,
-              backend_options: dict[str, Any] | None, command: Sequence[str] | None,
-              shard: tuple[int, int] | None, loaded: TaskData | None,
-              scorers: Mapping[str, Any] | None) -> TaskResult | None:
+@dataclass(slots=True)
+class PreparedTask:
+    """A task ready for its model phase: items, their requests (``per_item``, and flat in ``requests``),
+    its scorers, and the staging ``folder`` its files go to (``None`` for a shard run)."""
+
+    task: Task
+    folder: Path | None
+    model: str
+    loaded: TaskData
+    items: list[Item]
+    per_item: list[list[Request]]
+    scorers: dict[str, Any]
+    chunk_size: int
+    started: str
+    t0: float
+
+    @property
+    def requests(self) -> list[Request]:
+        return [r for reqs in self.per_item for r in reqs]
+
+
+def prepare_task(task: Task, backend: Any, folder: Path | None, *, model: str, data_path: str | Path | None = None,
+                 limit: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 backend_options: dict[str, Any] | None = None, loaded: TaskData | None = None,
+                 scorers: Mapping[str, Any] | None = None) -> PreparedTask:
+    """Everything of :func:`run_task` before the model answers: write ``config.resolved.json`` into
+    ``folder`` (first, so a crashed run says what it was), read the data (unless ``loaded``), build the
+    scorers (a missing one fails here, before model time) and the requests."""
     t0 = time.time()
     started = _now()
     data = task.resolve_data_path(data_path)
@@ -381,7 +417,6 @@ def _run_task(task: Task, backend: Any, folder: Path | None, *, model: str, cach
         write_json(folder / CONFIG_FILE, resolved_config(
             task, model=model, backend={"name": info.name, "options": backend_options or {}},
             data=str(data) if data else None, limit=limit, chunk_size=chunk_size))
-
     if loaded is None:
         loaded = task.load(data)
     used_scorers = build_scorers(task, scorers) if task.scoring_kinds else {}
@@ -389,27 +424,34 @@ def _run_task(task: Task, backend: Any, folder: Path | None, *, model: str, cach
     _check_ids(items, task.label)
     ctx = request_context(backend)
     per_item = [task.requests(item, ctx) for item in items]
-    flat = [r for reqs in per_item for r in reqs]
-    results, stats = answer_requests(backend, flat, cache, chunk_size=chunk_size, desc=task.label, shard=shard)
-    if results is None or folder is None:
-        return None
+    return PreparedTask(task=task, folder=folder, model=model, loaded=loaded, items=list(items), per_item=per_item,
+                        scorers=used_scorers, chunk_size=chunk_size, started=started, t0=t0)
+
+
+def finish_task(p: PreparedTask, backend: Any, results: Sequence[Result], stats: RunStats, cache: RequestCache,
+                *, command: Sequence[str] | None = None) -> TaskResult:
+    """Everything of :func:`run_task` after the model answered (``results`` in the order of
+    ``p.requests``): the scoring phase, scores, metrics, and the files in ``p.folder``."""
+    task, items, folder = p.task, p.items, p.folder
+    assert folder is not None
+    info = backend.info
     grouped, pos = [], 0
-    for reqs in per_item:
-        grouped.append(results[pos : pos + len(reqs)])
+    for reqs in p.per_item:
+        grouped.append(list(results[pos : pos + len(reqs)]))
         pos += len(reqs)
     stats.items = len(items)
-    stats.skipped = dict(loaded.skipped)
+    stats.skipped = dict(p.loaded.skipped)
 
-    extras = [task.request_extra(item, reqs) for item, reqs in zip(items, per_item)]
+    extras = [task.request_extra(item, reqs) for item, reqs in zip(items, p.per_item)]
     scoring = [task.scoring_requests(item, res) for item, res in zip(items, grouped)]
     verdicts = None
     run_counts = stats.counts()
     if task.scoring_kinds:
-        verdicts, sstats = answer_scoring(task, scoring, used_scorers, cache, chunk_size=chunk_size)
+        verdicts, sstats = answer_scoring(task, scoring, p.scorers, cache, chunk_size=p.chunk_size)
         run_counts.update({f"scoring_{k}": v for k, v in sstats.counts().items() if k != "items"})
     elif any(scoring):
         raise ConfigError(f"{task.label}: scoring_requests() returned requests but scoring_kinds is empty")
-    preds = _score_all(task, items, grouped, per_item, extras, scoring, verdicts)
+    preds = _score_all(task, items, grouped, p.per_item, extras, scoring, verdicts)
     counts = {"items": len(items), "scored": len(preds)}
     result = _task_result(task, items, preds, counts)
     write_predictions(folder / PREDICTIONS_FILE, preds)
@@ -418,17 +460,17 @@ def _run_task(task: Task, backend: Any, folder: Path | None, *, model: str, cach
     result.write(folder / METRICS_FILE)
     seeds = {k: v for k, v in task.config_dict().items() if "seed" in k and isinstance(v, int)}
     RunManifest(
-        model=model,
+        model=p.model,
         backend={"name": info.name, "model": info.model, "fingerprint": info.fingerprint,
                  "chat_format": info.chat_format, "details": info.details},
         task={"name": task.label, "task": task.name, "version": task.version, "config": task.config_dict()},
         seeds=seeds,
         versions=versions(*_PACKAGES),
-        data=dict(loaded.sources),
-        timing={"started": started, "finished": _now(), "seconds": round(time.time() - t0, 3)},
+        data=dict(p.loaded.sources),
+        timing={"started": p.started, "finished": _now(), "seconds": round(time.time() - p.t0, 3)},
         counts=run_counts,
         command=list(command if command is not None else sys.argv),
-        scorers=scorer_info(used_scorers),
+        scorers=scorer_info(p.scorers),
     ).write(folder / MANIFEST_FILE)
     return result
 

@@ -9,7 +9,9 @@ The library behind ``camels eval`` (the CLI only parses and prints) and ``camels
 3. :func:`check_data` reads every planned task's data (the pre-check): all problems are reported at once,
    before any model time is spent; the data read is kept for the run (read once).
 4. :func:`evaluate` runs the planned tasks with one backend into the runs layout
-   (:mod:`camels.core.layout`), through one request cache.
+   (:mod:`camels.core.layout`), through one request cache; with ``batch_tasks`` the model answers all
+   tasks' requests in one pass (fuller batches, one call per chunk across tasks), each task then scored
+   and written on its own.
 """
 
 from __future__ import annotations
@@ -22,9 +24,18 @@ from typing import Any
 
 from camels.core import layout
 from camels.core.errors import CamelsError, ConfigError
+from camels.core.requests import request_key
 from camels.core.results import TaskResult
 from camels.evals.cache import RequestCache
-from camels.evals.runner import DEFAULT_CHUNK_SIZE, open_cache, run_task
+from camels.evals.runner import (
+    DEFAULT_CHUNK_SIZE,
+    RunStats,
+    answer_requests,
+    finish_task,
+    open_cache,
+    prepare_task,
+    run_task,
+)
 from camels.evals.task import PRESETS, TASKS, Task, TaskData, task_names
 
 
@@ -190,6 +201,7 @@ def evaluate(
     shard: tuple[int, int] | None = None,
     scorers: Mapping[str, Any] | None = None,
     on_result: Callable[[TaskRun], None] | None = None,
+    batch_tasks: bool = False,
 ) -> list[TaskRun]:
     """Run every planned task with ``backend`` into ``<output>/<model slug or run_name>/<task>/``.
 
@@ -198,11 +210,22 @@ def evaluate(
     ``<output>/.cache/requests.sqlite``.
     ``loaded`` is what :func:`check_data` returned (read again where absent). ``on_result`` is called after
     each task (the CLI prints a line there).
+
+    ``batch_tasks``: answer the model requests of all tasks in one pass over the backend (requests shared by
+    tasks are computed once; chunks span task boundaries), then score and write each task. The answers, the
+    files and the per-task counts in each manifest are those of running the tasks one by one; only how
+    requests are grouped into backend calls differs. With a shard, the shard slices all tasks' requests
+    together.
     """
     runs = []
     with contextlib.ExitStack() as stack:
         if cache is None:
             cache = stack.enter_context(open_cache(output, cache_path))
+        if batch_tasks and len(plan.tasks) > 1:
+            return _evaluate_batched(plan, backend, cache, model=model, output=output, run_name=run_name,
+                                     loaded=loaded or {}, limit=limit, chunk_size=chunk_size,
+                                     backend_options=backend_options, command=command, shard=shard,
+                                     scorers=scorers, on_result=on_result)
         for task in plan.tasks:
             folder = layout.run_dir(output, model, task.label, run_name)
             result = run_task(task, backend, folder, model=model, cache=cache, data_path=plan.data.get(task.label),
@@ -213,3 +236,46 @@ def evaluate(
             if on_result is not None:
                 on_result(run)
     return runs
+
+
+def _evaluate_batched(plan: Plan, backend: Any, cache: RequestCache, *, model: str, output: str | Path,
+                      run_name: str | None, loaded: Mapping[str, TaskData], limit: int | None, chunk_size: int,
+                      backend_options: dict[str, Any] | None, command: Sequence[str] | None,
+                      shard: tuple[int, int] | None, scorers: Mapping[str, Any] | None,
+                      on_result: Callable[[TaskRun], None] | None) -> list[TaskRun]:
+    folders = [layout.run_dir(output, model, t.label, run_name) for t in plan.tasks]
+    stages = [None if shard is not None else layout.stage(f) for f in folders]
+    prepared = [prepare_task(t, backend, st, model=model, data_path=plan.data.get(t.label), limit=limit,
+                             chunk_size=chunk_size, backend_options=backend_options, loaded=loaded.get(t.label),
+                             scorers=scorers)
+                for t, st in zip(plan.tasks, stages)]
+    per_task = [p.requests for p in prepared]
+    results, stats = answer_requests(backend, [r for reqs in per_task for r in reqs], cache, chunk_size=chunk_size,
+                                     desc="+".join(t.label for t in plan.tasks), shard=shard)
+    runs = []
+    fp = backend.info.fingerprint
+    pos = 0
+    attributed: set[str] = set()
+    for p, folder, st, reqs in zip(prepared, folders, stages, per_task):
+        part = results[pos : pos + len(reqs)] if results is not None else None
+        pos += len(reqs)
+        result = None
+        if part is not None and st is not None:
+            result = finish_task(p, backend, part, _task_stats(reqs, fp, stats, attributed), cache, command=command)
+            layout.commit(st, folder)
+        run = TaskRun(task=p.task, run_dir=folder, result=result)
+        runs.append(run)
+        if on_result is not None:
+            on_result(run)
+    return runs
+
+
+def _task_stats(requests: Sequence[Any], fingerprint: str, total: RunStats, attributed: set[str]) -> RunStats:
+    """One task's share of a pass answered for several tasks: a request computed in the pass counts as
+    computed for the first task that asked it, and as a cache hit for the others (as if run one by one)."""
+    unique = {request_key(r, fingerprint) for r in requests}
+    computed = (unique & total.computed_keys) - attributed
+    rejected = (unique & total.rejected_keys) - attributed
+    attributed |= computed | rejected
+    return RunStats(requests=len(requests), unique_requests=len(unique), cache_hits=len(unique) - len(computed),
+                    computed=len(computed), cache_rejected=len(rejected))
