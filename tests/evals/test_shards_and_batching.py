@@ -103,3 +103,10 @@ def test_an_unmerged_shard_file_is_noted_and_a_bad_one_named(tmp_path, fixtures,
     assert _cli("merge-cache", "--output", out) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "requests.shard-" in err[0] and err[0].startswith("camels: error:")
+
+
+def test_evaluate_with_a_shard_uses_the_shards_own_cache_file(tmp_path, fixtures):
+    p = _plan(fixtures)
+    runs = evaluate(p, FakeBackend(), model="m", output=tmp_path / "runs", shard=(1, 2))
+    assert [r.result for r in runs] == [None, None, None]
+    assert [f.name for f in (tmp_path / "runs" / ".cache").glob("*.sqlite")] == ["requests.shard-1-of-2.sqlite"]

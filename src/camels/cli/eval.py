@@ -148,8 +148,9 @@ def _summary(result) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from camels.backends import load_backend
     from camels.core import layout
-    from camels.evals.runner import DEFAULT_CHUNK_SIZE, open_cache
-    from camels.evals.suite import check_data, evaluate
+    from camels.evals.cache import RequestCache
+    from camels.evals.runner import DEFAULT_CHUNK_SIZE
+    from camels.evals.suite import cache_path_for, check_data, evaluate
 
     run_plan = _plan(args)
     if run_plan.pending:
@@ -157,18 +158,16 @@ def _eval(args: argparse.Namespace) -> int:
     if not run_plan.tasks:
         raise ConfigError("nothing to run")
     loaded = check_data(run_plan)
-    shard = _parse_shard(args.shard) if args.shard else None
-    cache_path = Path(args.cache) if args.cache else layout.cache_file(args.output)
-    if shard is not None:  # a cache file per shard: SQLite must not be shared over a network file system
-        cache_path = layout.shard_cache_file(cache_path, shard)
-    elif layout.shard_cache_files(cache_path):
-        print(f"camels: note: unmerged shard cache files beside {cache_path} (run camels merge-cache first to "
-              "use their answers)", file=sys.stderr)
-    cache = open_cache(args.output, cache_path)  # a corrupt or foreign cache file is named before the model loads
     backend_options: dict[str, Any] = {k: _yaml_value(v) for k, v in (_kv(o, "--backend-option")
                                                                       for o in args.backend_option)}
     if args.batch_size is not None:
         backend_options["batch_size"] = args.batch_size
+    shard = _parse_shard(args.shard) if args.shard else None
+    cache_path = cache_path_for(args.output, args.cache, shard)
+    if shard is None and layout.shard_cache_files(cache_path):
+        print(f"camels: note: unmerged shard cache files beside {cache_path} (run camels merge-cache first to "
+              "use their answers)", file=sys.stderr)
+    cache = RequestCache(cache_path)  # a corrupt or foreign cache file is named before the model loads
     try:
         backend = load_backend(args.backend, args.model, **backend_options)
     except BaseException:

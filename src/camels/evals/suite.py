@@ -32,7 +32,6 @@ from camels.evals.runner import (
     RunStats,
     answer_requests,
     finish_task,
-    open_cache,
     prepare_task,
     run_task,
 )
@@ -175,6 +174,15 @@ def check_data(plan: Plan) -> dict[str, TaskData]:
     return loaded
 
 
+def cache_path_for(output: str | Path, cache_path: str | Path | None = None,
+                   shard: tuple[int, int] | None = None) -> Path:
+    """The cache file a run uses: ``cache_path`` or ``<output>/.cache/requests.sqlite``; for a shard, the
+    shard's own file beside it (``requests.shard-I-of-N.sqlite``: SQLite must not be shared over a network
+    file system, so each machine writes its own; ``camels merge-cache`` combines them)."""
+    path = Path(cache_path) if cache_path is not None else layout.cache_file(output)
+    return layout.shard_cache_file(path, shard) if shard is not None else path
+
+
 @dataclass(slots=True)
 class TaskRun:
     """One task's outcome in :func:`evaluate`: its run folder and metrics (``None`` for a shard run)."""
@@ -206,8 +214,8 @@ def evaluate(
     """Run every planned task with ``backend`` into ``<output>/<model slug or run_name>/<task>/``.
 
     One request cache serves all tasks: ``cache`` when given (opened by the caller, e.g. before it loads
-    the model, so a bad cache file is reported first), else ``cache_path``, default
-    ``<output>/.cache/requests.sqlite``.
+    the model, so a bad cache file is reported first), else :func:`cache_path_for` (``cache_path``, default
+    ``<output>/.cache/requests.sqlite``, or the shard's own file).
     ``loaded`` is what :func:`check_data` returned (read again where absent). ``on_result`` is called after
     each task (the CLI prints a line there).
 
@@ -220,7 +228,7 @@ def evaluate(
     runs = []
     with contextlib.ExitStack() as stack:
         if cache is None:
-            cache = stack.enter_context(open_cache(output, cache_path))
+            cache = stack.enter_context(RequestCache(cache_path_for(output, cache_path, shard)))
         if batch_tasks and len(plan.tasks) > 1:
             return _evaluate_batched(plan, backend, cache, model=model, output=output, run_name=run_name,
                                      loaded=loaded or {}, limit=limit, chunk_size=chunk_size,
