@@ -455,7 +455,7 @@ def finish_task(p: PreparedTask, backend: Any, results: Sequence[Result], stats:
     counts = {"items": len(items), "scored": len(preds)}
     result = _task_result(task, items, preds, counts)
     write_predictions(folder / PREDICTIONS_FILE, preds)
-    for name, obj in task.extra_files(preds, model).items():
+    for name, obj in task.extra_files(preds, p.model).items():
         write_json(folder / name, obj)
     result.write(folder / METRICS_FILE)
     seeds = {k: v for k, v in task.config_dict().items() if "seed" in k and isinstance(v, int)}
