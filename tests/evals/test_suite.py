@@ -21,7 +21,10 @@ def test_the_shipped_suite_loads_by_name():
     assert names[:3] == ["mmlu_0shot", "mmlu_5shot", "gsm8k_cot"]
     assert suite.tasks[2].task == "gsm8k" and suite.tasks[2].options == {"cot": True, "shots": 8, "n": 200,
                                                                            "seed": 42}
-    assert {t.name for t in suite.tasks if t.status == "pending"} >= {"toxigen", "alpaca_eval"}
+    assert all(t.status in ("", "pending") for t in suite.tasks)
+    planned = plan(suite="tulu-v1")
+    assert planned.pending == [t.name for t in suite.tasks if t.status == "pending"]
+    assert [t.label for t in planned.tasks] == [t.name for t in suite.tasks if t.status != "pending"]
     with pytest.raises(ConfigError, match=r"no suite 'nope' \(known: .*tulu-v1"):
         load_suite("nope")
 
