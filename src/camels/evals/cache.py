@@ -28,7 +28,7 @@ What the cache guarantees:
   transaction.
 
 Limits: SQLite locking needs a local filesystem, not NFS: put the cache on local disk (one file per machine;
-``camels eval merge-cache`` combines files made on several machines). Leases from other hosts expire after
+``camels merge-cache`` combines files made on several machines). Leases from other hosts expire after
 ``lease_seconds``. A cache made before checksums existed (no ``meta`` table) is upgraded in place when
 opened: its rows are trusted once, as they were before, and get their checksums then.
 """
