@@ -192,3 +192,38 @@ def test_api_submission_replays_by_idempotency_key(store, make_study, make_user,
         assert len(s.scalars(select(Annotation)).all()) == 1
         ann = s.scalar(select(User).where(User.username == "ann"))
         assert (service.progress(s, ann.id).done, service.progress(s, ann.id).total) == (1, 1)
+
+
+def test_every_route_is_guarded(app, store, make_study, make_user, login):
+    """Walk the app's URL map: every route but login, logout, invitations and static files needs a login;
+    every admin route refuses an annotator; every route on an assignment hides another annotator's."""
+    make_study(n=4)
+    app.config["BATCH"] = 2
+    make_user("ann")
+    make_user("eve")
+    ann = login("ann")
+    ann_path = ann.get("/annotate").headers["Location"]
+    ann_id = int(ann_path.rsplit("/", 1)[1])
+    eve = login("eve")
+    eve_page = eve.get(eve.get("/annotate").headers["Location"])
+    token = csrf_of(eve_page.text)
+    anonymous = app.test_client()
+    public = {"auth.login", "auth.logout", "auth.invite", "static"}
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in public:
+            continue
+        path = rule.build({"assignment_id": ann_id} if "assignment_id" in rule.arguments else {})[1]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            kw = {"headers": {"X-CSRF-Token": token}, "json": {"preference": 3}} if method != "GET" else {}
+            anon = anonymous.open(path, method=method, **kw).status_code
+            assert anon in (302, 401) or (anon == 400 and method != "GET"), (rule, method, anon)
+            got = eve.open(path, method=method, **kw).status_code
+            if rule.endpoint.startswith("admin."):
+                assert got == 403, (rule, method, got)
+            elif "assignment_id" in rule.arguments:
+                assert got == 404, (rule, method, got)
+            checked += 1
+    assert checked >= 10
+    with store.Session() as s:
+        assert s.scalars(select(Annotation)).all() == []  # nothing of ann's was written by eve

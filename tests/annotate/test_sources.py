@@ -74,19 +74,26 @@ def test_judge_preferences():
     assert verdict_winner(1.2, "x", "y") == ("x", True)
     assert verdict_winner(1.5, "x", "y") == (None, True)
     assert verdict_winner(1.9, "x", "y") == ("y", True)
-    assert verdict_winner(0, "x", "y") == (None, False)
+    assert verdict_winner(0, "x", "y") == (None, True)  # alpaca_eval's legacy tie
+    assert verdict_winner(None, "x", "y") == (None, False)
     assert verdict_winner(float("nan"), "x", "y") == (None, False)
-    assert verdict_winner(True, "x", "y") == (None, False)
+    for bad in (True, "1", 3, 0.5):
+        with pytest.raises(ValueError, match="expected a number in"):
+            verdict_winner(bad, "x", "y")
 
 
 def test_read_judge_annotations_counts_unusable(tmp_path):
     rows = [{"instruction": "p", "output_1": "a", "output_2": "b", "generator_1": "x", "generator_2": "y",
-             "preference": p} for p in (1, 2, 1.5, None)]
+             "preference": p} for p in (1, 2, 1.5, None, 0)]
     f = tmp_path / "annotations.json"
     f.write_text(json.dumps(rows))
     verdicts, skipped = read_judge_annotations(f)
-    assert [v.winner for v in verdicts] == ["x", "y", None]
-    assert skipped == {"no_preference": 1}
+    assert [v.winner for v in verdicts] == ["x", "y", None, None]
+    assert skipped == {"unparsed": 1}
+    rows[1]["preference"] = "2"
+    f.write_text(json.dumps(rows))
+    with pytest.raises(RecordError, match=r"annotations.json: \[1\].preference: expected a number"):
+        read_judge_annotations(f)
 
 
 @pytest.mark.realdata

@@ -189,28 +189,30 @@ class JudgeVerdict:
 
 
 def verdict_winner(preference: Any, model_1: str, model_2: str) -> tuple[str | None, bool]:
-    """alpaca_eval's preference (1 = output_1 preferred, 2 = output_2, 1.5 = tie; values in between are
-    a soft preference and go to the nearer side) -> ``(winner or None, usable)``.
+    """alpaca_eval's preference -> ``(winner or None for a tie, parsed)``.
 
-    >>> verdict_winner(1, "x", "y"), verdict_winner(2.0, "x", "y"), verdict_winner(1.5, "x", "y")
+    1 = output_1 preferred, 2 = output_2, 1.5 (or the legacy 0) = a tie, a value in between a weighted
+    verdict that goes to the nearer side; ``None``/NaN = a verdict the judge could not give (not parsed).
+    Anything else raises ValueError.
+
+    >>> verdict_winner(1, "x", "y"), verdict_winner(2.0, "x", "y"), verdict_winner(0, "x", "y")
     (('x', True), ('y', True), (None, True))
     >>> verdict_winner(None, "x", "y")
     (None, False)
     """
-    if isinstance(preference, bool) or not isinstance(preference, int | float) or math.isnan(preference):
+    if preference is None or (isinstance(preference, float) and math.isnan(preference)):
         return None, False
-    if not 1 <= preference <= 2:
-        return None, False
-    if preference < 1.5:
-        return model_1, True
-    if preference > 1.5:
-        return model_2, True
-    return None, True
+    if isinstance(preference, bool) or not isinstance(preference, int | float) or not (
+            preference == 0 or 1 <= preference <= 2):
+        raise ValueError(f"expected a number in [1, 2], 0 or null, got {preference!r}")
+    if preference == 0 or preference == 1.5:
+        return None, True
+    return (model_1 if preference < 1.5 else model_2), True
 
 
 def read_judge_annotations(path: str | Path) -> tuple[list[JudgeVerdict], dict[str, int]]:
-    """An alpaca_eval ``annotations.json``: the verdicts, and skips by reason (``no_preference`` for a
-    missing or unparseable preference)."""
+    """An alpaca_eval (or ``camels judge``) ``annotations.json``: the verdicts, and skips by reason
+    (``unparsed`` for a null preference: the judge gave no verdict). A malformed preference is an error."""
     where = str(path)
     rows = read_json(path)
     if not isinstance(rows, list):
@@ -225,9 +227,12 @@ def read_judge_annotations(path: str | Path) -> tuple[list[JudgeVerdict], dict[s
         except RecordError as e:
             raise RecordError(e.reason, e.detail, field=f"[{i}].{e.field}" if e.field else f"[{i}]",
                               file=where) from None
-        winner, ok = verdict_winner(obj.get("preference"), gen1, gen2)
+        try:
+            winner, ok = verdict_winner(obj.get("preference"), gen1, gen2)
+        except ValueError as e:
+            raise RecordError("bad_preference", str(e), field=f"[{i}].preference", file=where) from None
         if not ok:
-            skipped["no_preference"] = skipped.get("no_preference", 0) + 1
+            skipped["unparsed"] = skipped.get("unparsed", 0) + 1
             continue
         verdicts.append(JudgeVerdict(instruction, gen1, gen2, out1, out2, winner))
     return verdicts, skipped

@@ -115,8 +115,10 @@ def api_queue():
 @bp.route("/api/queue/more", methods=["POST"])
 @login_required
 def api_more():
-    n = service.allocate(db(), g.user.id, int(request.args.get("batch", current_app.config["BATCH"])))
-    return jsonify(allocated=n)
+    batch = request.args.get("batch", str(current_app.config["BATCH"]))
+    if not batch.isdigit() or not 1 <= int(batch) <= 1000:
+        return jsonify(error="batch: a number from 1 to 1000"), 400
+    return jsonify(allocated=service.allocate(db(), g.user.id, int(batch)))
 
 
 @bp.route("/api/assignments/<int:assignment_id>")
