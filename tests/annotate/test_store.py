@@ -20,7 +20,39 @@ def test_migrated_schema_equals_the_models(store):
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
-    assert current_revision(store.engine) == head_revision() == "0001"
+    assert current_revision(store.engine) == head_revision() == "0002"
+
+
+def test_an_old_database_upgrades_with_its_rows(tmp_path, make_user):
+    """A store made at revision 0001 with an annotation in it: opening it migrates to head and keeps the
+    data (the stored key becomes the annotation's first submission)."""
+    from sqlalchemy import text
+
+    from camels.annotate.db import Submission, make_engine
+    from camels.annotate.store import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = make_engine(url)
+    upgrade(engine, "0001")
+    assert current_revision(engine) == "0001"
+    with engine.begin() as c:
+        for sql in (
+            "INSERT INTO users VALUES (1, 'ann', 'h', 0, 1, 0, '2026-01-01 00:00:00')",
+            "INSERT INTO studies VALUES (1, 's', 'x', 'y', 'a', 'b', 1, '2026-01-01 00:00:00')",
+            "INSERT INTO pairs VALUES (1, 1, 'q0', 0, 'p', 'oa', 'ob')",
+            "INSERT INTO assignments VALUES (1, 1, 1, 0, 1, '2026-01-01 00:00:00')",
+            "INSERT INTO annotations VALUES (1, 1, 1, 0, -1, 0, '', 'old-key', NULL, 3, "
+            "'2026-01-01 00:00:00', '2026-01-02 00:00:00')",
+        ):
+            c.execute(text(sql))
+    engine.dispose()
+    store = open_store(tmp_path / "old.sqlite")
+    assert current_revision(store.engine) == "0002"
+    with store.Session() as s:
+        sub = s.scalars(select(Submission)).one()
+        assert (sub.idempotency_key, sub.annotation_id, sub.revision) == ("old-key", 1, 3)
+        row, replayed = service.save_annotation(s, 1, 1, service.Answer(True, True, 5), "old-key")
+        assert replayed and row.preference == -1  # the retry of the stored answer changes nothing
 
 
 def test_secret_key_generated_once_and_kept_with_the_database(tmp_path):
@@ -113,6 +145,9 @@ def test_save_is_idempotent_and_owned(store, make_study, make_user):
         assert replayed and again.id == row.id
         changed, replayed = service.save_annotation(s, ann.id, mine, service.Answer(True, True, 3), "key-2")
         assert not replayed and changed.id == row.id and changed.revision == 2 and changed.preference == 0
+        # A late retry of the first answer (key-1) is a replay: it does not undo the change.
+        late, replayed = service.save_annotation(s, ann.id, mine, answer, "key-1")
+        assert replayed and late.revision == 2 and late.preference == 0
         assert s.scalar(select(func.count()).select_from(Annotation)) == 1
         with pytest.raises(LookupError):
             service.save_annotation(s, ann.id, theirs, answer, "key-3")

@@ -3,8 +3,8 @@
 Tables: ``settings`` (the generated secret key), ``users`` (admins and annotators), ``invitations``
 (one-time links, stored as hashes), ``studies`` (one import: model A vs model B), ``pairs`` (one prompt and
 the two outputs), ``assignments`` (a pair given to an annotator, with the order it was shown in),
-``annotations`` (one per assignment, with the client's idempotency key) and ``judge_verdicts`` (an LLM
-judge's choice on a pair, for human-vs-judge agreement).
+``annotations`` (one per assignment), ``submissions`` (the idempotency key of every accepted answer or
+change of answer) and ``judge_verdicts`` (an LLM judge's choice on a pair, for human-vs-judge agreement).
 
 Answers are stored in the study's terms, not in screen terms: ``acceptable_a``/``acceptable_b`` and
 ``preference`` on -2..2 (-2 = A clearly better, -1 = A slightly better, 0 = tie, 1 = B slightly better,
@@ -133,6 +133,16 @@ class Annotation(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Submission(Base):
+    """One accepted submission of an annotation (its first answer or a change), by idempotency key."""
+
+    __tablename__ = "submissions"
+    idempotency_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    annotation_id: Mapped[int] = mapped_column(ForeignKey("annotations.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class JudgeVerdictRow(Base):

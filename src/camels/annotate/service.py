@@ -25,6 +25,7 @@ from camels.annotate.db import (
     JudgeVerdictRow,
     Pair,
     Study,
+    Submission,
     User,
     utcnow,
 )
@@ -339,11 +340,12 @@ def save_annotation(s: Session, user_id: int, assignment_id: int, answer: Answer
                     idempotency_key: str | None) -> tuple[Annotation, bool]:
     """Store the annotator's answer; returns ``(annotation, replayed)``.
 
-    A submission carries an idempotency key (the page or client makes one per submission). If the stored
-    annotation already carries that key, the submission was applied before (its answer got lost on the
-    way back) and is answered from the row without writing. A new key on an annotated assignment is a
-    change of answer and updates the one row (``revision`` counts changes), so an assignment never has two
-    annotations.
+    A submission carries an idempotency key (the page or client makes one per submission), and every
+    accepted submission's key is kept (``submissions``). A key seen before on this assignment means the
+    submission was applied already (its answer got lost on the way back, or it is a late retry): it is
+    answered from the stored row and nothing is written. A new key on an annotated assignment is a change of
+    answer and updates the one row (``revision`` counts changes), so an assignment never has two
+    annotations. A key used on another assignment is refused.
     """
     key = (idempotency_key or "").strip() or secrets.token_urlsafe(16)
     if len(key) > 100:
@@ -353,25 +355,26 @@ def save_annotation(s: Session, user_id: int, assignment_id: int, answer: Answer
     values = dict(acceptable_a=acc_a, acceptable_b=acc_b, preference=pref, flagged=answer.flagged,
                   comment=answer.comment, seconds=answer.seconds)
     for _attempt in range(3):
-        if existing is not None and existing.idempotency_key == key:
-            return existing, True
+        seen = s.get(Submission, key)
+        if seen is not None:
+            if existing is not None and seen.annotation_id == existing.id:
+                return existing, True
+            raise AnnotateError("this idempotency key was used for another annotation")
         if existing is None:
             row = Annotation(assignment_id=assignment.id, idempotency_key=key, **values)
             s.add(row)
         else:
-            # The key is taken by another of this user's rows only if a client reuses keys: refuse that.
             row = existing
             for name, value in values.items():
                 setattr(row, name, value)
             row.idempotency_key, row.revision, row.updated_at = key, row.revision + 1, utcnow()
         try:
+            s.flush()
+            s.add(Submission(idempotency_key=key, annotation_id=row.id, revision=row.revision))
             s.commit()
             return row, False
         except IntegrityError:
-            # A concurrent retry of the same submission inserted first, or the key is in use elsewhere.
+            # A concurrent submission (a retry of this one, or another answer) got in first: look again.
             s.rollback()
             existing = s.scalar(select(Annotation).where(Annotation.assignment_id == assignment.id))
-            if existing is None or (existing.idempotency_key != key and
-                                    s.scalar(select(Annotation.id).where(Annotation.idempotency_key == key))):
-                raise AnnotateError("this idempotency key was used for another annotation") from None
     raise AnnotateError("could not save the annotation; try again")
