@@ -292,7 +292,7 @@ def test_hub_loading_path_with_a_stand_in_datasets_module(monkeypatch, tmp_path)
     m = convert("alpaca", ["hf:tatsu-lab/alpaca"], tmp_path / "o.jsonl", progress=False)
     assert calls == [("tatsu-lab/alpaca", None, "train", True)]
     assert m.inputs == [{"path": "hf:tatsu-lab/alpaca", "source": "alpaca", "hub": True}]
-    assert json.loads((tmp_path / "o.jsonl").read_text())["id"] == "tatsu-lab/alpaca:0"
+    assert json.loads((tmp_path / "o.jsonl").read_text())["id"] == "tatsu-lab__alpaca:0"  # no path separator in an id
     list(iter_conversations("self_instruct", "hf:yizhongw/self_instruct:self_instruct:validation"))
     assert calls[-1] == ("yizhongw/self_instruct", "self_instruct", "validation", True)
 

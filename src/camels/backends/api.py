@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.backends.base import BackendError, UnsupportedRequest, cut_at_stop
+from camels.core.io import read_text
 from camels.core.requests import (
     BackendInfo,
     ChoiceRequest,
@@ -117,7 +118,7 @@ def load_prices(prices: Any) -> dict[str, dict[str, float]]:
     if isinstance(prices, Mapping):
         return {k: dict(v) for k, v in prices.items()}
     path = Path(prices)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if path.suffix in (".yaml", ".yml"):
         import yaml
 

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from camels import __version__
-from camels.core.errors import CamelsError
+from camels.core.errors import CamelsError, file_error
 
 # Modules that define ``register(sub: argparse._SubParsersAction) -> None``; the order is the help order.
 COMMAND_MODULES = (
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CamelsError as e:
         print(f"camels: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # an input or folder the library did not wrap: still one line with the file
+        print(f"camels: error: {file_error(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("camels: interrupted", file=sys.stderr)

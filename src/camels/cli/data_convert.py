@@ -45,5 +45,7 @@ def run(args: argparse.Namespace) -> int:
         seed=DEFAULT_SEED if args.seed is None else args.seed, options=options, tokenizer=args.tokenizer,
         progress=not args.no_progress, preset=args.preset,
     )
+    for warning in manifest.extra.get("warnings", []):
+        print(f"camels: warning: {warning}", file=sys.stderr)
     print(f"{args.source}: {manifest.extra['summary']} -> {args.output}", file=sys.stdout)
     return 0

@@ -111,7 +111,6 @@ def _mix(args: argparse.Namespace) -> int:
 
 
 def _decontaminate(args: argparse.Namespace) -> int:
-    from camels.core.io import write_json
     from camels.data.decontam import decontaminate, resolve_benchmarks
 
     if args.drop and not args.output:
@@ -121,7 +120,7 @@ def _decontaminate(args: argparse.Namespace) -> int:
     benchmarks = resolve_benchmarks(args.benchmarks)
     result = decontaminate(
         args.train, benchmarks, n=args.n, threshold=args.threshold, min_matches=args.min_matches,
-        turns=args.turns, output=args.output if args.drop else None, lenient=args.lenient,
+        turns=args.turns, output=args.output if args.drop else None, report_path=args.report, lenient=args.lenient,
         max_examples=args.examples,
     )
     report = result.report
@@ -130,7 +129,6 @@ def _decontaminate(args: argparse.Namespace) -> int:
               f"{info['short_items']} items shorter than {args.n} words ({info['path']})")
     print(report.table())
     if args.report:
-        write_json(args.report, report.to_dict())
         print(f"report: {args.report}")
     if result.written is not None:
         print(f"wrote {result.written} clean conversations to {args.output} (manifest: {result.manifest})")

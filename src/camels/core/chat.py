@@ -11,10 +11,13 @@ Rules, checked by :func:`validate` and enforced by :meth:`Conversation.from_dict
 * after it, roles alternate ``user``, ``assistant``, ``user`` ... starting with ``user``;
 * there is at least one ``user`` and one ``assistant`` turn (by default the last turn is the assistant's:
   a conversation ending with a user turn has nothing to learn after it);
-* content is a non-empty string once stripped; camels stores it stripped. One exception: a record whose
+* content is a non-empty string once stripped; camels stores it stripped; it holds no NUL character (an
+  escaped ``\\u0000`` in JSON is a NUL too: no tokenizer or C library treats it as text). One exception: a record whose
   ``meta`` has ``"empty_answer": true`` may end with an empty assistant turn (a source's rule kept a row
   whose answer is empty, as the Tülu v1 study kept Code-Alpaca's two empty outputs; the model then learns
   to end its turn at once).
+* ``id`` is a non-empty string without control characters or path separators (``/``, ``\\``): ids name
+  items in reports, predictions and file names, where such characters break or hide things.
 
 ``meta`` carries provenance (source file, row, template used ...); it travels with the record end to end
 and is written only when non-empty.
@@ -75,6 +78,7 @@ class Conversation:
             else:
                 raise RecordError("bad_type", f"expected an object, got {type(m).__name__}", field=f"messages[{i}]")
             msgs.append(_make_message(role, content, i, empty_ok=empty_ok))
+        check_id(str(id))
         conv = cls(id=str(id), dataset=str(dataset), messages=tuple(msgs), meta=dict(meta or {}))
         validate(conv.messages, require_final_assistant=require_final_assistant, empty_answer=empty_ok)
         return conv
@@ -90,6 +94,7 @@ class Conversation:
         for key in ("id", "dataset"):
             if not isinstance(obj[key], str) or not obj[key]:
                 raise RecordError("bad_type", f"expected a non-empty string, got {_json_type(obj[key])}", field=key)
+        check_id(obj["id"])
         raw = obj["messages"]
         if not isinstance(raw, list):
             raise RecordError("bad_type", f"expected a list, got {_json_type(raw)}", field="messages")
@@ -141,6 +146,24 @@ def _json_type(v: Any) -> str:
     )
 
 
+def check_id(value: str, field: str = "id") -> None:
+    """Refuse an id with a control character or a path separator (reason ``bad_id``).
+
+    >>> check_id("oasst1:6ab2")
+    >>> check_id("a/b")
+    Traceback (most recent call last):
+    ...
+    camels.core.errors.RecordError: id: '/' (a path separator) is not allowed in an id: 'a/b'
+    """
+    for ch in value:
+        if ch in "/\\":
+            raise RecordError("bad_id", f"{ch!r} (a path separator) is not allowed in an id: {value!r}",
+                              field=field)
+        if ch < " " or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029":
+            raise RecordError("bad_id", f"a control character ({ch!r}) is not allowed in an id: {value!r}",
+                              field=field)
+
+
 def _make_message(role: Any, content: Any, i: int, *, empty_ok: bool = False) -> Message:
     if not isinstance(role, str):
         raise RecordError("bad_type", f"expected a string, got {_json_type(role)}", field=f"messages[{i}].role")
@@ -152,6 +175,9 @@ def _make_message(role: Any, content: Any, i: int, *, empty_ok: bool = False) ->
         raise RecordError(
             "bad_type", f"expected a string, got {_json_type(content)}", field=f"messages[{i}].content"
         )
+    if "\x00" in content:
+        raise RecordError("nul_in_content", "content holds a NUL character (\\u0000)",
+                          field=f"messages[{i}].content")
     content = content.strip()
     if not content and not (empty_ok and role == "assistant"):
         raise RecordError("empty_content", "content is empty after stripping", field=f"messages[{i}].content")

@@ -65,3 +65,36 @@ class RecordError(CamelsError):
 
 class ConfigError(CamelsError):
     """A configuration (YAML, CLI override) that cannot be used."""
+
+
+class FileError(CamelsError):
+    """A file that cannot be read or written for a reason of the operating system (disk full, permission
+    denied, read-only file system ...): the message names the file and says what to do."""
+
+
+_HINTS = {
+    "ENOSPC": "the disk is full: free space there or write the output to another disk",
+    "EDQUOT": "the disk quota is exhausted: free space there or write the output elsewhere",
+    "EACCES": "permission denied: check the permissions of the file and its folder, or write elsewhere",
+    "EPERM": "operation not permitted: check the permissions of the file and its folder, or write elsewhere",
+    "EROFS": "the file system is read-only: write the output to a writable folder",
+    "ENOENT": "no such file or folder: check the path",
+    "EISDIR": "this is a folder, not a file: give a file path",
+    "ENOTDIR": "a part of this path is a file, not a folder: check the path",
+    "EMFILE": "too many open files: raise the limit (ulimit -n) and run again",
+    "EIO": "input/output error: the disk or network file system failed; check it and run again",
+}
+
+
+def file_error(err: OSError, path: object = None, action: str | None = None) -> FileError:
+    """One clear line for an :class:`OSError`: ``PATH: cannot write: the disk is full: free space ...``.
+
+    ``path`` is the file the caller was working on (an ``OSError`` raised by ``write`` carries no name).
+    """
+    import errno
+
+    where = path if path is not None else (err.filename or "?")
+    code = errno.errorcode.get(err.errno or 0, "")
+    hint = _HINTS.get(code) or (err.strerror or str(err) or type(err).__name__)
+    action = f"{action}: " if action else ""
+    return FileError(f"{where}: {action}{hint}" + (f" [{code}]" if code else ""))

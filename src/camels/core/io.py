@@ -2,7 +2,13 @@
 
 Every reader yields ``(line_number, object)`` so errors can name the line; every writer goes through a
 temporary file in the same folder and ``os.replace``, so a crash never leaves a half-written output that a
-later step would trust.
+later step would trust. Files that belong together (an output and its manifest) are published together
+(:func:`publish_together`): a reader finds the old pair or the new one, never a mix.
+
+Files as editors save them read as the same data: a UTF-8 byte-order mark at the start of a file is
+dropped, and CRLF line ends read like LF, in every reader here (JSON, JSONL, CSV, TSV, plain text).
+New files get the permissions the umask allows (as ``open`` would give them), not ``mkstemp``'s 0600; a
+file that is replaced keeps its mode.
 """
 
 from __future__ import annotations
@@ -20,15 +26,55 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from camels.core.errors import RecordError
+from camels.core.errors import RecordError, file_error
+
+BOM = "\ufeff"
 
 
 def open_text(path: str | os.PathLike) -> IO[str]:
-    """Open a text file for reading, transparently gunzipping ``*.gz``. Invalid UTF-8 raises on read."""
+    """Open a text file for reading, transparently gunzipping ``*.gz``; a leading byte-order mark is
+    dropped. Line ends are kept as they are (``newline=""``, what :mod:`csv` wants: it reads CRLF rows
+    itself). Invalid UTF-8 raises on read."""
     path = Path(path)
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict", newline="")
-    return open(path, encoding="utf-8", errors="strict", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="strict", newline="")
+    return open(path, encoding="utf-8-sig", errors="strict", newline="")
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A whole text file (``.gz`` too) as a string: byte-order mark dropped, CRLF and CR read as ``\\n``.
+    Invalid UTF-8 is a :class:`RecordError` naming the file."""
+    try:
+        with open_text(path) as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise RecordError("bad_utf8", f"invalid UTF-8 at byte {e.start}", file=str(path)) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def parse_json(text: str, *, file: str | None = None, line: int | None = None) -> Any:
+    """``json.loads`` whose two failures are :class:`RecordError`: malformed JSON (``bad_json``, naming the
+    line and column) and nesting deeper than the parser can follow (``too_deep``; the parser raises
+    ``RecursionError`` there, which a lenient reader could not count). A leading byte-order mark is
+    dropped.
+
+    >>> parse_json('\\ufeff{"a": 1}')
+    {'a': 1}
+    >>> parse_json("[" * 100000 + "]" * 100000, file="x.jsonl", line=3)
+    Traceback (most recent call last):
+    ...
+    camels.core.errors.RecordError: x.jsonl:3: JSON nested too deeply for the parser (at most a few hundred levels are read)
+    """
+    if text.startswith(BOM):
+        text = text[1:]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecordError("bad_json", f"malformed JSON: {e.msg} (column {e.colno})", file=file,
+                          line=line if line is not None else (e.lineno if file is not None else None)) from None
+    except RecursionError:
+        raise RecordError("too_deep", "JSON nested too deeply for the parser (at most a few hundred levels "
+                          "are read)", file=file, line=line) from None
 
 
 def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | RecordError]]:
@@ -41,6 +87,8 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | RecordError
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         for n, raw in enumerate(f, start=1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -62,10 +110,12 @@ def iter_jsonl(path: str | os.PathLike, *, errors: list[RecordError] | None = No
             err = line
         else:
             try:
-                yield n, json.loads(line)
+                obj = parse_json(line, file=str(path), line=n)
+            except RecordError as e:
+                err = e
+            else:
+                yield n, obj
                 continue
-            except json.JSONDecodeError as e:
-                err = RecordError("bad_json", f"malformed JSON: {e.msg} (column {e.colno})", file=str(path), line=n)
         if errors is None:
             raise err
         errors.append(err)
@@ -73,33 +123,177 @@ def iter_jsonl(path: str | os.PathLike, *, errors: list[RecordError] | None = No
 
 def read_json(path: str | os.PathLike) -> Any:
     """Parse a whole JSON file; errors name the file, line and column."""
-    path = Path(path)
+    return parse_json(read_text(path), file=str(Path(path)))
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (``/proc/self/status``)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: Path) -> int:
+    """The mode a written file gets: the replaced file's mode, else what the umask allows of 0666."""
     try:
-        with open_text(path) as f:
-            return json.load(f)
-    except UnicodeDecodeError as e:
-        raise RecordError("bad_utf8", f"invalid UTF-8 at byte {e.start}", file=str(path)) from None
-    except json.JSONDecodeError as e:
-        raise RecordError("bad_json", f"malformed JSON: {e.msg} (column {e.colno})", file=str(path),
-                          line=e.lineno) from None
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+class Publication:
+    """Files written beside each other and published together (an output and its manifest).
+
+    Each file is written to a temporary file in its folder (:meth:`open`); :meth:`commit` then renames
+    them into place. Everything that can run out of space or permission happens before the first
+    rename, so a failure leaves the old files as they were. For a crash between the renames, a small
+    journal (``.<first name>.publish.json``, written atomically before them and removed after) lists
+    the renames still to do; :func:`finish_publication` (called by readers of the pair and by the next
+    writer) completes them, so a reader finds the old set or the new one.
+    """
+
+    def __init__(self, *paths: str | os.PathLike) -> None:
+        if not paths:
+            raise ValueError("Publication needs at least one path")
+        self.paths = [Path(p) for p in paths]
+        self.temps: dict[Path, Path] = {}
+        self._journaled = False  # once the journal names the temps, they are the new content: keep them
+        finish_publication(self.paths[0])
+
+    def temp(self, path: str | os.PathLike) -> Path:
+        """The temporary file that holds ``path``'s new content (created on first use)."""
+        path = Path(path)
+        if path not in self.paths:
+            raise ValueError(f"{path} is not one of this publication's files")
+        if path not in self.temps:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                try:
+                    os.fchmod(fd, new_file_mode(path))
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise file_error(e, path, "cannot write") from None
+            self.temps[path] = Path(tmp)
+        return self.temps[path]
+
+    @contextlib.contextmanager
+    def open(self, path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+        """Write ``path``'s new content (flushed and fsynced on leaving); OS errors name ``path``."""
+        path = Path(path)
+        tmp = self.temp(path)
+        binary = "b" in mode
+        try:
+            with open(tmp, mode, encoding=None if binary else encoding, newline=None if binary else "\n") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            if e.filename is not None:  # raised by the caller's own file work (an input), not this write
+                raise
+            raise file_error(e, path, "cannot write") from None
+
+    def commit(self) -> None:
+        missing = [str(p) for p in self.paths if p not in self.temps]
+        if missing:
+            raise ValueError(f"publication of {self.paths[0]}: nothing written for {', '.join(missing)}")
+        pairs = [(self.temps[p], p) for p in self.paths]
+        journal = _journal(self.paths[0]) if len(pairs) > 1 else None
+        if journal is not None:
+            try:
+                fd, jtmp = tempfile.mkstemp(prefix=journal.name, suffix=".tmp", dir=journal.parent)
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump([[str(t), str(p)] for t, p in pairs], f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(jtmp, journal)
+                self._journaled = True
+            except OSError as e:
+                with contextlib.suppress(OSError, UnboundLocalError):
+                    os.unlink(jtmp)
+                raise file_error(e, self.paths[0], "cannot write") from None
+        try:
+            for tmp, path in pairs:
+                os.replace(tmp, path)
+            for folder in {p.parent for p in self.paths}:
+                _fsync_dir(folder)
+            if journal is not None:
+                journal.unlink()
+                self._journaled = False
+        except OSError as e:
+            raise file_error(e, self.paths[0], "cannot publish") from None
+        self.temps.clear()
+
+    def abort(self) -> None:
+        if self._journaled:  # interrupted between the renames: the next reader or writer finishes them
+            self.temps.clear()
+            return
+        for tmp in self.temps.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self.temps.clear()
+
+
+def _journal(path: Path) -> Path:
+    return path.with_name(f".{path.name}.publish.json")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def finish_publication(path: str | os.PathLike) -> bool:
+    """Complete a publication of ``path`` (and its companions) that a crash interrupted between its
+    renames; return whether there was one. Its files were complete and synced before the journal was
+    written, so finishing it yields the new set."""
+    journal = _journal(Path(path))
+    if not journal.exists():
+        return False
+    try:
+        pairs = json.loads(journal.read_text(encoding="utf-8"))
+        for tmp, final in pairs:
+            if os.path.exists(tmp):
+                os.replace(tmp, final)
+        journal.unlink()
+    except OSError as e:
+        raise file_error(e, path, "cannot finish an interrupted write (run the step again)") from None
+    except (ValueError, TypeError):
+        raise RecordError("bad_journal", f"unreadable publication journal {journal}: delete it and run the "
+                          "step that writes this file again", file=str(path)) from None
+    return True
+
+
+@contextlib.contextmanager
+def publish_together(*paths: str | os.PathLike) -> Iterator[Publication]:
+    """``with publish_together(out, manifest) as pub:`` write each through ``pub.open(path)``; on a clean
+    exit all are published together, on an error none is (the old files stay)."""
+    pub = Publication(*paths)
+    try:
+        yield pub
+        pub.commit()
+    except BaseException:
+        pub.abort()
+        raise
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Write to ``path`` all-or-nothing: a temp file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding, newline=None if "b" in mode else "\n") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write to ``path`` all-or-nothing: a temp file in the same folder, fsync, then ``os.replace``.
+    OS errors (disk full, permission denied, read-only file system) are one :class:`FileError` naming
+    ``path``."""
+    with publish_together(path) as pub, pub.open(path, mode, encoding) as f:
+        yield f
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

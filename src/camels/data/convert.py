@@ -42,9 +42,9 @@ from typing import Any
 
 from camels.core.chat import EMPTY_ANSWER, Conversation
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import atomic_write, iter_lines, read_json
+from camels.core.io import iter_lines, parse_json, read_text
 from camels.core.progress import progress as progress_bar
-from camels.data.manifest import Manifest
+from camels.data.manifest import Manifest, publish_with_manifest
 from camels.data.sources import Context, Skip, Source, get_source, whitespace_tokens
 
 DEFAULT_SEED = 42
@@ -100,8 +100,9 @@ class Tally:
 
 # -- reading raw files ----------------------------------------------------------------------------------
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
-    """Input paths with folders replaced by their raw files (sorted); ``hf:`` names kept as they are."""
+def expand_inputs(inputs: Iterable[str | os.PathLike], ignored: list[str] | None = None) -> list[str]:
+    """Input paths with folders replaced by their raw files (sorted); ``hf:`` names kept as they are.
+    The other files of a folder are appended to ``ignored`` when it is given (the manifest lists them)."""
     out: list[str] = []
     for item in inputs:
         item = str(item)
@@ -110,7 +111,10 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
             continue
         path = Path(item)
         if path.is_dir():
-            files = sorted(str(p) for p in path.iterdir() if p.is_file() and p.name.endswith(RAW_SUFFIXES))
+            entries = sorted(p for p in path.iterdir() if p.is_file())
+            files = [str(p) for p in entries if p.name.endswith(RAW_SUFFIXES)]
+            if ignored is not None:
+                ignored.extend(str(p) for p in entries if not p.name.endswith(RAW_SUFFIXES))
             if not files:
                 raise ConfigError(f"{path}: no raw data files (*.json, *.jsonl, *.tsv, *.parquet) in this folder")
             out.extend(files)
@@ -147,8 +151,10 @@ def _sniff_json(path: Path) -> str:
             if first.startswith("["):
                 return "json"
             try:
-                json.loads(first)
-            except json.JSONDecodeError:
+                parse_json(first)
+            except RecordError as e:
+                if e.reason == "too_deep":
+                    return "jsonl"  # one record per line; the reader counts or reports it
                 return "json"  # an object spread over lines
             continue
         return "jsonl"  # a complete object on the first line and more lines after it
@@ -168,12 +174,15 @@ def read_rows(path: str, fmt: str) -> Iterator[tuple[Loc, Any]]:
                 yield loc, tuple(line.split("\t"))
             else:
                 try:
-                    yield loc, json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield loc, RecordError("bad_json", f"malformed JSON: {e.msg} (column {e.colno})",
-                                           file=path, line=n)
+                    row = parse_json(line, file=path, line=n)
+                except RecordError as e:
+                    row = e
+                yield loc, row
     elif fmt == "json":
-        data = read_json(path)  # a file that is not JSON at all fails here, naming its line
+        text = read_text(path)
+        if not text.strip():
+            return  # an empty file: no records (the caller warns)
+        data = parse_json(text, file=path)  # a file that is not JSON at all fails here, naming its line
         if isinstance(data, list):
             for i, row in enumerate(data):
                 yield Loc(path, i), row
@@ -339,7 +348,7 @@ def iter_records(source: Source | str, path: str, *, seed: int = DEFAULT_SEED,
 def _stem(path: str | os.PathLike) -> str:
     name = str(path)
     if name.startswith("hf:"):
-        return name[3:]
+        return name[3:].replace("/", "__")  # ids hold no path separator
     name = Path(name).name
     for suffix in (".gz", ".jsonl", ".json", ".tsv", ".parquet"):
         name = name.removesuffix(suffix)
@@ -390,7 +399,8 @@ def convert(source: str | Source, inputs: Sequence[str | os.PathLike] | str, out
     options = preset_options(source, preset, options)
     task_list = options.pop("tasks", None) if source.name == "superni" else None
     opts = resolve_options(source, options)
-    paths = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+    ignored: list[str] = []
+    paths = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, ignored=ignored)
     if task_list is not None:
         paths = _select_tasks(paths, task_list, skip_mmmlu=opts.get("split") == "study")
     count = token_counter(tokenizer)
@@ -399,46 +409,52 @@ def convert(source: str | Source, inputs: Sequence[str | os.PathLike] | str, out
     per_source: Counter = Counter()
     seen: set[str] = set()
     stream = random.Random(seed)  # one stream of draws over every file, in the order given
-    with atomic_write(output) as f:
-        for path in paths:
-            before = tally.records_in
-            for loc, result in iter_records(source, path, seed=seed, options=opts, count_tokens=count,
-                                            progress=progress, stream=stream):
-                tally.records_in += 1
-                if not isinstance(result, RecordError):
-                    result = _check_ids(result, seen, loc)
-                if isinstance(result, RecordError):
-                    if not lenient and not isinstance(result, Skip):
-                        raise result
-                    tally.skip(result)
-                    continue
-                tally.records_out += 1
-                tally.keep(result)
-                for conv in result:
-                    seen.add(conv.id)
-                    per_source[conv.dataset] += 1
-                    tally.conversations += 1
-                    f.write(conv.to_json())
-                    f.write("\n")
-            if path.startswith("hf:"):
-                manifest.inputs.append({"path": path, "source": source.name, "hub": True})
-            else:
-                manifest.add_input(path, source=source.name, records=tally.records_in - before)
-    manifest.records_in, manifest.records_out = tally.records_in, tally.records_out
-    manifest.skipped.update(tally.skipped)
-    manifest.conversations_out = tally.conversations
-    manifest.extra["kept"] = {r: n for r, n in sorted(tally.kept.items()) if n}
-    manifest.per_source.update(per_source)
-    manifest.config = {
-        "source": source.name, "seed": seed, "lenient": lenient, "preset": preset or "tulu-v1",
-        "options": _jsonable(opts),
-        "tasks": str(task_list) if task_list is not None else None,
-        "tokenizer": tokenizer if isinstance(tokenizer, str) else ("whitespace" if tokenizer is None else
-                                                                    type(tokenizer).__name__),
-    }
-    manifest.extra["skip_examples"] = tally.examples
-    manifest.extra["summary"] = tally.summary()
-    manifest.write(output)
+    warnings: list[str] = []
+    with publish_with_manifest(output) as pub:
+        with pub.open(output) as f:
+            for path in paths:
+                before = tally.records_in
+                for loc, result in iter_records(source, path, seed=seed, options=opts, count_tokens=count,
+                                                progress=progress, stream=stream):
+                    tally.records_in += 1
+                    if not isinstance(result, RecordError):
+                        result = _check_ids(result, seen, loc)
+                    if isinstance(result, RecordError):
+                        if not lenient and not isinstance(result, Skip):
+                            raise result
+                        tally.skip(result)
+                        continue
+                    tally.records_out += 1
+                    tally.keep(result)
+                    for conv in result:
+                        seen.add(conv.id)
+                        per_source[conv.dataset] += 1
+                        tally.conversations += 1
+                        f.write(conv.to_json())
+                        f.write("\n")
+                if path.startswith("hf:"):
+                    manifest.inputs.append({"path": path, "source": source.name, "hub": True})
+                else:
+                    manifest.add_input(path, source=source.name, records=tally.records_in - before)
+                if tally.records_in == before:
+                    warnings.append(f"{path}: no records in this input (an empty file?)")
+        manifest.records_in, manifest.records_out = tally.records_in, tally.records_out
+        manifest.skipped.update(tally.skipped)
+        manifest.conversations_out = tally.conversations
+        manifest.extra["kept"] = {r: n for r, n in sorted(tally.kept.items()) if n}
+        manifest.per_source.update(per_source)
+        manifest.config = {
+            "source": source.name, "seed": seed, "lenient": lenient, "preset": preset or "tulu-v1",
+            "options": _jsonable(opts),
+            "tasks": str(task_list) if task_list is not None else None,
+            "tokenizer": tokenizer if isinstance(tokenizer, str) else ("whitespace" if tokenizer is None else
+                                                                        type(tokenizer).__name__),
+        }
+        manifest.extra["skip_examples"] = tally.examples
+        manifest.extra["ignored_files"] = ignored
+        manifest.extra["warnings"] = warnings
+        manifest.extra["summary"] = tally.summary()
+        manifest.write(output, pub)
     return manifest
 
 
@@ -456,7 +472,7 @@ def _select_tasks(paths: list[str], task_list: Any, *, skip_mmmlu: bool = False)
     list's order (the order of the study's draws); ``skip_mmmlu`` leaves out ``_mmmlu_`` tasks as the study
     did (they are translations of MMLU, an evaluation set)."""
     try:
-        lines = Path(task_list).read_text(encoding="utf-8").splitlines()
+        lines = read_text(task_list).splitlines()
     except OSError as e:
         raise ConfigError(f"{task_list}: cannot read the task list: {e.strerror}") from None
     order = {name: i for i, name in enumerate(dict.fromkeys(

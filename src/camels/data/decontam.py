@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -37,8 +38,8 @@ from typing import Any
 
 from camels.core.chat import Conversation
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import atomic_write, iter_lines, open_text, read_json, sha256_file
-from camels.data.manifest import Manifest
+from camels.core.io import iter_lines, open_text, publish_together, read_json, sha256_file, write_json
+from camels.data.manifest import Manifest, manifest_path
 from camels.data.records import format_table, iter_conversations
 
 _WORD = re.compile(r"\w+")
@@ -464,6 +465,7 @@ def decontaminate(
     min_matches: int = 1,
     turns: str = "user",
     output: str | Path | None = None,
+    report_path: str | Path | None = None,
     lenient: bool = False,
     max_examples: int = 5,
     show_progress: bool = True,
@@ -471,7 +473,8 @@ def decontaminate(
     """Check every conversation of ``train`` against the benchmarks; with ``output``, also write the
     clean conversations there, with a manifest (``kind="decontaminate"``) in which each dropped
     conversation is counted once, under ``contaminated:<benchmark>`` of the benchmark with the most
-    matching n-grams (ties: the first by name)."""
+    matching n-grams (ties: the first by name). ``report_path`` receives the JSON report, published
+    together with the clean output and its manifest."""
     if not benchmarks:
         raise ConfigError("no benchmark given: use --benchmarks NAME=PATH or a folder of benchmark folders")
     train = Path(train)
@@ -512,9 +515,24 @@ def decontaminate(
 
     if output is None:
         run(None)
+        if report_path is not None:
+            write_json(report_path, report.to_dict())
         return DecontamResult(report)
-    with atomic_write(output) as out:
-        run(out)
+    output = Path(output)
+    files = [output, manifest_path(output)] + ([report_path] if report_path is not None else [])
+    with publish_together(*files) as pub:  # clean output, manifest (and report): one set, old or new
+        with pub.open(output) as out:
+            run(out)
+        mpath = _finish_manifest(manifest, report, train, benchmarks, written, output, pub)
+        if report_path is not None:
+            with pub.open(report_path) as f:
+                json.dump(report.to_dict(), f, indent=2, sort_keys=True, ensure_ascii=False)
+                f.write("\n")
+    return DecontamResult(report, written, mpath)
+
+
+def _finish_manifest(manifest: Manifest, report: DecontamReport, train: Path, benchmarks: Mapping[str, Any],
+                     written: int, output: Path, pub: Any) -> Path:
     manifest.conversations_out = written
     manifest.add_input(train, source="train")
     manifest.config = {"benchmarks": {k: str(v) for k, v in sorted(benchmarks.items())}, **report.to_dict()["settings"]}
@@ -523,5 +541,4 @@ def decontaminate(
     if manifest.records_out != written + dropped:
         raise AssertionError(f"decontaminate invariant broken: {manifest.records_out} valid != {written} written "
                              f"+ {dropped} dropped")
-    mpath = manifest.write(output)
-    return DecontamResult(report, written, mpath)
+    return manifest.write(output, pub)

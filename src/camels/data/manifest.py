@@ -15,13 +15,23 @@ It says where every conversation came from and what was left out and why:
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter, defaultdict
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camels.core.io import read_json, sha256_file, versions, write_json
+from camels.core.io import (
+    Publication,
+    finish_publication,
+    publish_together,
+    read_json,
+    sha256_file,
+    versions,
+    write_json,
+)
 
 
 def manifest_path(output: str | Path) -> Path:
@@ -87,19 +97,37 @@ class Manifest:
             **self.extra,
         }
 
-    def write(self, output: str | Path) -> Path:
-        """Check the invariant, record the output file's hash and write the manifest beside it."""
+    def write(self, output: str | Path, publication: Publication | None = None) -> Path:
+        """Check the invariant, record the output file's hash and write the manifest beside it.
+
+        With ``publication`` (a :func:`~camels.core.io.publish_together` of the output and its manifest)
+        the output's new content is its staged file, and the manifest is staged beside it, so the two are
+        published as a pair."""
         self.check()
         output = Path(output)
-        if output.exists():
-            lines = sum(1 for _ in open(output, "rb"))
-            self.output = {"path": str(output), "sha256": sha256_file(output), "lines": lines}
         path = manifest_path(output)
-        write_json(path, self.to_dict())
+        data = publication.temp(output) if publication is not None else output
+        if data.exists():
+            lines = sum(1 for _ in open(data, "rb"))
+            self.output = {"path": str(output), "sha256": sha256_file(data), "lines": lines}
+        if publication is None:
+            write_json(path, self.to_dict())
+        else:
+            with publication.open(path) as f:
+                json.dump(self.to_dict(), f, indent=2, sort_keys=True, ensure_ascii=False)
+                f.write("\n")
         return path
 
 
+def publish_with_manifest(output: str | Path) -> AbstractContextManager[Publication]:
+    """``with publish_with_manifest(out) as pub:`` write ``pub.open(out)``, then ``manifest.write(out, pub)``:
+    the output and its manifest reach their names together or not at all."""
+    return publish_together(output, manifest_path(output))
+
+
 def read_manifest(output: str | Path) -> dict[str, Any] | None:
-    """The manifest beside ``output``, or None when there is none."""
+    """The manifest beside ``output``, or None when there is none (an interrupted publication of the pair
+    is completed first, so the manifest read is the one of the output beside it)."""
+    finish_publication(output)
     path = manifest_path(output)
     return read_json(path) if path.exists() else None

@@ -55,7 +55,7 @@ from typing import Any, BinaryIO
 
 from camels.core import config
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import atomic_write, sha256_file
+from camels.core.io import Publication, sha256_file
 from camels.core.progress import progress
 from camels.data.manifest import Manifest, manifest_path, read_manifest
 from camels.data.records import parse_line
@@ -441,6 +441,7 @@ def mix(
     manifest = Manifest(kind="mix")
     warnings: list[str] = []
     spill = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    pub = Publication(output, manifest_path(output))  # the output and its manifest, published as a pair
     try:
         indexes: list[SourceIndex] = []
         seen: dict[tuple[str, ...], SourceIndex] = {}  # a file list used by two sources is read once
@@ -488,7 +489,7 @@ def mix(
             order.extend(b + r for r in selections[spec.name].picked)
         shuffle_in_place(order, _rng(mixture.seed, "shuffle"))
 
-        written = _write(output, order, specs, indexes, base, show_progress)
+        written = _write(pub, output, order, specs, indexes, base, show_progress)
         manifest.conversations_out = written
         manifest.config = mixture.to_dict()
         manifest.extra["mixture"] = {"name": mixture.name, "version": mixture.version, "seed": mixture.seed}
@@ -498,8 +499,10 @@ def mix(
         manifest.extra["duplicates"] = {s: sel.duplicates for s, sel in selections.items() if sel.duplicates}
         manifest.extra["warnings"] = warnings
         check_mix_invariant(manifest, selections)
-        mpath = manifest.write(output)
+        mpath = manifest.write(output, pub)
+        pub.commit()
     finally:
+        pub.abort()  # nothing left to remove after the commit
         shutil.rmtree(spill, ignore_errors=True)
     return MixResult(output, mpath, written, selections, warnings)
 
@@ -558,6 +561,7 @@ def _add_input(manifest: Manifest, path: Path, source: str) -> bool:
 
 
 def _write(
+    pub: Publication,
     output: Path,
     order: array,
     specs: Sequence[SourceSpec],
@@ -572,7 +576,7 @@ def _write(
     starts = list(base)
     written = 0
     try:
-        with atomic_write(output, "wb") as out:
+        with pub.open(output, "wb") as out:
             it = progress(order, desc="write mix", total=len(order), unit="conv") if show_progress else order
             for g in it:
                 s = bisect.bisect_right(starts, g) - 1

@@ -1,20 +1,20 @@
 """Reading unified conversation files: every line parsed and validated, errors located or counted.
 
 Shared by mix, decontaminate and stats, so the three agree on what a bad record is: a line that is not
-UTF-8 (``bad_utf8``), not JSON (``bad_json``) or not a valid conversation (the reasons of
+UTF-8 (``bad_utf8``), not JSON (``bad_json``), nested too deeply for the parser (``too_deep``) or not a
+valid conversation (the reasons of
 :meth:`camels.core.chat.Conversation.from_dict`). Blank lines are ignored everywhere.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from camels.core.chat import Conversation
 from camels.core.errors import RecordError
-from camels.core.io import iter_lines
+from camels.core.io import iter_lines, parse_json
 from camels.core.progress import progress
 
 
@@ -27,10 +27,7 @@ def parse_line(raw: bytes | str, *, check_canonical: bool = True) -> tuple[Conve
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise RecordError("bad_utf8", f"invalid UTF-8 at byte {e.start}") from None
-    try:
-        obj = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise RecordError("bad_json", f"malformed JSON: {e.msg} (column {e.colno})") from None
+    obj = parse_json(raw)
     conv = Conversation.from_dict(obj)
     return conv, (not check_canonical) or conv.to_json() == raw.rstrip("\r\n")
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import read_json, sha256_file
+from camels.core.io import read_json, read_text, sha256_file
 from camels.core.requests import Request, Result
 from camels.evals.metrics import accuracy, normalize_answer, stderr, stratified_ci
 from camels.evals.task import (
@@ -187,7 +187,7 @@ class BBH(Task):
             path, ppath = found[sub], prompt_dir / f"{sub}.txt"
             if not ppath.is_file():
                 raise ConfigError(f"bbh: subtask {sub} has no prompt file {ppath}")
-            self._prompts[sub] = parse_prompt(ppath.read_text(encoding="utf-8"), str(ppath))
+            self._prompts[sub] = parse_prompt(read_text(ppath), str(ppath))
             sources[str(path.resolve())] = sha256_file(path)
             sources[str(ppath.resolve())] = sha256_file(ppath)
             examples = read_json(path)

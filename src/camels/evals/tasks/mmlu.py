@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import sha256_file
+from camels.core.io import open_text, sha256_file
 from camels.core.requests import ChoiceRequest, ChoiceResult, Generation, Request, Result
 from camels.evals.metrics import accuracy, bootstrap_ci, stderr
 from camels.evals.task import (
@@ -133,7 +133,7 @@ def _parse_answer(raw: str) -> int:
 def read_mmlu_csv(path: Path) -> list[dict[str, Any]]:
     """Rows of one MMLU CSV in either layout -> ``{"question", "choices", "answer" (0-3)}``."""
     rows = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with open_text(path) as f:  # a byte-order mark dropped; csv reads CRLF rows itself
         reader = csv.reader(f)
         first = True
         for raw in reader:
