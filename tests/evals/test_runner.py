@@ -160,7 +160,7 @@ def test_score_outputs_counts_missing_and_unknown(tmp_path, gsm_dir):
         {"id": "train:0", "output": "2"},
     ])
     report = score_outputs(task, outputs, data_path=gsm_dir, output_dir=tmp_path / "scored")
-    assert report.result.counts == {"items": 10, "scored": 3, "missing": 7, "unknown": 2}
+    assert report.result.counts == {"items": 10, "scored": 3, "missing": 7, "unknown": 2, "not_in_sample": 0}
     assert report.result.metrics["exact_match"] == pytest.approx(2 / 3)
     assert report.unknown_ids == ["test:99", "train:0"]
     assert report.missing_ids == ["test:1", "test:3", "test:4", "test:5", "test:6", "test:7", "test:8"]
@@ -351,3 +351,37 @@ def test_request_context_chat_or_plain():
     counted.encode = lambda text: text.split()
     ctx = request_context(counted)
     assert ctx.count_tokens(ChoiceRequest([("user", "a b c")], choices=(" A", " B"))) == 3  # "<s>a", "b", "c"
+
+
+def test_score_outputs_tells_unsampled_ids_from_unknown_ones_and_refuses_non_string_ids(tmp_path, gsm_dir, capsys):
+    task = get_task("gsm8k_cot", n=4, seed=1)  # a 4-question sample of the 10 test questions
+    sample = [it.id for it in task.load(gsm_dir).items]
+    outside = sorted(f"test:{i}" for i in range(10) if f"test:{i}" not in sample)
+    outputs = _write_outputs(tmp_path / "out.jsonl", [
+        {"id": sample[0], "output": "The answer is 1."},
+        {"id": outside[0], "output": "The answer is 2."},  # an item of the data, not of this sample
+        {"id": "test:99", "output": "3"},  # not in the data at all
+    ])
+    report = score_outputs(task, outputs, data_path=gsm_dir, output_dir=tmp_path / "scored")
+    assert report.result.counts == {"items": 4, "scored": 1, "missing": 3, "unknown": 1, "not_in_sample": 1}
+    assert report.unknown_ids == ["test:99"] and report.not_in_sample_ids == [outside[0]]
+    coverage = json.loads((tmp_path / "scored" / "coverage.json").read_text())
+    assert coverage["not_in_sample_ids"] == [outside[0]] and coverage["unknown_ids"] == ["test:99"]
+    assert rescore(tmp_path / "scored").counts["not_in_sample"] == 1
+
+    only_outside = _write_outputs(tmp_path / "o.jsonl", [{"id": outside[1], "output": "1"}])
+    with pytest.raises(ConfigError, match=r"1 are items of the data outside the task's sample"):
+        score_outputs(task, only_outside, data_path=gsm_dir)
+
+    numeric = _write_outputs(tmp_path / "n.jsonl", [{"id": sample[0], "output": "1"}, {"id": 12, "output": "2"}])
+    with pytest.raises(RecordError, match=r"n.jsonl:2: id: id must be a string, got int 12"):
+        score_outputs(task, numeric, data_path=gsm_dir)
+
+    capsys.readouterr()
+    assert camels_main(["score", "gsm8k_cot", str(outputs), "--data", str(gsm_dir), "--task-option", "n=4",
+                        "--task-option", "seed=1", "--output", str(tmp_path / "cli")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"camels: warning: {outputs} covers 1 of the 4 items of gsm8k_cot: the metrics are over those 1 only "
+        "(missing ids in coverage.json)"]
+    assert "missing=3 unknown=1 not_in_sample=1" in captured.out

@@ -191,3 +191,23 @@ def test_bad_input_and_modes(tmp_path, fixtures):
     item = get_task("truthfulqa_mc").load(fixtures / "truthfulqa").items[0]
     with pytest.raises(ConfigError, match="cannot score an answer text"):
         get_task("truthfulqa_mc").results_from_output(item, "Blue.")
+
+
+def test_empty_answer_strings_are_skipped_and_counted(tmp_path):
+    """The 2025 revision of the dataset has empty answer strings: those answers are left out and counted,
+    the file is not refused (hub layout: choices/labels lists; file layout: answer -> label objects)."""
+    rows = [
+        {"question": "Q0?", "mc1_targets": {"choices": ["yes", "", "no"], "labels": [1, 0, 0]},
+         "mc2_targets": {"choices": ["yes", " ", "no"], "labels": [1, 1, 0]}},
+        {"question": "Q1?", "mc1_targets": {"a": 1, "b": 0}, "mc2_targets": {"a": 1, "": 0, "b": 0}},
+    ]
+    (tmp_path / "mc_task.json").write_text(json.dumps(rows), encoding="utf-8")
+    data = get_task("truthfulqa_mc").load(tmp_path)
+    assert data.skipped == {"empty_answer": 3}
+    assert [i.data["mc1_choices"] for i in data.items] == [["yes", "no"], ["a", "b"]]
+    assert [i.data["mc2_choices"] for i in data.items] == [["yes", "no"], ["a", "b"]]
+    assert data.items[0].data["mc2_labels"] == [1, 0]
+    rows[1]["mc1_targets"] = {"": 1, "b": 0}  # the only true MC1 answer is empty: that item cannot be scored
+    (tmp_path / "mc_task.json").write_text(json.dumps(rows), encoding="utf-8")
+    with pytest.raises(RecordError, match="item 1: mc1_targets needs at least one true"):
+        get_task("truthfulqa_mc").load(tmp_path)

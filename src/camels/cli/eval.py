@@ -225,8 +225,14 @@ def _score(args: argparse.Namespace) -> int:
     out_dir = Path(args.output) if args.output else outputs.with_name(f"{outputs.stem}.{task.label}")
     report = score_outputs(task, outputs, data_path=args.data, output_dir=out_dir)
     c = report.result.counts
+    if c["missing"]:
+        print(f"camels: warning: {outputs} covers {c['scored']} of the {c['items']} items of {task.label}: "
+              f"the metrics are over those {c['scored']} only (missing ids in coverage.json)", file=sys.stderr)
     print(_summary(report.result))
-    print(f"items={c['items']} scored={c['scored']} missing={c['missing']} unknown={c['unknown']}"
-          + (f" (unknown ids, first ones: {report.unknown_ids[:5]})" if report.unknown_ids else ""))
+    print(f"items={c['items']} scored={c['scored']} missing={c['missing']} unknown={c['unknown']} "
+          f"not_in_sample={c['not_in_sample']}"
+          + (f" (unknown ids, first ones: {report.unknown_ids[:5]})" if report.unknown_ids else "")
+          + (f" (ids of the data outside the task's sample, first ones: {report.not_in_sample_ids[:5]})"
+             if report.not_in_sample_ids else ""))
     print(json.dumps({"metrics": out_dir.as_posix() + "/metrics.json"}))
     return 0

@@ -522,7 +522,8 @@ def rescore(run_dir: str | Path) -> TaskResult:
     if coverage.is_file():  # a folder made by score_outputs: the task had items that were not answered
         cov = read_json(coverage)
         counts = {"items": len(items) + len(cov["missing_ids"]), "scored": len(preds),
-                  "missing": len(cov["missing_ids"]), "unknown": len(cov["unknown_ids"])}
+                  "missing": len(cov["missing_ids"]), "unknown": len(cov["unknown_ids"]),
+                  "not_in_sample": len(cov.get("not_in_sample_ids", []))}
     result = _task_result(task, items, preds, counts)
     model = str(read_json(run_dir / CONFIG_FILE).get("model") or "")
     with layout.publishing(run_dir, start_from_current=True) as stage:
@@ -541,6 +542,7 @@ class ScoreReport:
     predictions: list[Prediction]
     missing_ids: list[str]
     unknown_ids: list[str]
+    not_in_sample_ids: list[str] = field(default_factory=list)
 
 
 def score_outputs(
@@ -580,7 +582,10 @@ def score_outputs(
                 raise RecordError("missing_field", f"missing field {key!r}", field=key, **where)
         if not isinstance(obj["output"], str):
             raise RecordError("bad_type", "output must be a string", field="output", **where)
-        item_id = str(obj["id"])
+        if not isinstance(obj["id"], str):  # 12 and "12" are different ids: refuse rather than guess
+            raise RecordError("bad_type", f"id must be a string, got {type(obj['id']).__name__} "
+                              f"{obj['id']!r}", field="id", **where)
+        item_id = obj["id"]
         if item_id in answers or item_id in unknown:
             raise RecordError("duplicate_id", f"id {item_id!r} appears twice", field="id", **where)
         if item_id in by_id:
@@ -601,11 +606,18 @@ def score_outputs(
                 cache = stack.enter_context(open_cache(where))
             verdicts, _ = answer_scoring(task, scoring, used, cache, chunk_size=chunk_size)
     preds = _score_all(task, items, results, None, None, scoring, verdicts)
+    unsampled = set(loaded.unsampled)
+    not_in_sample = [i for i in unknown if i in unsampled]  # items of the data the task's sample left out
+    unknown = [i for i in unknown if i not in unsampled]
     counts = {"items": len(loaded.items), "scored": len(preds), "missing": len(missing),
-              "unknown": len(unknown)}
+              "unknown": len(unknown), "not_in_sample": len(not_in_sample)}
     if not preds:
-        raise ConfigError(f"{outputs_path}: none of its {len(unknown)} ids is an item of {task.label} "
-                          f"(e.g. {unknown[:3]}); item ids look like {loaded.items[0].id!r}")
+        sample = (f"; {len(not_in_sample)} are items of the data outside the task's sample (e.g. "
+                  f"{not_in_sample[:3]}): score with the same sample options (e.g. --task-option n=0)"
+                  if not_in_sample else "")
+        raise ConfigError(f"{outputs_path}: none of its {len(unknown) + len(not_in_sample)} ids is an item of "
+                          f"{task.label} (ids not in the data: {len(unknown)}, e.g. {unknown[:3]}{sample}); "
+                          f"item ids look like {loaded.items[0].id!r}")
     result = _task_result(task, items, preds, counts)
     if output_dir is not None:
         out = Path(output_dir)
@@ -615,8 +627,10 @@ def score_outputs(
             write_predictions(stage / PREDICTIONS_FILE, preds)
             result.write(stage / METRICS_FILE)
             write_json(stage / COVERAGE_FILE, {"missing_ids": missing, "unknown_ids": unknown,
+                                                 "not_in_sample_ids": not_in_sample,
                                                  "data": dict(loaded.sources)})
-    return ScoreReport(result=result, predictions=preds, missing_ids=missing, unknown_ids=unknown)
+    return ScoreReport(result=result, predictions=preds, missing_ids=missing, unknown_ids=unknown,
+                       not_in_sample_ids=not_in_sample)
 
 
 def run_dir_for(output: str | Path, model: str, task: Task, run_name: str | None = None) -> Path:

@@ -58,11 +58,26 @@ class TaskData:
 
     ``sources`` maps each file read (absolute path) to its sha256, or a hub dataset id to its revision or
     fingerprint. ``skipped`` counts rows left out, by reason (nothing is dropped silently).
+    ``unsampled`` holds the ids of the data's items that the task's sample left out (``camels score``
+    tells such ids apart from ids that are not in the data at all).
     """
 
     items: list[Item]
     sources: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    unsampled: list[str] = field(default_factory=list)
+
+
+def sample_items(items: list[Item], n: int, seed: int) -> tuple[list[Item], list[str]]:
+    """``random.Random(seed).sample(items, n)`` (the study's draw, in the sampled order) when ``0 < n <
+    len(items)``, else all items; with the ids left out."""
+    if not n or n >= len(items):
+        return items, []
+    import random
+
+    picked = random.Random(seed).sample(items, n)
+    chosen = {it.id for it in picked}
+    return picked, [it.id for it in items if it.id not in chosen]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,6 @@ is". The 95% interval is a bootstrap of the macro-average, resampling items with
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from camels.evals.task import (
     generated_text,
     register_preset,
     register_task,
+    sample_items,
 )
 
 
@@ -181,6 +181,7 @@ class BBH(Task):
         if unknown:
             raise ConfigError(f"bbh: no file for subtask(s) {unknown} in {task_dir} (found: {sorted(found)})")
         items: list[Item] = []
+        unsampled: list[str] = []
         sources: dict[str, str] = {}
         self._prompts = {}
         for sub in sorted(names):
@@ -202,10 +203,10 @@ class BBH(Task):
                     raise RecordError("bad_item", f"example {i} needs string 'input' and 'target'",
                                       field=f"examples[{i}]", file=str(path))
                 sub_items.append(Item(f"{sub}:{i}", {"task": sub, "input": ex["input"], "target": ex["target"]}))
-            if self.config.n and self.config.n < len(sub_items):
-                sub_items = random.Random(self.config.seed).sample(sub_items, self.config.n)
+            sub_items, left = sample_items(sub_items, self.config.n, self.config.seed)
             items.extend(sub_items)
-        return TaskData(items=items, sources=sources)
+            unsampled.extend(left)
+        return TaskData(items=items, sources=sources, unsampled=unsampled)
 
     def prefix(self, subtask: str) -> str:
         """Description and exemplars of ``subtask``, ending in a blank line (needs :meth:`load` first)."""

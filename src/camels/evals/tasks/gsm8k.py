@@ -20,7 +20,6 @@ after ``####`` in the gold answer (``exact_match``, with ``extracted`` kept besi
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from camels.evals.task import (
     hub_source,
     register_preset,
     register_task,
+    sample_items,
 )
 
 # The eight chain-of-thought exemplars of Wei et al. (2022), used for GSM8K by the study.
@@ -135,9 +135,8 @@ class GSM8K(Task):
                 raise RecordError("bad_item", f"cannot read question/answer: {e}", field="answer",
                                   file=where, line=i + 1) from None
             items.append(Item(f"test:{i}", {"question": obj["question"], "answer": obj["answer"], "gold": gold}))
-        if self.config.n and self.config.n < len(items):
-            items = random.Random(self.config.seed).sample(items, self.config.n)
-        return TaskData(items=items, sources=sources)
+        items, unsampled = sample_items(items, self.config.n, self.config.seed)
+        return TaskData(items=items, sources=sources, unsampled=unsampled)
 
     def prefix(self) -> str:
         key = "cot" if self.config.cot else "short"

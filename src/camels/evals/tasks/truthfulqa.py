@@ -32,6 +32,7 @@ as ``{"choices": [...], "labels": [...]}``). The questions have no ids of their 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,8 +110,13 @@ def mc2_score(true_logprobs: Sequence[float], false_logprobs: Sequence[float]) -
     return math.exp(log_sum_exp(true_logprobs) - log_sum_exp([*true_logprobs, *false_logprobs]))
 
 
-def _targets(raw: Any, where: str, index: int, name: str) -> tuple[list[str], list[int]]:
-    """``{answer: 0/1}`` or ``{"choices": [...], "labels": [...]}`` -> (answers, labels)."""
+def _targets(raw: Any, where: str, index: int, name: str,
+             skipped: Counter | None = None) -> tuple[list[str], list[int]]:
+    """``{answer: 0/1}`` or ``{"choices": [...], "labels": [...]}`` -> (answers, labels).
+
+    An empty answer string (the 2025 revision of the dataset has 22) is left out and counted in
+    ``skipped["empty_answer"]`` when ``skipped`` is given (else it is an error); the item stays when it
+    still has what MC1/MC2 need."""
     if isinstance(raw, Mapping) and set(raw) == {"choices", "labels"} and isinstance(raw["choices"], list):
         answers, labels = list(raw["choices"]), list(raw["labels"])
     elif isinstance(raw, Mapping):
@@ -121,6 +127,10 @@ def _targets(raw: Any, where: str, index: int, name: str) -> tuple[list[str], li
     if len(answers) != len(labels) or not answers:
         raise RecordError("bad_item", f"item {index}: {name} has no answers or mismatched labels",
                           field=name, file=where)
+    if skipped is not None:
+        kept = [(a, lab) for a, lab in zip(answers, labels) if not (isinstance(a, str) and not a.strip())]
+        skipped["empty_answer"] += len(answers) - len(kept)
+        answers, labels = [a for a, _ in kept], [lab for _, lab in kept]
     for a, lab in zip(answers, labels):
         if not isinstance(a, str) or not a.strip():
             raise RecordError("bad_item", f"item {index}: {name} has an empty answer", field=name, file=where)
@@ -135,18 +145,18 @@ def _targets(raw: Any, where: str, index: int, name: str) -> tuple[list[str], li
     return answers, [int(lab) for lab in labels]
 
 
-def make_item(prefix: str, index: int, row: Any, where: str) -> Item:
-    """One question from a raw row (file or hub layout), checked."""
+def make_item(prefix: str, index: int, row: Any, where: str, skipped: Counter | None = None) -> Item:
+    """One question from a raw row (file or hub layout), checked (empty answers: see :func:`_targets`)."""
     if not isinstance(row, Mapping):
         raise RecordError("bad_item", f"item {index}: expected an object, got {type(row).__name__}", file=where)
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         raise RecordError("bad_item", f"item {index}: missing or empty question", field="question", file=where)
-    mc1, mc1_labels = _targets(row.get("mc1_targets"), where, index, "mc1_targets")
+    mc1, mc1_labels = _targets(row.get("mc1_targets"), where, index, "mc1_targets", skipped)
     if sum(mc1_labels) != 1:
         raise RecordError("bad_item", f"item {index}: mc1_targets must have exactly one true answer, "
                           f"has {sum(mc1_labels)}", field="mc1_targets", file=where)
-    mc2, mc2_labels = _targets(row.get("mc2_targets"), where, index, "mc2_targets")
+    mc2, mc2_labels = _targets(row.get("mc2_targets"), where, index, "mc2_targets", skipped)
     return Item(f"{prefix}:{index}", {"question": question, "mc1_choices": mc1, "mc1_labels": mc1_labels,
                                       "mc2_choices": mc2, "mc2_labels": mc2_labels})
 
@@ -178,15 +188,17 @@ class TruthfulQA(Task):
         if data_path is None:
             ds = hub_dataset("truthful_qa", "multiple_choice", "validation")
             key, fp = hub_source(ds, "truthful_qa", "multiple_choice", "validation")
-            items = [make_item("validation", i, dict(r), key) for i, r in enumerate(ds)]
-            return TaskData(items=items, sources={key: fp})
+            skipped: Counter = Counter()
+            items = [make_item("validation", i, dict(r), key, skipped) for i, r in enumerate(ds)]
+            return TaskData(items=items, sources={key: fp}, skipped=dict(skipped))
         path = find_mc_file(Path(data_path))
         rows = read_json(path)
         if not isinstance(rows, list):
             raise RecordError("bad_file", "expected a JSON list of questions", file=str(path))
         stem = path.name.split(".")[0]
-        items = [make_item(stem, i, r, str(path)) for i, r in enumerate(rows)]
-        return TaskData(items=items, sources={str(path.resolve()): sha256_file(path)})
+        skipped: Counter = Counter()
+        items = [make_item(stem, i, r, str(path), skipped) for i, r in enumerate(rows)]
+        return TaskData(items=items, sources={str(path.resolve()): sha256_file(path)}, skipped=dict(skipped))
 
     # -- requests ----------------------------------------------------------------------------------------
     def prompt_text(self, item: Item, chat: bool = False) -> str:
