@@ -105,7 +105,8 @@ def lm_eval_task_configs(data: Path) -> list[dict]:
             "fewshot_config": {"sampler": "first_n"},
             "num_fewshot": 5,
             "output_type": "multiple_choice",
-            "description": f"The following are multiple choice questions (with answers) about {' '.join(s.split('_'))}.\n\n",
+            # the study's header: two spaces after "about" (camels' default, header="study")
+            "description": f"The following are multiple choice questions (with answers) about  {' '.join(s.split('_'))}.\n\n",
             "doc_to_text": DOC_TO_TEXT,
             "doc_to_choice": list(LETTERS),
             "doc_to_target": "answer",

@@ -18,14 +18,16 @@ from camels.evals.runner import run_task
 from camels.evals.task import Item, RequestContext, get_task
 from camels.evals.tasks.mmlu import CATEGORIES, SUBCATEGORIES, SUBJECTS, letter_from_text
 
+# The study's header has two spaces after "about": its code (like the original MMLU code) formats the subject
+# as " " + " ".join(words) and writes it after "about ".
 GOLDEN_0SHOT = (
-    "The following are multiple choice questions (with answers) about abstract algebra.\n\n"
+    "The following are multiple choice questions (with answers) about  abstract algebra.\n\n"
     "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\n"
     "A. 0\nB. 4\nC. 2\nD. 6\nAnswer:"
 )
 
 GOLDEN_5SHOT = (
-    "The following are multiple choice questions (with answers) about world religions.\n\n"
+    "The following are multiple choice questions (with answers) about  world religions.\n\n"
     " What is the sign of the covenant for Jewish males?\nA. The rainbow\nB. Circumcision\nC. A son\n"
     "D. Bar mitzvah\nAnswer: B\n\n"
     "What is the Second Gem in Buddhism?\nA. The Dharma\nB. The Sangha\nC. The Buddha\nD. The Bodhisattva\n"
@@ -76,6 +78,20 @@ def test_prompt_text_equals_golden(mmlu_root):
     first = five.load(mmlu_root).items[0]
     assert first.id == "world_religions_test:0"
     assert five.requests(first)[0].messages[0].content == GOLDEN_5SHOT
+    # the study's plain prompt is the text as is; its chat prompt is "<|user|>\n" + text + "\n<|assistant|>\n"
+    # followed by "The answer is:" (no BOS in the text: the tokenizer adds it)
+    plain_fmt = PlainFormat(bos_token="<s>", eos_token="</s>", add_bos=False)
+    tulu = TuluFormat(bos_token="<s>", eos_token="</s>", add_bos=False)
+    assert plain_fmt.prompt(five.requests(first)[0].messages) == GOLDEN_5SHOT
+    (chat5,) = five.requests(first, CHAT)
+    assert tulu.prompt(chat5.messages, chat5.assistant_prefix) == (
+        "<|user|>\n" + GOLDEN_5SHOT + "\n<|assistant|>\nThe answer is:")
+    assert tulu.prompt(chat_req.messages, chat_req.assistant_prefix) == (
+        "<|user|>\n" + GOLDEN_0SHOT + "\n<|assistant|>\nThe answer is:")
+    # lm-evaluation-harness writes one space after "about" (and strips the question): header="single"
+    single = get_task("mmlu_0shot", subjects="abstract_algebra", header="single")
+    single.load(mmlu_root)
+    assert single.requests(items[0])[0].messages[0].content == GOLDEN_0SHOT.replace("about  ", "about ")
 
 
 @pytest.mark.realdata

@@ -75,12 +75,17 @@ def test_ids_and_per_language_sample(root):
                                   "context": "Jean Sibelius oli suomalainen säveltäjä, joka sävelsi Finlandian "
                                              "vuonna 1899."}
     sample = get_task("tydiqa_goldp", n=2).load(root).items
-    assert [i.id for i in sample] == ["arabic--303-0", "arabic--301-0", "english--203-0", "english--201-0",
-                                      "finnish--101-0", "finnish--105-0"]
-    # the documented rule: a fresh random.Random(42).sample per language over its questions in file order
-    for code, name in (("ar", "arabic"), ("en", "english"), ("fi", "finnish")):
-        pool = [i for i in ALL_IDS if i.startswith(name)]
-        assert [i.id for i in sample if i.data["language"] == code] == random.Random(42).sample(pool, 2)
+    assert [i.id for i in sample] == ["arabic--303-0", "arabic--301-0", "english--201-0", "english--202-0",
+                                      "finnish--102-0", "finnish--105-0"]
+    # the study's rule: one random.Random(42) stream over the languages in name order, each drawing
+    # sample(its questions in file order, n)
+    stream = random.Random(42)
+    expected = []
+    for name in ("arabic", "english", "finnish"):
+        expected += stream.sample([i for i in ALL_IDS if i.startswith(name)], 2)
+    assert [i.id for i in sample] == expected
+    # a language's sample does not depend on which languages are kept
+    assert [i.id for i in get_task("tydiqa_goldp", n=2, languages="fi").load(root).items] == expected[4:]
     only = get_task("tydiqa_goldp", n=0, languages="fi,en").load(root)
     assert [i.id for i in only.items][:3] == ["finnish--101-0", "finnish--102-0", "finnish--103-0"]
     assert len(only.items) == 8 and only.skipped == {"other_language": 3}
@@ -102,7 +107,7 @@ def test_goldp_prompt_plain_and_chat(root):
     assert task.request_extra(items["english--201-0"], [plain]) == {"shots": 1}
     # Finnish: its own labels, its first train question as the shot
     fi = task.requests(items["finnish--104-0"])[0].messages[0].content
-    assert fi == ("Vastaa seuraavaan kysymykseen annetun tekstikappaleen tietojen perusteella.\n\n"
+    assert fi == ("Vastaa seuraavaan kysymykseen annetun kappaleen tiedon perusteella.\n\n"
                   "Kappale: Turku on Suomen vanhin kaupunki.\nKysymys: Mikä on Suomen vanhin kaupunki?\n"
                   "Vastaus: Turku\n\nKappale: Jean Sibelius oli suomalainen säveltäjä, joka sävelsi Finlandian "
                   "vuonna 1899.\nKysymys: Kuka sävelsi Finlandian?\nVastaus:")
@@ -115,7 +120,7 @@ def test_goldp_prompt_plain_and_chat(root):
 def test_closed_book_prompt_plain_and_chat(root):
     task = get_task("tydiqa_closed_book", n=0)
     items = _by_id(task.load(root).items)
-    ar = "أجب عن السؤال التالي.\n\nالسؤال: ما هي عاصمة السعودية؟\nالإجابة: الرياض\n\nالسؤال: ما هي عاصمة مصر؟"
+    ar = "أجب على السؤال التالي.\n\nالسؤال: ما هي عاصمة السعودية؟\nالإجابة: الرياض\n\nالسؤال: ما هي عاصمة مصر؟"
     (plain,) = task.requests(items["arabic--301-0"])
     assert plain.messages[0].content == ar + "\nالإجابة:" and plain.stop == ("\n",)
     (chat,) = task.requests(items["arabic--301-0"], RequestContext(chat=True))

@@ -1,7 +1,9 @@
 """MMLU (Hendrycks et al., 2021): 57 subjects of four-way multiple choice; 0-shot and 5-shot (SPEC §4).
 
 Prompt (the study's, kept exact): a header ``"The following are multiple choice questions (with answers)
-about {subject words}.\\n\\n"``, then ``shots`` solved examples from the subject's dev split, each
+about  {subject words}.\\n\\n"`` -- two spaces after "about", because the study's code (like the original
+MMLU code it copies) builds the subject as ``" " + " ".join(words)`` and puts it after "about "
+(``header="single"`` gives the one space of lm-evaluation-harness) -- then ``shots`` solved examples from the subject's dev split, each
 ``"{question}\\nA. {a}\\nB. {b}\\nC. {c}\\nD. {d}\\nAnswer: {letter}\\n\\n"``, then the test question in the
 same form ending with ``"Answer:"``. The whole prompt is one user turn, so the header and the exemplars
 are a prefix shared by every question of a subject (a backend computes it once and reuses its KV cache).
@@ -96,6 +98,9 @@ def category(subject: str) -> str:
 class MMLUConfig:
     shots: int = field(default=5, metadata={"help": "solved dev examples before each question (0-5)"})
     subjects: tuple[str, ...] = field(default=(), metadata={"help": "subjects to evaluate (empty: all 57)"})
+    header: str = field(default="study", metadata={
+        "help": "subject header: 'study' (two spaces after 'about', as the study and the original MMLU code) "
+                "or 'single' (one space, as lm-evaluation-harness)"})
     answer_prefix: str = field(default="The answer is:",
                                metadata={"help": "assistant prefix for chat models (not used for plain)"})
     max_prompt_tokens: int = field(default=2048,
@@ -109,8 +114,21 @@ def subject_words(subject: str) -> str:
     return " ".join(subject.split("_"))
 
 
-def header(subject: str) -> str:
-    return f"The following are multiple choice questions (with answers) about {subject_words(subject)}.\n\n"
+HEADERS = ("study", "single")
+
+
+def header(subject: str, style: str = "study") -> str:
+    """The first line of every prompt of ``subject`` and the blank line after it.
+
+    >>> header("high_school_us_history")
+    'The following are multiple choice questions (with answers) about  high school us history.\\n\\n'
+    >>> header("virology", "single")
+    'The following are multiple choice questions (with answers) about virology.\\n\\n'
+    """
+    if style not in HEADERS:
+        raise ConfigError(f"mmlu: header must be one of {', '.join(HEADERS)}, got {style!r}")
+    words = " " + subject_words(subject) if style == "study" else subject_words(subject)
+    return f"The following are multiple choice questions (with answers) about {words}.\n\n"
 
 
 def format_question(question: str, choices: Sequence[str], answer: int | None = None) -> str:
@@ -251,7 +269,7 @@ class MMLU(Task):
         k = len(shots) if k is None else k
         key = (subject, k)
         if key not in self._prefixes:
-            self._prefixes[key] = header(subject) + "".join(
+            self._prefixes[key] = header(subject, self.config.header) + "".join(
                 format_question(s["question"], s["choices"], s["answer"]) for s in shots[:k])
         return self._prefixes[key]
 

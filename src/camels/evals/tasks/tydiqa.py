@@ -10,15 +10,20 @@ question; questions of languages not in ``languages`` are counted in ``skipped``
 With no ``--data``, the same rows come from the hub (``google-research-datasets/tydiqa``, config
 ``secondary_task``, splits ``validation`` and ``train``; needs ``datasets`` and network; not tested here).
 
-Items: per language, in the order of ``languages``, the dev questions of that language in file order, of
-which ``n`` = 100 are drawn exactly as ``random.Random(42).sample(questions, 100)`` (a fresh generator per
-language, keeping the sampled order) when the language has more than ``n``; ``n = 0`` keeps all. Ids are
-the dataset's own qa ids. A language of ``languages`` with no dev question simply has no items (the
-metrics' ``per_language`` and ``n_languages`` show which were scored). The shot of a language (``shots = 1``) is its first train question in file order;
-``shots = 0`` uses none (then no train file is needed).
+Sampling, as the study's code draws it: one generator, ``random.Random(seed)`` (``seed`` = 42), walks the
+languages of the dev file in the order of their names (arabic, bengali, english, finnish, indonesian,
+korean, russian, swahili, telugu); for each language with more than ``n`` = 100 dev questions it draws
+``sample(questions in file order, n)`` (kept in the sampled order; a language with at most ``n`` keeps all,
+drawing nothing). Then, with ``shots = 1``, the same generator draws each language's shot in the same
+order: ``sample(its train questions in file order, 1)``. Every language of the dev file takes part in the
+draws, whatever ``languages`` keeps, so a language's items and shot do not depend on that option. Items
+come per language in the order of ``languages``; ``n = 0`` keeps all. Ids are the dataset's own qa ids.
+A language of ``languages`` with no dev question simply has no items (the metrics' ``per_language`` and
+``n_languages`` show which were scored). ``shots = 0`` uses no shot (then no train file is needed).
 
 Prompt: a per-language instruction line, a blank line, the shot, a blank line, the question, each in the
-language's own labels (table :data:`LANGUAGES`; the project's own translations of the English labels)::
+language's own labels (table :data:`LANGUAGES`: the study's strings, part of the benchmark protocol;
+questions, passages and answers are used as the files give them)::
 
     Answer the following question based on the information in the given passage.
 
@@ -94,27 +99,27 @@ class Labels:
     answer: str
 
 
-# code -> labels. English is the study's wording; the others are the project's own translations of it
-# (not reviewed by native speakers).
+# code -> labels: the study's strings (its evaluation code, allenai/open-instruct eval/tydiqa, 2023),
+# unchanged: like BBH's prompt files they are part of the benchmark protocol.
 LANGUAGES: dict[str, Labels] = {
-    "ar": Labels("arabic", "أجب عن السؤال التالي بناءً على المعلومات الواردة في المقطع المعطى.",
-                 "أجب عن السؤال التالي.", "المقطع:", "السؤال:", "الإجابة:"),
-    "bn": Labels("bengali", "প্রদত্ত অনুচ্ছেদের তথ্যের ভিত্তিতে নিচের প্রশ্নের উত্তর দিন।",
-                 "নিচের প্রশ্নের উত্তর দিন।", "অনুচ্ছেদ:", "প্রশ্ন:", "উত্তর:"),
+    "ar": Labels("arabic", "أجب على السؤال التالي بناءً على المعلومات في المقطع المعطى.",
+                 "أجب على السؤال التالي.", "المقطع:", "السؤال:", "الإجابة:"),
+    "bn": Labels("bengali", "প্রদত্ত অধ্যায়ের তথ্যের উপর ভিত্তি করে নিম্নলিখিত প্রশ্নের উত্তর দিন।",
+                 "নিম্নলিখিত প্রশ্নের উত্তর দিন।", "অধ্যায়:", "প্রশ্ন:", "উত্তর:"),
     "en": Labels("english", "Answer the following question based on the information in the given passage.",
                  "Answer the following question.", "Passage:", "Question:", "Answer:"),
-    "fi": Labels("finnish", "Vastaa seuraavaan kysymykseen annetun tekstikappaleen tietojen perusteella.",
+    "fi": Labels("finnish", "Vastaa seuraavaan kysymykseen annetun kappaleen tiedon perusteella.",
                  "Vastaa seuraavaan kysymykseen.", "Kappale:", "Kysymys:", "Vastaus:"),
-    "id": Labels("indonesian", "Jawablah pertanyaan berikut berdasarkan informasi dalam bagian teks yang diberikan.",
-                 "Jawablah pertanyaan berikut.", "Bagian:", "Pertanyaan:", "Jawaban:"),
-    "ko": Labels("korean", "주어진 지문의 정보를 바탕으로 다음 질문에 답하십시오.",
-                 "다음 질문에 답하십시오.", "지문:", "질문:", "답변:"),
-    "ru": Labels("russian", "Ответьте на следующий вопрос, опираясь на информацию из данного отрывка.",
+    "id": Labels("indonesian", "Jawab pertanyaan berikut berdasarkan informasi di bagian yang diberikan.",
+                 "Jawab pertanyaan berikut.", "Bagian:", "Pertanyaan:", "Jawaban:"),
+    "ko": Labels("korean", "주어진 문단의 정보에 기반하여 다음 질문에 답하십시오.",
+                 "다음 질문에 답하십시오.", "문단:", "질문:", "답변:"),
+    "ru": Labels("russian", "Ответьте на следующий вопрос на основе информации в данном отрывке.",
                  "Ответьте на следующий вопрос.", "Отрывок:", "Вопрос:", "Ответ:"),
-    "sw": Labels("swahili", "Jibu swali lifuatalo kwa kutumia taarifa zilizo katika kifungu ulichopewa.",
+    "sw": Labels("swahili", "Jibu swali lifuatalo kulingana na habari kwenye kifungu kilichotolewa.",
                  "Jibu swali lifuatalo.", "Kifungu:", "Swali:", "Jibu:"),
     "te": Labels("telugu", "ఇచ్చిన పేరాలోని సమాచారం ఆధారంగా కింది ప్రశ్నకు సమాధానం ఇవ్వండి.",
-                 "కింది ప్రశ్నకు సమాధానం ఇవ్వండి.", "పేరా:", "ప్రశ్న:", "సమాధానం:"),
+                 "క్రింది ప్రశ్నకు సమాధానం ఇవ్వండి.", "పేరా:", "ప్రశ్న:", "సమాధానం:"),
 }
 CODE_OF_NAME = {lab.name: code for code, lab in LANGUAGES.items()}
 DEV_FILE = "tydiqa-goldp-v1.1-dev.json"
@@ -127,7 +132,7 @@ class TydiQAConfig:
     closed_book: bool = field(default=False, metadata={"help": "no passage in the prompt (closed-book QA)"})
     languages: tuple[str, ...] = field(default=tuple(LANGUAGES), metadata={"help": "language codes evaluated"})
     n: int = field(default=100, metadata={"help": "dev questions sampled per language (0: all)"})
-    seed: int = field(default=42, metadata={"help": "seed of each language's sample"})
+    seed: int = field(default=42, metadata={"help": "seed of the one stream of draws (dev samples, then shots)"})
     shots: int = field(default=1, metadata={"help": "train examples per language in the prompt (0 or 1)"})
     passage_tokens: int = field(default=512, metadata={"help": "passages cut to this many tokens (words "
                                                                 "when the backend cannot count tokens)"})
@@ -183,8 +188,8 @@ _WORD = re.compile(r"\S+")
 
 
 def cut_passage(text: str, limit: int, ctx: RequestContext) -> tuple[str, bool]:
-    """The passage cut at its end, on a word boundary, to ``limit`` tokens (words without a counter)."""
-    text = text.strip()
+    """The passage cut at its end, on a word boundary, to ``limit`` tokens (words without a counter); a
+    passage within the limit is returned as it is."""
     ends = [m.end() for m in _WORD.finditer(text)]
     if ctx.count_tokens is None:
         return (text, False) if len(ends) <= limit else (text[: ends[limit - 1]] if limit else "", True)
@@ -241,13 +246,23 @@ class TydiQA(Task):
                 str(dev_path)
         by_lang = self._split(dev, dev_where)
         skipped = sum(len(v) for k, v in by_lang.items() if k not in cfg.languages)
+        stream = random.Random(cfg.seed)  # one stream over the languages in the study's order
+        order = sorted(by_lang, key=lambda c: LANGUAGES[c].name)
+        sampled: dict[str, list[dict[str, Any]]] = {}
+        unsampled: list[str] = []
+        for code in order:
+            rows = by_lang[code]
+            if cfg.n and cfg.n < len(rows):
+                picked = stream.sample(rows, cfg.n)
+                chosen = {id(r) for r in picked}
+                if code in cfg.languages:
+                    unsampled += [r["id"] for r in rows if id(r) not in chosen]
+                rows = picked
+            sampled[code] = rows
         items = []
         for code in cfg.languages:
-            rows = by_lang.get(code, [])
-            if cfg.n and cfg.n < len(rows):
-                rows = random.Random(cfg.seed).sample(rows, cfg.n)
             items += [Item(r["id"], {"language": code, **{k: r[k] for k in ("context", "question", "answers")}})
-                      for r in rows]
+                      for r in sampled.get(code, [])]
         self.shots = {}
         if cfg.shots:
             if data_path is None:
@@ -258,12 +273,18 @@ class TydiQA(Task):
                 train_sources = {str(train_path.resolve()): sha256_file(train_path)}
             sources.update(train_sources)
             train_by_lang = self._split(train, train_where)
-            for code in dict.fromkeys(it.data["language"] for it in items):
+            wanted = {it.data["language"] for it in items}
+            for code in order:  # the study draws every dev language's shot, in the same stream
                 if not train_by_lang.get(code):
-                    raise ConfigError(f"tydiqa: no {LANGUAGES[code].name} question in {train_where} for the "
-                                      "shot (or pass shots=0)")
-                self.shots[code] = train_by_lang[code][0]
-        return TaskData(items=items, sources=sources, skipped={"other_language": skipped} if skipped else {})
+                    if code in wanted:
+                        raise ConfigError(f"tydiqa: no {LANGUAGES[code].name} question in {train_where} for "
+                                          "the shot (or pass shots=0)")
+                    continue
+                (shot,) = stream.sample(train_by_lang[code], 1)
+                if code in wanted:
+                    self.shots[code] = shot
+        return TaskData(items=items, sources=sources, skipped={"other_language": skipped} if skipped else {},
+                        unsampled=unsampled)
 
     @staticmethod
     def _split(rows: list[dict[str, Any]], where: str) -> dict[str, list[dict[str, Any]]]:
@@ -277,7 +298,7 @@ class TydiQA(Task):
         return out
 
     def _block(self, lab: Labels, context: str, question: str, ctx: RequestContext) -> tuple[str, bool]:
-        q = f"{lab.question} {question.strip()}"
+        q = f"{lab.question} {question}"
         if self.config.closed_book:
             return q, False
         passage, cut = cut_passage(context, self.config.passage_tokens, ctx)
@@ -294,7 +315,7 @@ class TydiQA(Task):
                 raise ConfigError("tydiqa: call load() before requests() (the shots come from the train file)")
             s = self.shots[code]
             block, _ = self._block(lab, s["context"], s["question"], ctx)
-            parts.append(f"{block}\n{lab.answer} {s['answers'][0].strip()}")
+            parts.append(f"{block}\n{lab.answer} {s['answers'][0]}")
         block, cut = self._block(lab, item.data["context"], item.data["question"], ctx)
         parts.append(block)
         req = cued_generation("\n\n".join(parts), lab.answer, ctx, max_tokens=self.config.max_tokens,
@@ -312,7 +333,7 @@ class TydiQA(Task):
         if not self.config.shots or shot is None:
             return {"shots": 0}
         lab = LANGUAGES[item.data["language"]]
-        kept = f"{lab.question} {shot['question'].strip()}\n{lab.answer} " in requests[0].messages[-1].content
+        kept = f"{lab.question} {shot['question']}\n{lab.answer} " in requests[0].messages[-1].content
         return {"shots": int(kept)}
 
     def score(self, item: Item, results: Sequence[Result], verdicts: Sequence[Any] = ()) -> dict[str, Any]:
