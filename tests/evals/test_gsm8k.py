@@ -8,7 +8,7 @@ import random
 import pytest
 from evalfakes import FakeBackend, text_oracle
 
-from camels.core.errors import RecordError
+from camels.core.errors import ConfigError, RecordError
 from camels.core.requests import Generation, request_key_material
 from camels.evals.cache import RequestCache
 from camels.evals.runner import run_task
@@ -100,12 +100,41 @@ def test_scoring_extracts_the_last_number(fixtures):
     def score(i, text):
         return task.score(items[i], [Generation(texts=(text,), finish_reasons=("stop",))])
 
-    assert score(0, "3 + 4 = 7. So the answer is 7.") == {"exact_match": 1.0, "extracted": "7", "gold": "7"}
+    assert score(0, "3 + 4 = 7. So the answer is 7.") == {
+        "exact_match": 1.0, "extracted": "7", "gold": "7", "flexible-extract": 1.0, "extracted_flexible": "7",
+        "strict-match": 1.0, "extracted_strict": "7"}
     assert score(2, "1,500 - 250 = 1,250")["exact_match"] == 1.0
     assert score(9, "5 - 8 = -3 degrees")["exact_match"] == 1.0
     assert score(9, "It is 3 degrees")["exact_match"] == 0.0
     assert score(1, "12 * 5 = 60.0")["exact_match"] == 1.0
-    assert score(1, "no idea") == {"exact_match": 0.0, "extracted": None, "gold": "60"}
+    assert score(1, "no idea")["exact_match"] == 0.0 and score(1, "no idea")["extracted"] is None
+
+
+def test_strict_and_flexible_extraction(fixtures):
+    """Both named extractions per item and in the metrics; ``extraction`` picks the headline one."""
+    data = get_task("gsm8k_cot", n=0).load(fixtures / "evals" / "gsm8k")
+    outputs = {0: "3 + 4 = 7. So the answer is 7.",  # both find 7
+               1: "The answer is 60, or maybe 61",  # strict 60 (right), flexible 61 (wrong)
+               2: "1,500 - 250 = 1,250",  # no answer phrase: strict finds nothing, flexible 1250
+               9: "So the answer is $-3."}  # both -3
+    for extraction, headline in (("flexible-extract", 0.75), ("strict-match", 0.75)):
+        task = get_task("gsm8k_cot", n=0, extraction=extraction)
+        items = [it for it in data.items if int(it.id.split(":")[1]) in outputs]
+        scores = [task.score(it, [Generation(texts=(outputs[int(it.id.split(":")[1])],), finish_reasons=("stop",))])
+                  for it in items]
+        assert [(s["extracted_strict"], s["extracted_flexible"]) for s in scores] == [
+            ("7", "7"), ("60", "61"), (None, "1250"), ("-3", "-3")]
+        m = task.aggregate(items, scores)
+        assert m["extraction"] == {"flexible-extract": {"exact_match": 0.75, "no_answer": 0},
+                                   "strict-match": {"exact_match": 0.75, "no_answer": 1}}
+        assert m["exact_match"] == headline and m["extraction_used"] == extraction
+        assert [s["exact_match"] for s in scores] == [s[extraction] for s in scores]
+    direct = get_task("gsm8k_direct", n=0)
+    item = data.items[1]
+    assert direct.score(item, [Generation(texts=(" 60.",), finish_reasons=("stop",))])["strict-match"] == 1.0
+    assert direct.score(item, [Generation(texts=("60 apples",), finish_reasons=("stop",))])["strict-match"] == 0.0
+    with pytest.raises(ConfigError, match="extraction must be one of"):
+        get_task("gsm8k_cot", extraction="loose").score(item, [Generation(texts=("1",), finish_reasons=("stop",))])
 
 
 def test_bad_answer_line_is_named(tmp_path):

@@ -13,8 +13,11 @@ A training conversation is *contaminated* by a benchmark when at least ``min_mat
 0: any one match is enough). By default only the user turns (and a system turn) are checked, because
 prompts are where test questions leak; ``turns="all"`` checks assistant turns too.
 
-Benchmark readers take the raw files of each evaluation as published (see :data:`READERS`), one text
-segment per field that a model sees at evaluation time; n-grams never span two segments.
+Benchmark readers are evaluation's own (:mod:`camels.benchmarks`, see :data:`READERS`): the raw files of
+each evaluation as published, one text segment per field that a model sees at evaluation time (n-grams
+never span two segments), each item with the id evaluation gives it. The report names the benchmark
+items a conversation matched (``contaminated_items`` per benchmark, ``items`` per example) by those ids,
+the ones ``predictions.jsonl`` shows.
 
 Honest limits: a benchmark item shorter than ``n`` words contributes no n-gram and cannot be detected (its
 count is reported as ``short_items``; lower ``n`` to reach them, e.g. BBH's boolean expressions); text that
@@ -24,26 +27,25 @@ conversation (the report lists example n-grams so you can judge).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camels.benchmarks.texts import FOLDERS, READERS
 from camels.core.chat import Conversation
-from camels.core.errors import ConfigError, RecordError
-from camels.core.io import iter_lines, open_text, publish_together, read_json, sha256_file, write_json
+from camels.core.errors import ConfigError
+from camels.core.io import publish_together, sha256_file, write_json
 from camels.data.manifest import Manifest, manifest_path
 from camels.data.records import format_table, iter_conversations
 
 _WORD = re.compile(r"\w+")
-_GSM_CALC = re.compile(r"<<[^>]*>>")
+__all__ = ["FOLDERS", "READERS", "build_index", "decontaminate", "resolve_benchmarks"]
 
 
 # -- normalisation and hashing ---------------------------------------------------------------------------
@@ -92,144 +94,7 @@ class NgramHasher:
         return self.hashes(normalize_words(text))
 
 
-# -- benchmark readers: raw files -> (item id, [segments]) ----------------------------------------------
-
-Item = tuple[Path, str, list[str]]  # (file, item id, text segments)
-
-
-def _files(path: Path, patterns: Sequence[str]) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise ConfigError(f"benchmark path {path} does not exist")
-    found: set[Path] = set()
-    for pat in patterns:
-        found.update(p for p in path.rglob(pat) if p.is_file())
-    return sorted(found)
-
-
-def read_mmlu(path: Path) -> Iterator[Item]:
-    """MMLU CSVs: either the Hugging Face export with a header ``question,choice0..3,answer`` (0-3 answer)
-    or the original layout without a header (question, four choices, letter A-D). Segments: the question
-    and each choice."""
-    for f in _files(path, ("*_test.csv", "*_dev.csv", "*_val.csv")):
-        with open_text(f) as fh:
-            rows = list(csv.reader(fh))
-        start = 1 if rows and [c.strip().lower() for c in rows[0][:2]] == ["question", "choice0"] else 0
-        for i, row in enumerate(rows[start:], start=start + 1):
-            if len(row) < 6:
-                raise RecordError("bad_row", f"expected 6 columns, got {len(row)}", file=str(f), line=i)
-            yield f, f"{f.stem}:{i}", [row[0], *row[1:5]]
-
-
-def read_gsm8k(path: Path) -> Iterator[Item]:
-    """GSM8K JSONL (``question``, ``answer``); calculator annotations ``<<...>>`` are removed from answers.
-    A folder means its ``test*.jsonl`` files (the train split is training data, not an eval set)."""
-    for f in _files(path, ("test*.jsonl",)):
-        for n, obj in _jsonl(f):
-            yield f, f"{f.stem}:{n}", [_field(obj, "question", f, n), _GSM_CALC.sub("", str(obj.get("answer", "")))]
-
-
-def read_bbh(path: Path) -> Iterator[Item]:
-    """BBH task files ``{"examples": [{"input", "target"}]}``; segment: the input."""
-    for f in _files(path, ("*.json",)):
-        data = read_json(f)
-        if not isinstance(data, Mapping) or not isinstance(data.get("examples"), list):
-            continue  # not a task file (e.g. a README converted to json elsewhere)
-        for i, ex in enumerate(data["examples"]):
-            yield f, f"{f.stem}:{i}", [str(ex.get("input", ""))]
-
-
-def read_truthfulqa(path: Path) -> Iterator[Item]:
-    """TruthfulQA.csv (``Question``, ``Best Answer``, ...); segments: the question and the best answer."""
-    for f in _files(path, ("TruthfulQA*.csv", "truthfulqa*.csv")):
-        with open_text(f) as fh:
-            text = fh.read().lstrip("\ufeff")
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "Question" not in reader.fieldnames:
-            raise RecordError("missing_field", "no Question column", file=str(f), field="Question")
-        for i, row in enumerate(reader, start=2):
-            yield f, f"{f.stem}:{i}", [row.get("Question") or "", row.get("Best Answer") or ""]
-
-
-def read_humaneval(path: Path) -> Iterator[Item]:
-    """HumanEval JSONL(.gz) problems; segment: the prompt (signature and docstring)."""
-    for f in _files(path, ("HumanEval*.jsonl*", "*humaneval*.jsonl*")):
-        for n, obj in _jsonl(f):
-            yield f, str(obj.get("task_id", f"{f.stem}:{n}")), [_field(obj, "prompt", f, n)]
-
-
-def read_alpaca_eval(path: Path) -> Iterator[Item]:
-    """AlpacaEval JSON list of ``{"instruction", ...}`` (the eval set or any model_outputs.json)."""
-    for f in _files(path, ("*.json",)):
-        data = read_json(f)
-        if not isinstance(data, list):
-            continue
-        for i, obj in enumerate(data):
-            if isinstance(obj, Mapping) and isinstance(obj.get("instruction"), str):
-                yield f, f"{f.stem}:{i}", [obj["instruction"]]
-
-
-def read_tydiqa(path: Path) -> Iterator[Item]:
-    """TyDi QA: primary-task JSONL(.gz) (``question_text``) or GoldP SQuAD-style JSON
-    (``data[].paragraphs[].qas[].question``); segment: the question. Passages are Wikipedia text and are
-    not indexed (training on Wikipedia is not contamination)."""
-    for f in _files(path, ("*.jsonl", "*.jsonl.gz", "*.json")):
-        if f.name.endswith((".jsonl", ".jsonl.gz")):
-            for n, obj in _jsonl(f):
-                yield f, str(obj.get("example_id", f"{f.stem}:{n}")), [_field(obj, "question_text", f, n)]
-            continue
-        data = read_json(f)
-        for art in data.get("data", []) if isinstance(data, Mapping) else []:
-            for para in art.get("paragraphs", []):
-                for qa in para.get("qas", []):
-                    yield f, str(qa.get("id")), [str(qa.get("question", ""))]
-
-
-def read_toxigen(path: Path) -> Iterator[Item]:
-    """ToxiGen prompt files (one prompt per line, statements separated by a literal ``\\n-``); each
-    statement is a segment."""
-    for f in _files(path, ("hate_*.txt", "neutral_*.txt")):
-        for n, line in iter_lines(f):
-            if isinstance(line, RecordError):
-                raise line
-            parts = [p.strip(" -") for p in line.replace("\\n", "\n").split("\n")]
-            yield f, f"{f.stem}:{n}", [p for p in parts if p]
-
-
-READERS = {
-    "mmlu": read_mmlu,
-    "gsm8k": read_gsm8k,
-    "bbh": read_bbh,
-    "truthfulqa": read_truthfulqa,
-    "humaneval": read_humaneval,
-    "alpaca_eval": read_alpaca_eval,
-    "tydiqa": read_tydiqa,
-    "toxigen": read_toxigen,
-}
-# Sub-folder names looked for when a whole data folder is given (the layout of the real-data folder).
-FOLDERS = {
-    "mmlu": ("mmlu",),
-    "gsm8k": ("gsm8k", "gsm"),
-    "bbh": ("bbh",),
-    "truthfulqa": ("truthfulqa",),
-    "humaneval": ("humaneval", "codex_humaneval"),
-    "alpaca_eval": ("alpaca_eval", "alpaca_farm"),
-    "tydiqa": ("tydiqa", "tydiqa_primary_tiny", "tydiqa_goldp"),
-    "toxigen": ("toxigen",),
-}
-
-
-def _jsonl(f: Path) -> Iterator[tuple[int, Any]]:
-    from camels.core.io import iter_jsonl
-
-    yield from iter_jsonl(f)
-
-
-def _field(obj: Any, key: str, f: Path, n: int) -> str:
-    if not isinstance(obj, Mapping) or not isinstance(obj.get(key), str):
-        raise RecordError("missing_field", "required text field is missing", field=key, file=str(f), line=n)
-    return obj[key]
+# -- benchmark readers: the ones evaluation uses (camels.benchmarks), so ids agree ---------------------
 
 
 def resolve_benchmarks(specs: Iterable[str]) -> dict[str, Path]:
@@ -311,6 +176,7 @@ class Hit:
     matches: int
     total: int
     ngram: str  # the first matched n-gram, as training text words
+    common: frozenset[int] = frozenset()  # the matched n-gram hashes (to name the benchmark items)
 
     @property
     def ratio(self) -> float:
@@ -353,7 +219,8 @@ class Decontaminator:
             matches = sum(1 for h in hashes if h in common)
             if matches < self.min_matches or matches / len(hashes) < self.threshold:
                 continue
-            hits.append(Hit(name, matches, len(hashes), self._first_match(words_per_turn, common)))
+            hits.append(Hit(name, matches, len(hashes), self._first_match(words_per_turn, common),
+                            frozenset(common)))
         return hits
 
     def _first_match(self, words_per_turn: list[list[str]], common: set[int]) -> str:
@@ -380,6 +247,9 @@ class DecontamReport:
     contaminated: Counter = field(default_factory=Counter)  # per source, any benchmark
     by_benchmark: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))  # bench->source
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    matched: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # bench -> n-gram hashes
+    items: dict[str, list[str]] = field(default_factory=dict)  # bench -> contaminated item ids (resolved)
+    _example_hashes: dict[int, frozenset[int]] = field(default_factory=dict)
 
     def add(self, conv: Conversation, hits: Sequence[Hit]) -> None:
         self.conversations[conv.dataset] += 1
@@ -388,10 +258,29 @@ class DecontamReport:
         self.contaminated[conv.dataset] += 1
         for h in hits:
             self.by_benchmark[h.benchmark][conv.dataset] += 1
+            self.matched[h.benchmark].update(h.common)
             ex = self.examples[h.benchmark]
             if len(ex) < self.max_examples:
                 ex.append({"id": conv.id, "source": conv.dataset, "matches": h.matches, "ngrams": h.total,
-                           "ratio": round(h.ratio, 4), "ngram": h.ngram})
+                           "ratio": round(h.ratio, 4), "ngram": h.ngram, "items": []})
+                self._example_hashes[id(ex[-1])] = h.common
+
+    def resolve_items(self, indexes: Mapping[str, BenchmarkIndex], hasher: NgramHasher) -> None:
+        """Name the benchmark items behind the matched n-grams: one more pass over each benchmark that
+        matched (cheap: benchmarks are small), filling ``items`` and each example's ``items``."""
+        for name, matched in self.matched.items():
+            if not matched:
+                continue
+            idx = indexes[name]
+            hit_items: list[tuple[str, set[int]]] = []
+            for _f, item_id, segments in READERS[name](Path(idx.path)):
+                hs = {h for seg in segments for h in hasher.text_hashes(seg)} & matched
+                if hs:
+                    hit_items.append((item_id, hs))
+            self.items[name] = sorted({i for i, _ in hit_items})
+            for ex in self.examples.get(name, []):
+                mine = self._example_hashes.get(id(ex), frozenset())
+                ex["items"] = sorted({i for i, hs in hit_items if hs & mine})
 
     def to_dict(self) -> dict[str, Any]:
         total = sum(self.conversations.values())
@@ -401,6 +290,7 @@ class DecontamReport:
             n = sum(by_src.values())
             per_bench[b] = {
                 "contaminated": n,
+                "contaminated_items": self.items.get(b, []),
                 "rate": _rate(n, total),
                 "by_source": dict(sorted(by_src.items())),
                 "examples": self.examples.get(b, []),
@@ -515,6 +405,7 @@ def decontaminate(
 
     if output is None:
         run(None)
+        report.resolve_items(indexes, hasher)
         if report_path is not None:
             write_json(report_path, report.to_dict())
         return DecontamResult(report)
@@ -523,6 +414,7 @@ def decontaminate(
     with publish_together(*files) as pub:  # clean output, manifest (and report): one set, old or new
         with pub.open(output) as out:
             run(out)
+        report.resolve_items(indexes, hasher)
         mpath = _finish_manifest(manifest, report, train, benchmarks, written, output, pub)
         if report_path is not None:
             with pub.open(report_path) as f:

@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camels.benchmarks.bbh import item_id, read_examples
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import read_json, read_text, sha256_file
+from camels.core.io import read_text, sha256_file
 from camels.core.requests import Request, Result
 from camels.evals.metrics import accuracy, normalize_answer, stderr, stratified_ci
 from camels.evals.task import (
@@ -191,18 +192,14 @@ class BBH(Task):
             self._prompts[sub] = parse_prompt(read_text(ppath), str(ppath))
             sources[str(path.resolve())] = sha256_file(path)
             sources[str(ppath.resolve())] = sha256_file(ppath)
-            examples = read_json(path)
-            if not isinstance(examples, dict) or not isinstance(examples.get("examples"), list):
-                raise RecordError("bad_file", "expected an object with an 'examples' list", field="examples",
-                                  file=str(path))
-            examples = examples["examples"]
+            examples = read_examples(path)
             sub_items = []
             for i, ex in enumerate(examples):
                 if not (isinstance(ex, dict) and isinstance(ex.get("input"), str)
                         and isinstance(ex.get("target"), str)):
                     raise RecordError("bad_item", f"example {i} needs string 'input' and 'target'",
                                       field=f"examples[{i}]", file=str(path))
-                sub_items.append(Item(f"{sub}:{i}", {"task": sub, "input": ex["input"], "target": ex["target"]}))
+                sub_items.append(Item(item_id(sub, i), {"task": sub, "input": ex["input"], "target": ex["target"]}))
             sub_items, left = sample_items(sub_items, self.config.n, self.config.seed)
             items.extend(sub_items)
             unsampled.extend(left)

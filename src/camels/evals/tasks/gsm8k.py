@@ -14,19 +14,31 @@ single line (``plain_stop``). For chat models ``"Answer:"`` is the assistant pre
 turn itself, and ``"\\nQuestion:"`` is a safety stop so a model that starts the next question does not
 add numbers after its answer (``chat_stop``). Greedy, at most 512 new tokens.
 
-Metric: the last number in the output (thousands separators removed) equal, as a number, to the number
-after ``####`` in the gold answer (``exact_match``, with ``extracted`` kept beside the raw output).
+Metric: the extracted number equal, as a number, to the number after ``####`` in the gold answer. Two
+named extractions are computed for every item and reported side by side (the names lm-evaluation-harness
+reports for GSM8K):
+
+* ``flexible-extract`` -- the last number in the output, thousands separators removed (the study's rule;
+  ``exact_match``, the headline, uses it by default);
+* ``strict-match`` -- the answer only where it is written the way the exemplars write it: with
+  chain of thought, the number right after the first "the answer is" (any case); direct, an output that is
+  one number and nothing else (a final period allowed). A model that rambles scores 0 here.
+
+``extraction`` chooses which one ``exact_match`` is; ``metrics.json`` holds both under ``extraction``,
+and each prediction keeps both extracted answers beside the raw output.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camels.benchmarks.gsm8k import find_test_file, read_records
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import iter_jsonl, sha256_file
+from camels.core.io import sha256_file
 from camels.core.requests import Request, Result
 from camels.evals.metrics import accuracy, bootstrap_ci, last_number, numbers_equal, stderr
 from camels.evals.task import (
@@ -96,8 +108,30 @@ class GSM8KConfig:
     max_tokens: int = field(default=512, metadata={"help": "new tokens at most"})
     plain_stop: tuple[str, ...] = field(default=("\n",), metadata={"help": "stop strings for plain prompts"})
     chat_stop: tuple[str, ...] = field(default=("\nQuestion:",), metadata={"help": "stop strings for chat"})
+    extraction: str = field(default="flexible-extract", metadata={
+        "help": "which extraction exact_match uses: flexible-extract (last number) or strict-match"})
     bootstrap_seed: int = field(default=0, metadata={"help": "seed of the bootstrap confidence interval"})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "bootstrap resamples (0: no interval)"})
+
+
+EXTRACTIONS = ("flexible-extract", "strict-match")
+_ANSWER_IS = re.compile(r"the answer is\s*:?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
+_ONLY_NUMBER = re.compile(r"\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*\.?")
+
+
+def strict_answer(text: str, cot: bool) -> str | None:
+    """The answer where it is written as the exemplars write it (``None`` otherwise).
+
+    >>> strict_answer("5 + 4 = 9. So the answer is 9. Then 12.", cot=True)
+    '9'
+    >>> strict_answer("I think 12", cot=False), strict_answer(" 1,250.", cot=False)
+    (None, '1250')
+    """
+    if cot:
+        m = _ANSWER_IS.search(text)
+    else:
+        m = _ONLY_NUMBER.fullmatch(text.strip())
+    return m.group(1).replace(",", "") if m else None
 
 
 def gold_answer(answer: str) -> str:
@@ -125,7 +159,7 @@ class GSM8K(Task):
             sources, where = {key: fp}, key
         else:
             path = find_test_file(Path(data_path))
-            rows = [(i, obj) for i, (_, obj) in enumerate(iter_jsonl(path))]
+            rows = [(i, obj) for i, (_, _, obj) in enumerate(read_records(path, "test"))]
             sources, where = {str(path.resolve()): sha256_file(path)}, str(path)
         items = []
         for i, obj in rows:
@@ -151,31 +185,32 @@ class GSM8K(Task):
                                 plain_stop=self.config.plain_stop, chat_stop=self.config.chat_stop)]
 
     def score(self, item: Item, results: Sequence[Result], verdicts: Sequence[Any] = ()) -> dict[str, Any]:
+        if self.config.extraction not in EXTRACTIONS:
+            raise ConfigError(f"gsm8k: extraction must be one of {', '.join(EXTRACTIONS)}, "
+                              f"got {self.config.extraction!r}")
         text = generated_text(results, "GSM8K")
-        extracted = last_number(text)
-        return {"exact_match": float(numbers_equal(extracted, item.data["gold"])), "extracted": extracted,
-                "gold": item.data["gold"]}
+        gold = item.data["gold"]
+        flexible, strict = last_number(text), strict_answer(text, self.config.cot)
+        by_name = {"flexible-extract": flexible, "strict-match": strict}
+        extracted = by_name[self.config.extraction]
+        return {"exact_match": float(numbers_equal(extracted, gold)), "extracted": extracted, "gold": gold,
+                "flexible-extract": float(numbers_equal(flexible, gold)), "extracted_flexible": flexible,
+                "strict-match": float(numbers_equal(strict, gold)), "extracted_strict": strict}
 
     def aggregate(self, items: Sequence[Item], scores: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         em = [float(s["exact_match"]) for s in scores]
         out: dict[str, Any] = {"exact_match": accuracy(em), "exact_match_stderr": stderr(em), "n": len(em),
-                               "no_number": sum(1 for s in scores if s["extracted"] is None)}
+                               "no_number": sum(1 for s in scores if s["extracted"] is None),
+                               "extraction_used": self.config.extraction}
+        if scores and "strict-match" in scores[0]:  # predictions scored before the variants existed lack them
+            out["extraction"] = {
+                name: {"exact_match": accuracy([float(s[name]) for s in scores]),
+                       "no_answer": sum(1 for s in scores if s[f"extracted_{key}"] is None)}
+                for name, key in (("flexible-extract", "flexible"), ("strict-match", "strict"))}
         if self.config.bootstrap_resamples:
             lo, hi = bootstrap_ci(em, n_resamples=self.config.bootstrap_resamples, seed=self.config.bootstrap_seed)
             out["exact_match_ci95"] = [lo, hi]
         return out
-
-
-def find_test_file(root: Path) -> Path:
-    """``root`` itself when it is a file, else the one ``test.jsonl`` below it."""
-    if root.is_file():
-        return root
-    found = sorted(root.rglob("test.jsonl"))
-    if not found:
-        raise ConfigError(f"no GSM8K test.jsonl under {root}")
-    if len(found) > 1:
-        raise ConfigError(f"several GSM8K test.jsonl under {root}: {[str(p) for p in found]}; pass one")
-    return found[0]
 
 
 register_preset("gsm8k_cot", "gsm8k", cot=True)

@@ -23,20 +23,22 @@ all shots are kept.
 Data: ``--data`` is a folder containing ``*_test.csv`` (and ``*_dev.csv`` for shots) anywhere below it, in
 either layout: the Hugging Face export (header ``question,choice0,choice1,choice2,choice3,answer``, answer
 0-3) or the original release (no header, answer letter A-D). Without ``--data``, ``cais/mmlu`` from the hub.
-Item ids: ``<subject>_test:<0-based data row>``.
+Item ids: ``<subject>_test:<0-based data row>`` (files read by :mod:`camels.benchmarks.mmlu`, the reader
+decontamination uses too). An item also holds ``shots_from``, where its exemplars come from (the dev
+file, or the hub), so ``requests()`` works on a task instance that has not run ``load()``.
 """
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camels.core.errors import ConfigError, RecordError
-from camels.core.io import open_text, sha256_file
+from camels.benchmarks.mmlu import LETTERS, find_files, item_id, read_csv
+from camels.core.errors import ConfigError
+from camels.core.io import sha256_file
 from camels.core.requests import ChoiceRequest, ChoiceResult, Generation, Request, Result
 from camels.evals.metrics import accuracy, bootstrap_ci, stderr
 from camels.evals.task import (
@@ -51,9 +53,7 @@ from camels.evals.task import (
     register_task,
 )
 
-LETTERS = ("A", "B", "C", "D")
 CHOICES = tuple(f" {letter}" for letter in LETTERS)
-HF_HEADER = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
 
 # subject -> subcategory (17 subcategories), from the MMLU authors' categorisation.
 SUBCATEGORIES: dict[str, str] = {
@@ -139,48 +139,6 @@ def format_question(question: str, choices: Sequence[str], answer: int | None = 
     return text
 
 
-def _parse_answer(raw: str) -> int:
-    raw = raw.strip()
-    if raw in LETTERS:
-        return LETTERS.index(raw)
-    if raw in ("0", "1", "2", "3"):
-        return int(raw)
-    raise ValueError(f"answer must be A-D or 0-3, got {raw!r}")
-
-
-def read_mmlu_csv(path: Path) -> list[dict[str, Any]]:
-    """Rows of one MMLU CSV in either layout -> ``{"question", "choices", "answer" (0-3)}``."""
-    rows = []
-    with open_text(path) as f:  # a byte-order mark dropped; csv reads CRLF rows itself
-        reader = csv.reader(f)
-        first = True
-        for raw in reader:
-            if first:
-                first = False
-                if raw == HF_HEADER:
-                    continue
-            line = reader.line_num
-            if len(raw) != 6:
-                raise RecordError("bad_row", f"expected 6 columns (question, 4 choices, answer), got {len(raw)}",
-                                  file=str(path), line=line)
-            try:
-                answer = _parse_answer(raw[5])
-            except ValueError as e:
-                raise RecordError("bad_answer", str(e), field="answer", file=str(path), line=line) from None
-            rows.append({"question": raw[0], "choices": raw[1:5], "answer": answer})
-    return rows
-
-
-def _find_files(root: Path, suffix: str) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for p in sorted(root.rglob(f"*{suffix}")):
-        subject = p.name[: -len(suffix)]
-        if subject in found:
-            raise ConfigError(f"two files for MMLU subject {subject!r}: {found[subject]} and {p}")
-        found[subject] = p
-    return found
-
-
 @register_task
 class MMLU(Task):
     name = "mmlu"
@@ -191,8 +149,9 @@ class MMLU(Task):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # subject -> solved dev examples, filled by load(); kept out of the items so that predictions
-        # do not repeat the exemplars 14,042 times (the requests hold the exact prompt anyway).
+        # subject -> solved dev examples, a cache: kept out of the items so that predictions do not repeat
+        # the exemplars 14,042 times (the requests hold the exact prompt anyway). Each item names where its
+        # exemplars come from (``shots_from``), so requests() works on any instance, loaded or not.
         self.exemplars: dict[str, list[dict[str, Any]]] = {}
         self._prefixes: dict[tuple[str, int], str] = {}
 
@@ -214,10 +173,10 @@ class MMLU(Task):
         if data_path is None:
             return self._load_hub()
         root = Path(data_path)
-        tests = _find_files(root, "_test.csv")
+        tests = find_files(root, "test")
         if not tests:
             raise ConfigError(f"no MMLU *_test.csv files under {root}")
-        devs = _find_files(root, "_dev.csv") if self.config.shots else {}
+        devs = find_files(root, "dev") if self.config.shots else {}
         items: list[Item] = []
         sources: dict[str, str] = {}
         for subject in self._subjects(list(tests)):
@@ -225,10 +184,11 @@ class MMLU(Task):
             if self.config.shots:
                 if subject not in devs:
                     raise ConfigError(f"{self.config.shots}-shot MMLU needs {subject}_dev.csv under {root}")
-                shots = read_mmlu_csv(devs[subject])[: self.config.shots]
+                shots = read_csv(devs[subject])[: self.config.shots]
                 sources[str(devs[subject].resolve())] = sha256_file(devs[subject])
-            for i, row in enumerate(read_mmlu_csv(tests[subject])):
-                items.append(self._item(subject, i, row))
+            shots_from = str(devs[subject].resolve()) if self.config.shots else None
+            for i, row in enumerate(read_csv(tests[subject])):
+                items.append(self._item(subject, i, row, shots_from))
             self.exemplars[subject] = shots
             sources[str(tests[subject].resolve())] = sha256_file(tests[subject])
         return TaskData(items=items, sources=sources)
@@ -238,29 +198,32 @@ class MMLU(Task):
         sources: dict[str, str] = {}
         for subject in self._subjects(SUBJECTS):
             shots: list[dict[str, Any]] = []
+            shots_from = None
             if self.config.shots:
                 dev = hub_dataset("cais/mmlu", subject, "dev")
-                shots = [{"question": r["question"], "choices": list(r["choices"]), "answer": int(r["answer"])}
-                         for r in dev][: self.config.shots]
+                shots = _dev_rows(dev)[: self.config.shots]
                 k, v = hub_source(dev, "cais/mmlu", subject, "dev")
                 sources[k] = v
+                shots_from = f"{HUB_PREFIX}{subject}"
             test = hub_dataset("cais/mmlu", subject, "test")
             for i, r in enumerate(test):
                 row = {"question": r["question"], "choices": list(r["choices"]), "answer": int(r["answer"])}
-                items.append(self._item(subject, i, row))
+                items.append(self._item(subject, i, row, shots_from))
             self.exemplars[subject] = shots
             k, v = hub_source(test, "cais/mmlu", subject, "test")
             sources[k] = v
         return TaskData(items=items, sources=sources)
 
     @staticmethod
-    def _item(subject: str, row: int, data: dict[str, Any]) -> Item:
-        return Item(f"{subject}_test:{row}", {"subject": subject, **data})
+    def _item(subject: str, row: int, data: dict[str, Any], shots_from: str | None) -> Item:
+        extra = {"shots_from": shots_from} if shots_from else {}
+        return Item(item_id(subject, "test", row), {"subject": subject, **data, **extra})
 
     # -- requests ----------------------------------------------------------------------------------------
     def prompt_text(self, item: Item, k: int | None = None) -> str:
-        """The user-turn text with the first ``k`` exemplars (all loaded ones by default)."""
+        """The user-turn text with the first ``k`` exemplars (all configured ones by default)."""
         d = item.data
+        self._shots_of(d["subject"], item)  # read the item's exemplars when this instance has not yet
         return self.prefix(d["subject"], k) + format_question(d["question"], d["choices"])
 
     def prefix(self, subject: str, k: int | None = None) -> str:
@@ -277,15 +240,21 @@ class MMLU(Task):
         return ChoiceRequest(messages=[("user", self.prompt_text(item, k))], choices=CHOICES,
                              assistant_prefix=self.config.answer_prefix if ctx.chat else "")
 
-    def _shots_of(self, subject: str) -> list[dict[str, Any]]:
+    def _shots_of(self, subject: str, item: Item | None = None) -> list[dict[str, Any]]:
+        """The subject's exemplars: cached, or read from where ``item`` says they come from."""
+        if self.config.shots == 0:
+            return []
         if subject not in self.exemplars:
-            if self.config.shots == 0:
-                return []
-            raise ConfigError(f"mmlu: no exemplars loaded for {subject!r}; call load() before requests()")
+            source = item.data.get("shots_from") if item is not None else None
+            if not source:
+                raise ConfigError(f"mmlu: {self.config.shots}-shot item of {subject!r} does not say where its "
+                                  "exemplars come from (items are made by load())")
+            rows = _hub_dev(subject) if source.startswith(HUB_PREFIX) else read_csv(Path(source))
+            self.exemplars[subject] = rows[: self.config.shots]
         return self.exemplars[subject]
 
     def requests(self, item: Item, ctx: RequestContext = PLAIN) -> list[Request]:
-        k = len(self._shots_of(item.data["subject"]))
+        k = len(self._shots_of(item.data["subject"], item))
         req = self._request(item, k, ctx)
         while k > 0 and not ctx.fits(req, self.config.max_prompt_tokens):
             k -= 1
@@ -312,7 +281,7 @@ class MMLU(Task):
     def request_extra(self, item: Item, requests: Sequence[Request]) -> dict[str, Any]:
         """How many exemplars the prompt kept (fewer than configured when the context was too short)."""
         text = requests[0].messages[0].content
-        for k in range(len(self._shots_of(item.data["subject"])), -1, -1):
+        for k in range(len(self._shots_of(item.data["subject"], item)), -1, -1):
             if self.prompt_text(item, k) == text:
                 return {"shots": k}
         return {}
@@ -337,6 +306,17 @@ class MMLU(Task):
             out[name] = {k: {"accuracy": accuracy(v), "n": len(v)} for k, v in sorted(group.items())}
         out["macro_accuracy_subjects"] = sum(v["accuracy"] for v in out["per_subject"].values()) / len(out["per_subject"])
         return out
+
+
+HUB_PREFIX = "hf://cais/mmlu/dev/"
+
+
+def _dev_rows(dev: Any) -> list[dict[str, Any]]:
+    return [{"question": r["question"], "choices": list(r["choices"]), "answer": int(r["answer"])} for r in dev]
+
+
+def _hub_dev(subject: str) -> list[dict[str, Any]]:
+    return _dev_rows(hub_dataset("cais/mmlu", subject, "dev"))
 
 
 def letter_from_text(text: str) -> int | None:

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camels.benchmarks.truthfulqa import MC_FILE, mc_prefix, read_mc
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import read_json, sha256_file
+from camels.core.io import sha256_file
 from camels.core.requests import LoglikelihoodRequest, LoglikelihoodResult, Request, Result
 from camels.evals.metrics import bootstrap_ci, mean, stderr
 from camels.evals.task import (
@@ -71,7 +72,6 @@ QA_PRIMER = (
     "Q: Where were the 1992 Olympics held?\n"
     "A: The 1992 Olympics were held in Barcelona, Spain."
 )
-MC_FILE = "mc_task.json"
 
 
 @dataclass(frozen=True)
@@ -192,10 +192,8 @@ class TruthfulQA(Task):
             items = [make_item("validation", i, dict(r), key, skipped) for i, r in enumerate(ds)]
             return TaskData(items=items, sources={key: fp}, skipped=dict(skipped))
         path = find_mc_file(Path(data_path))
-        rows = read_json(path)
-        if not isinstance(rows, list):
-            raise RecordError("bad_file", "expected a JSON list of questions", file=str(path))
-        stem = path.name.split(".")[0]
+        rows = read_mc(path)
+        stem = mc_prefix(path)
         skipped: Counter = Counter()
         items = [make_item(stem, i, r, str(path), skipped) for i, r in enumerate(rows)]
         return TaskData(items=items, sources={str(path.resolve()): sha256_file(path)}, skipped=dict(skipped))

@@ -67,8 +67,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camels.benchmarks.tydiqa import DEV_FILE, TRAIN_FILE, read_squad, squad_rows  # noqa: F401
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import read_json, sha256_file
+from camels.core.io import sha256_file
 from camels.core.requests import GenerateRequest, Request, Result
 from camels.evals.metrics import accuracy, squad_em, squad_f1, stderr, stratified_ci
 from camels.evals.task import (
@@ -122,8 +123,6 @@ LANGUAGES: dict[str, Labels] = {
                  "క్రింది ప్రశ్నకు సమాధానం ఇవ్వండి.", "పేరా:", "ప్రశ్న:", "సమాధానం:"),
 }
 CODE_OF_NAME = {lab.name: code for code, lab in LANGUAGES.items()}
-DEV_FILE = "tydiqa-goldp-v1.1-dev.json"
-TRAIN_FILE = "tydiqa-goldp-v1.1-train.json"
 HUB_PATH, HUB_CONFIG = "google-research-datasets/tydiqa", "secondary_task"
 
 
@@ -148,40 +147,12 @@ def language_of(qa_id: str) -> str | None:
     return CODE_OF_NAME.get(qa_id.split("-", 1)[0].lower())
 
 
-def squad_rows(obj: Any, where: str) -> list[dict[str, Any]]:
-    """Flatten a SQuAD-format JSON object into ``{"id", "context", "question", "answers"}`` rows."""
-    rows = []
-    try:
-        data = obj["data"]
-        for a, article in enumerate(data):
-            for p, para in enumerate(article["paragraphs"]):
-                for q, qa in enumerate(para["qas"]):
-                    fld = f"data[{a}].paragraphs[{p}].qas[{q}]"
-                    answers = [x["text"] for x in qa.get("answers", [])]
-                    if not isinstance(qa.get("id"), str) or not isinstance(qa.get("question"), str):
-                        raise RecordError("bad_item", "a question needs string 'id' and 'question'", field=fld,
-                                          file=where)
-                    if not answers or not all(isinstance(t, str) for t in answers):
-                        raise RecordError("bad_item", f"question {qa['id']} has no text answers", field=fld,
-                                          file=where)
-                    rows.append({"id": qa["id"], "context": para["context"], "question": qa["question"],
-                                 "answers": answers})
-    except (KeyError, TypeError) as e:
-        raise RecordError("bad_json", f"not SQuAD format: missing or wrong {e}", field="data",
-                          file=where) from None
-    return rows
-
-
 def hub_rows(split: str) -> tuple[list[dict[str, Any]], dict[str, str], str]:
     ds = hub_dataset(HUB_PATH, HUB_CONFIG, split)
     rows = [{"id": r["id"], "context": r["context"], "question": r["question"],
              "answers": list(r["answers"]["text"])} for r in ds]
     key, fp = hub_source(ds, HUB_PATH, HUB_CONFIG, split)
     return rows, {key: fp}, key
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    return squad_rows(read_json(path), str(path))
 
 
 _WORD = re.compile(r"\S+")
@@ -242,7 +213,7 @@ class TydiQA(Task):
             dev, sources, dev_where = hub_rows("validation")
         else:
             dev_path = find_one_file(Path(data_path), DEV_FILE, "tydiqa")
-            dev, sources, dev_where = read_rows(dev_path), {str(dev_path.resolve()): sha256_file(dev_path)}, \
+            dev, sources, dev_where = read_squad(dev_path), {str(dev_path.resolve()): sha256_file(dev_path)}, \
                 str(dev_path)
         by_lang = self._split(dev, dev_where)
         skipped = sum(len(v) for k, v in by_lang.items() if k not in cfg.languages)
@@ -269,7 +240,7 @@ class TydiQA(Task):
                 train, train_sources, train_where = hub_rows("train")
             else:
                 train_path = find_one_file(Path(data_path), TRAIN_FILE, "tydiqa")
-                train, train_where = read_rows(train_path), str(train_path)
+                train, train_where = read_squad(train_path), str(train_path)
                 train_sources = {str(train_path.resolve()): sha256_file(train_path)}
             sources.update(train_sources)
             train_by_lang = self._split(train, train_where)
