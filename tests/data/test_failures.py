@@ -391,3 +391,16 @@ def test_bom_and_crlf_in_evaluation_files(tmp_path, fixtures):
         a, b = task.load(task.resolve_data_path(src)), task.load(task.resolve_data_path(edited))
         assert [(i.id, i.data) for i in b.items] == [(i.id, i.data) for i in a.items] and a.items
         assert [task.requests(i) for i in b.items] == [task.requests(i) for i in a.items]
+
+
+def test_empty_inputs_warn_in_mix_and_decontaminate(tmp_path, capsys):
+    full, empty = tmp_path / "full.jsonl", tmp_path / "empty.jsonl"
+    full.write_text(conversations(2))
+    empty.write_text("")
+    assert main(["data", "mix", "single:dolly", "--input", f"dolly={full},{empty}", "-o", str(tmp_path / "m.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert f"camels: warning: {empty}: no records in this input (an empty file)" in err.splitlines()
+    assert read_json(tmp_path / "m.manifest.json")["warnings"] == [
+        f"{empty}: no records in this input (an empty file)"]
+    assert main(["data", "decontaminate", str(empty), "-b", f"gsm8k={BENCH / 'gsm8k'}"]) == 0
+    assert f"camels: warning: {empty}: no records in this input (an empty file?)" in capsys.readouterr().err

@@ -124,6 +124,8 @@ def _decontaminate(args: argparse.Namespace) -> int:
         max_examples=args.examples,
     )
     report = result.report
+    if report.conversations.total() == 0 and not report.skipped:
+        print(f"camels: warning: {args.train}: no records in this input (an empty file?)", file=sys.stderr)
     for name, info in report.benchmarks.items():
         print(f"{name}: {info['items']} items, {info['ngrams']} distinct {args.n}-grams, "
               f"{info['short_items']} items shorter than {args.n} words ({info['path']})")

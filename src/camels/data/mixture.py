@@ -447,6 +447,8 @@ def mix(
         seen: dict[tuple[str, ...], SourceIndex] = {}  # a file list used by two sources is read once
         for spec in specs:
             trusted = {str(Path(f)) for f in spec.files if _add_input(manifest, Path(f), spec.name)}
+            warnings.extend(f"{f}: no records in this input (an empty file)" for f in spec.files
+                            if Path(f).stat().st_size == 0)
             idx = seen.get(spec.files)
             if idx is None:
                 idx = index_source(spec, lenient=lenient, spill_dir=spill, show_progress=show_progress,
