@@ -46,10 +46,16 @@ from camels.core.requests import GenerateRequest, Generation, Request, Result
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One benchmark item: a stable ``id`` and its raw fields (JSON-serialisable; stored in predictions)."""
+    """One benchmark item: a stable ``id`` and its raw fields (JSON-serialisable; stored in predictions).
+
+    ``shared`` holds what many items share and :meth:`Task.requests` needs besides the item's own fields
+    (MMLU's exemplars of the subject), by reference: it travels with the item, so building requests needs
+    no state on the task instance, and it is not stored in predictions nor part of item equality.
+    """
 
     id: str
     data: dict[str, Any]
+    shared: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(slots=True)

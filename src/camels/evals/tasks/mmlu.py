@@ -24,8 +24,8 @@ Data: ``--data`` is a folder containing ``*_test.csv`` (and ``*_dev.csv`` for sh
 either layout: the Hugging Face export (header ``question,choice0,choice1,choice2,choice3,answer``, answer
 0-3) or the original release (no header, answer letter A-D). Without ``--data``, ``cais/mmlu`` from the hub.
 Item ids: ``<subject>_test:<0-based data row>`` (files read by :mod:`camels.benchmarks.mmlu`, the reader
-decontamination uses too). An item also holds ``shots_from``, where its exemplars come from (the dev
-file, or the hub), so ``requests()`` works on a task instance that has not run ``load()``.
+decontamination uses too). Each item carries its subject's exemplars by reference (``Item.shared``, not
+stored in predictions), so ``requests()`` works on any task instance, loaded or not.
 """
 
 from __future__ import annotations
@@ -149,9 +149,9 @@ class MMLU(Task):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # subject -> solved dev examples, a cache: kept out of the items so that predictions do not repeat
-        # the exemplars 14,042 times (the requests hold the exact prompt anyway). Each item names where its
-        # exemplars come from (``shots_from``), so requests() works on any instance, loaded or not.
+        # subject -> solved dev examples, as load() read them. Items carry the same list by reference
+        # (Item.shared, not stored in predictions: the requests hold the exact prompt anyway), so requests()
+        # works on any instance with the same config, loaded or not.
         self.exemplars: dict[str, list[dict[str, Any]]] = {}
         self._prefixes: dict[tuple[str, int], str] = {}
 
@@ -186,9 +186,8 @@ class MMLU(Task):
                     raise ConfigError(f"{self.config.shots}-shot MMLU needs {subject}_dev.csv under {root}")
                 shots = read_csv(devs[subject])[: self.config.shots]
                 sources[str(devs[subject].resolve())] = sha256_file(devs[subject])
-            shots_from = str(devs[subject].resolve()) if self.config.shots else None
             for i, row in enumerate(read_csv(tests[subject])):
-                items.append(self._item(subject, i, row, shots_from))
+                items.append(self._item(subject, i, row, shots))
             self.exemplars[subject] = shots
             sources[str(tests[subject].resolve())] = sha256_file(tests[subject])
         return TaskData(items=items, sources=sources)
@@ -198,26 +197,24 @@ class MMLU(Task):
         sources: dict[str, str] = {}
         for subject in self._subjects(SUBJECTS):
             shots: list[dict[str, Any]] = []
-            shots_from = None
             if self.config.shots:
                 dev = hub_dataset("cais/mmlu", subject, "dev")
-                shots = _dev_rows(dev)[: self.config.shots]
+                shots = [{"question": r["question"], "choices": list(r["choices"]), "answer": int(r["answer"])}
+                         for r in dev][: self.config.shots]
                 k, v = hub_source(dev, "cais/mmlu", subject, "dev")
                 sources[k] = v
-                shots_from = f"{HUB_PREFIX}{subject}"
             test = hub_dataset("cais/mmlu", subject, "test")
             for i, r in enumerate(test):
                 row = {"question": r["question"], "choices": list(r["choices"]), "answer": int(r["answer"])}
-                items.append(self._item(subject, i, row, shots_from))
+                items.append(self._item(subject, i, row, shots))
             self.exemplars[subject] = shots
             k, v = hub_source(test, "cais/mmlu", subject, "test")
             sources[k] = v
         return TaskData(items=items, sources=sources)
 
     @staticmethod
-    def _item(subject: str, row: int, data: dict[str, Any], shots_from: str | None) -> Item:
-        extra = {"shots_from": shots_from} if shots_from else {}
-        return Item(item_id(subject, "test", row), {"subject": subject, **data, **extra})
+    def _item(subject: str, row: int, data: dict[str, Any], shots: list[dict[str, Any]]) -> Item:
+        return Item(item_id(subject, "test", row), {"subject": subject, **data}, {"exemplars": shots})
 
     # -- requests ----------------------------------------------------------------------------------------
     def prompt_text(self, item: Item, k: int | None = None) -> str:
@@ -241,16 +238,17 @@ class MMLU(Task):
                              assistant_prefix=self.config.answer_prefix if ctx.chat else "")
 
     def _shots_of(self, subject: str, item: Item | None = None) -> list[dict[str, Any]]:
-        """The subject's exemplars: cached, or read from where ``item`` says they come from."""
+        """The subject's exemplars: those the item carries, else those this instance loaded."""
         if self.config.shots == 0:
             return []
+        carried = item.shared.get("exemplars") if item is not None else None
+        if carried is not None and self.exemplars.get(subject) is not carried:
+            # a list another instance (or an earlier load) made: use it, and forget prefixes built before
+            self.exemplars[subject] = carried if len(carried) <= self.config.shots else carried[: self.config.shots]
+            self._prefixes = {k: v for k, v in self._prefixes.items() if k[0] != subject}
         if subject not in self.exemplars:
-            source = item.data.get("shots_from") if item is not None else None
-            if not source:
-                raise ConfigError(f"mmlu: {self.config.shots}-shot item of {subject!r} does not say where its "
-                                  "exemplars come from (items are made by load())")
-            rows = _hub_dev(subject) if source.startswith(HUB_PREFIX) else read_csv(Path(source))
-            self.exemplars[subject] = rows[: self.config.shots]
+            raise ConfigError(f"mmlu: no exemplars for {subject!r}: build items with load() (an item read back "
+                              "from predictions.jsonl carries none)")
         return self.exemplars[subject]
 
     def requests(self, item: Item, ctx: RequestContext = PLAIN) -> list[Request]:
@@ -306,17 +304,6 @@ class MMLU(Task):
             out[name] = {k: {"accuracy": accuracy(v), "n": len(v)} for k, v in sorted(group.items())}
         out["macro_accuracy_subjects"] = sum(v["accuracy"] for v in out["per_subject"].values()) / len(out["per_subject"])
         return out
-
-
-HUB_PREFIX = "hf://cais/mmlu/dev/"
-
-
-def _dev_rows(dev: Any) -> list[dict[str, Any]]:
-    return [{"question": r["question"], "choices": list(r["choices"]), "answer": int(r["answer"])} for r in dev]
-
-
-def _hub_dev(subject: str) -> list[dict[str, Any]]:
-    return _dev_rows(hub_dataset("cais/mmlu", subject, "dev"))
 
 
 def letter_from_text(text: str) -> int | None:
