@@ -84,3 +84,15 @@ def test_mmlu_requests_do_not_need_load_on_the_instance(mmlu_root):
     assert "Answer: " in fresh.requests(items[0])[0].messages[0].content  # the exemplars are there
     assert get_task("mmlu_0shot").requests(items[0])[0].messages[0].content.startswith(
         "The following are multiple choice questions (with answers) about  virology.\n\n")
+
+
+def test_toxigen_and_truthfulqa_ids_agree_between_decontamination_and_evaluation(fixtures):
+    """The same reader on both sides: a prompt file line and a TruthfulQA question have one id."""
+    from camels.benchmarks.texts import READERS
+
+    bench = fixtures / "benchmarks"
+    decon = [item_id for _, item_id, _ in READERS["toxigen"](bench / "toxigen")]
+    evald = [it.id for it in get_task("toxigen", n=0).load(bench / "toxigen").items]
+    assert decon and sorted(decon) == sorted(evald)
+    mc = [item_id for _, item_id, _ in READERS["truthfulqa"](fixtures / "truthfulqa")]
+    assert mc == [it.id for it in get_task("truthfulqa_mc").load(fixtures / "truthfulqa").items]

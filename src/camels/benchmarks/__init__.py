@@ -14,7 +14,7 @@ tydiqa         the dataset's own question ids (``finnish--6473...-0``; the prima
 truthfulqa     ``mc_task:<i>`` (``mc_task.json``); ``TruthfulQA:<0-based row>`` (the CSV, when no JSON)
 humaneval      the dataset's ``task_id`` (``HumanEval/0``)
 alpaca_eval    ``alpaca_eval:<i>``
-toxigen        ``<file stem>:<line>``
+toxigen        ``<file stem>:<0-based line>``
 =============  ==============================================================================================
 
 The layer sits on :mod:`camels.core` only (no model code, no torch): :mod:`camels.data` and

@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from camels.benchmarks import bbh, gsm8k, mmlu, truthfulqa, tydiqa
+from camels.benchmarks import bbh, gsm8k, mmlu, toxigen, truthfulqa, tydiqa
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import iter_jsonl, iter_lines, read_json
+from camels.core.io import iter_jsonl, read_json
 
 Item = tuple[Path, str, list[str]]  # (file, item id, text segments)
 _GSM_CALC = re.compile(r"<<[^>]*>>")
@@ -122,11 +122,10 @@ def toxigen_texts(path: Path) -> Iterator[Item]:
     """ToxiGen prompt files (one prompt per line, statements separated by a literal ``\\n-``); each
     statement is a segment."""
     for f in _files(path, ("hate_*.txt", "neutral_*.txt")):
-        for n, line in iter_lines(f):
-            if isinstance(line, RecordError):
-                raise line
-            parts = [p.strip(" -") for p in line.replace("\\n", "\n").split("\n")]
-            yield f, f"{f.stem}:{n}", [p for p in parts if p]
+        rows, _ = toxigen.read_prompts(f)
+        for line, text in rows:
+            parts = [p.strip(" -") for p in toxigen.clean_prompt(text).split("\n")]
+            yield f, toxigen.item_id(f, line), [p for p in parts if p]
 
 
 READERS = {

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camels.benchmarks.toxigen import clean_prompt, item_id, read_prompts  # noqa: F401
 from camels.core.errors import ConfigError
-from camels.core.io import iter_lines, sha256_file
+from camels.core.io import sha256_file
 from camels.core.requests import GenerateRequest, Request, Result
 from camels.evals.scoring import register_scorer
 from camels.evals.task import PLAIN, Item, RequestContext, Task, TaskData, generated_text, register_task
@@ -52,15 +53,6 @@ class ToxiGenConfig:
     classifier_prompt: str = field(default="toxigen_roberta", metadata={"help": "classifier config name or path"})
     classifier_batch_size: int = field(default=32, metadata={"help": "texts per classifier batch"})
     classifier_device: str = field(default="cpu", metadata={"help": "classifier device (cpu, cuda ...)"})
-
-
-def clean_prompt(line: str) -> str:
-    r"""A prompt line as the study fed it: ``\\`` -> ``\``, ``\n`` -> a line break.
-
-    >>> clean_prompt(r"- a\n- b\n-")
-    '- a\n- b\n-'
-    """
-    return line.strip().replace("\\\\", "\\").replace("\\n", "\n")
 
 
 @register_task
@@ -96,18 +88,13 @@ class ToxiGen(Task):
         skipped = 0
         for group in wanted:
             path = files[group]
-            rows = []
-            with open(path, "rb") as f:
-                total = sum(1 for _ in f)
-            for line_no, line in iter_lines(path):
-                if isinstance(line, Exception):
-                    raise line
-                rows.append((line_no - 1, clean_prompt(line)))
-            skipped += total - len(rows)  # blank lines
+            raw, blank = read_prompts(path)
+            rows = [(line, clean_prompt(text)) for line, text in raw]
+            skipped += blank
             random.Random(self.config.seed).shuffle(rows)
             if self.config.n:
                 rows = rows[: self.config.n]
-            items += [Item(f"{path.stem}:{i}", {"group": group, "prompt": text}) for i, text in rows]
+            items += [Item(item_id(path, i), {"group": group, "prompt": text}) for i, text in rows]
             sources[str(path.resolve())] = sha256_file(path)
         return TaskData(items=items, sources=sources, skipped={"blank_line": skipped} if skipped else {})
 

@@ -24,12 +24,12 @@ Data: ``--data`` holding ``TruthfulQA.csv`` below it (the 817-question release),
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camels.benchmarks.truthfulqa import read_csv_rows
 from camels.core.errors import RecordError
 from camels.core.io import sha256_file
 from camels.core.requests import Request, Result
@@ -110,8 +110,7 @@ class TruthfulQAGen(Task):
             return TaskData(items=[_item("validation", i, dict(r), key) for i, r in enumerate(ds)], sources={key: fp})
         root = Path(data_path)
         path = root if root.is_file() else find_one_file(root, CSV_FILE, self.label)
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_csv_rows(path)
         items = [_item(path.stem, i, r, str(path)) for i, r in enumerate(rows)]
         return TaskData(items=items, sources={str(path.resolve()): sha256_file(path)})
 
