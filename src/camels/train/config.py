@@ -64,6 +64,10 @@ class TrainConfig:
         "tulu", help="Chat format written into the checkpoint: tulu, auto (the tokenizer's template if any), "
         "hf_template or plain (base models)."
     )
+    token_cache: str | None = _f(
+        None, help="Folder where encoded training data (token stores) is kept and shared between runs, one "
+        "sub-folder per data + tokenizer + chat format; default: output_dir/token_store."
+    )
     # -- sequence handling --------------------------------------------------------------------------
     max_length: int = _f(2048, help="Tokens per conversation; longer ones are cut at the end (start kept).")
     packing: bool = _f(

@@ -43,6 +43,8 @@ class Dropped(Exception):
 class Encoded:
     """One conversation as tokens. ``labels[t]`` is ``input_ids[t]`` where token ``t`` is trained, else -100.
 
+    Tuples when encoded in memory; int64 numpy arrays when read from the token store (same values).
+
     Labels are *not* shifted (the Hugging Face convention: position ``t`` is predicted from ``< t``);
     packing shifts them per conversation so no conversation is asked to predict its neighbour's first token.
     """
@@ -106,12 +108,33 @@ def _check_eos_trained(
 
 @dataclass
 class EncodedDataset:
-    """The encoded conversations of a run, with what was dropped and a content hash of the inputs."""
+    """Encoded conversations in memory, with what was dropped and a content hash of the inputs.
+
+    Training reads its data from a :class:`camels.train.store.TokenStore` (on disk, memory-mapped), which
+    offers the same ``len``, indexing, ``lengths``, ``n_targets`` and ``summary``; this in-memory form is
+    for small sets (tests, benchmarks, ``train(cfg, dataset=...)``).
+    """
 
     examples: list[Encoded]
     dropped: Counter = field(default_factory=Counter)
     truncated: int = 0
     data_sha256: str = ""
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Encoded:
+        return self.examples[i]
+
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens per conversation (what packing plans with); the token store keeps the same in an array."""
+        return [len(e) for e in self.examples]
+
+    @property
+    def n_targets(self) -> list[int]:
+        """Trained targets per conversation after the per-conversation shift (the first token never is one)."""
+        return [sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for e in self.examples]
 
     @property
     def n_tokens(self) -> int:
@@ -163,10 +186,15 @@ def encode_files(
             continue
         truncated += enc.truncated
         examples.append(enc)
+    return EncodedDataset(examples, dropped, truncated, data_sha256(paths))
+
+
+def data_sha256(paths: Sequence[str | Path]) -> str:
+    """The data hash recorded in checkpoints: sha256 over the sha256 of each file, in order."""
     digest = hashlib.sha256()
     for p in paths:
         digest.update(sha256_file(p).encode())
-    return EncodedDataset(examples, dropped, truncated, digest.hexdigest())
+    return digest.hexdigest()
 
 
 # -- making the mask visible ---------------------------------------------------------------------------

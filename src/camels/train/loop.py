@@ -20,6 +20,7 @@ Decisions (SPEC §3, §5):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -31,6 +32,7 @@ from typing import Any
 from camels.core.errors import ConfigError
 from camels.train.config import TrainConfig
 from camels.train.encode import IGNORE_INDEX, Encoded, EncodedDataset
+from camels.train.store import TokenStore
 from camels.train.pack import (
     Batch,
     first_fit_decreasing,
@@ -44,9 +46,14 @@ from camels.train.pack import (
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The order of the ``n`` conversations in ``epoch``: a permutation drawn from ``(seed, epoch)`` only."""
+    return list(_epoch_order(n, seed, epoch))
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
     order = list(range(n))
     random.Random(f"camels:{seed}:{epoch}").shuffle(order)
-    return order
+    return tuple(order)
 
 
 def steps_per_epoch(n: int, effective_batch_size: int) -> int:
@@ -55,8 +62,9 @@ def steps_per_epoch(n: int, effective_batch_size: int) -> int:
 
 
 def step_indices(n: int, seed: int, epoch: int, step_in_epoch: int, effective_batch_size: int) -> list[int]:
-    order = epoch_order(n, seed, epoch)
-    return order[step_in_epoch * effective_batch_size:(step_in_epoch + 1) * effective_batch_size]
+    """The conversations of one optimizer step (the epoch's permutation is computed once and cached)."""
+    order = _epoch_order(n, seed, epoch)
+    return list(order[step_in_epoch * effective_batch_size:(step_in_epoch + 1) * effective_batch_size])
 
 
 def n_targets(e: Encoded) -> int:
@@ -369,16 +377,17 @@ class TrainResult:
         return self.trained_tokens / max(self.loop_s, 1e-9)
 
 
-def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainResult:
-    """Finetune ``cfg.model`` on ``cfg.train_files`` (or a pre-encoded ``dataset``) and export the result."""
+def train(cfg: TrainConfig, *, dataset: EncodedDataset | TokenStore | None = None) -> TrainResult:
+    """Finetune ``cfg.model`` on ``cfg.train_files`` (through the token store, or a pre-encoded ``dataset``)
+    and export the result."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     from camels.core.template import chat_format_for_tokenizer
-    from camels.train.encode import encode_files
     from camels.train.metrics import MetricsLogger
     from camels.train.pack import resolve_attention, set_model_attention
+    from camels.train.store import open_or_build
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -409,18 +418,19 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainRe
         fuse_rms_norms(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    # 3. Data: encoded once, up front (drops counted by reason).
+    # 3. Data: encoded once into the token store (drops counted by reason), memory-mapped by every process.
     if dataset is None:
-        dataset = encode_files(cfg.train_files, tokenizer, chat_format, cfg.max_length)
-    examples = dataset.examples
-    if not examples:
+        root = Path(cfg.token_cache) if cfg.token_cache else out_dir / "token_store"
+        dataset = open_or_build(root, cfg.train_files, tokenizer, chat_format, cfg.max_length,
+                                build=accelerator.is_local_main_process, say=say)
+    if not len(dataset):
         raise ConfigError(f"train_files: no trainable conversation (dropped: {dict(dataset.dropped)})")
-    say(f"camels train: {len(examples)} conversations, {dataset.n_tokens} tokens "
+    say(f"camels train: {len(dataset)} conversations, {dataset.n_tokens} tokens "
         f"({dataset.n_trained} trained), dropped {dict(dataset.dropped) or 'none'}, attention={attention}")
 
     # 4. Steps, optimizer, schedule. The scheduler is not handed to accelerate (which would step it once
     #    per process); it is registered so that checkpoints save and restore it.
-    n = len(examples)
+    n = len(dataset)
     per_epoch = steps_per_epoch(n, cfg.effective_batch_size)
     total_steps = cfg.max_steps or cfg.num_epochs * per_epoch
     num_epochs = -(-total_steps // per_epoch)
@@ -462,15 +472,11 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | None = None) -> TrainRe
     last_ckpt: Path | None = None
     device = accelerator.device
     trainable = [p for p in model.parameters() if p.requires_grad]
-    targets_per_example = [n_targets(e) for e in examples]  # counted once, not at every step
-    order, order_epoch = [], -1
+    targets_per_example = dataset.n_targets  # from the index: not recounted at every step
     while state.global_step < total_steps and state.epoch < num_epochs:
-        if order_epoch != state.epoch:  # one permutation per epoch, from (seed, epoch) alone
-            order, order_epoch = epoch_order(n, cfg.seed, state.epoch), state.epoch
-        k = state.step_in_epoch * cfg.effective_batch_size
-        idx = order[k:k + cfg.effective_batch_size]
-        step_examples = [examples[i] for i in idx]
-        global_trained = sum(targets_per_example[i] for i in idx)
+        idx = step_indices(n, cfg.seed, state.epoch, state.step_in_epoch, cfg.effective_batch_size)
+        step_examples = [dataset[i] for i in idx]
+        global_trained = int(sum(targets_per_example[i] for i in idx))
         batches = micro_batches(step_examples, cfg, attention=attention, pad_id=pad_id,
                                 num_processes=accelerator.num_processes, process_index=accelerator.process_index)
         loss = backward_step(model, batches, global_trained, accelerator=accelerator, device=device)

@@ -125,52 +125,57 @@ def _cumsum(xs: Sequence[int]) -> list[int]:
     return out
 
 
+def _shifted(labels: Any) -> Any:
+    """:func:`shift_labels` on a numpy array."""
+    import numpy as np
+
+    out = np.empty(len(labels), dtype=np.int64)
+    out[:-1] = labels[1:]
+    out[-1:] = IGNORE_INDEX
+    return out
+
+
 def packed_batch(examples: Sequence[Encoded], attention: str = "varlen", dtype: Any = None) -> Batch:
     """Concatenate ``examples`` into one row (batch size 1, no padding)."""
+    import numpy as np
     import torch
 
-    ids: list[int] = []
-    targets: list[int] = []
-    pos: list[int] = []
-    for e in examples:
-        ids.extend(e.input_ids)
-        targets.extend(shift_labels(e.labels))
-        pos.extend(range(len(e)))
+    ids = np.concatenate([np.asarray(e.input_ids, dtype=np.int64) for e in examples])
+    targets = np.concatenate([_shifted(np.asarray(e.labels, dtype=np.int64)) for e in examples])
+    pos = np.concatenate([np.arange(len(e), dtype=np.int64) for e in examples])
     lens = [len(e) for e in examples]
-    n_trained = sum(1 for t in targets if t != IGNORE_INDEX)
     mask = None
     if attention == "sdpa_mask":
         mask = block_causal_mask(lens, dtype=dtype or torch.float32)
     return Batch(
-        input_ids=torch.tensor([ids], dtype=torch.long),
-        targets=torch.tensor([targets], dtype=torch.long),
-        position_ids=torch.tensor([pos], dtype=torch.long),
+        input_ids=torch.from_numpy(ids)[None],
+        targets=torch.from_numpy(targets)[None],
+        position_ids=torch.from_numpy(pos)[None],
         attention_mask=mask,
         seq_lens=lens,
         attention=attention,
-        n_trained=n_trained,
+        n_trained=int((targets != IGNORE_INDEX).sum()),
         n_tokens=len(ids),
     )
 
 
 def padded_batch(examples: Sequence[Encoded], pad_id: int) -> Batch:
     """Right-padded rows with a 2D attention mask: the unpacked reference (and ``packing: false``)."""
+    import numpy as np
     import torch
 
     width = max(len(e) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    targets = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    n_trained = 0
+    ids = np.full((len(examples), width), pad_id, dtype=np.int64)
+    targets = np.full((len(examples), width), IGNORE_INDEX, dtype=np.int64)
+    mask = np.zeros((len(examples), width), dtype=np.int64)
     for r, e in enumerate(examples):
         n = len(e)
-        ids[r, :n] = torch.tensor(e.input_ids)
-        shifted = shift_labels(e.labels)
-        targets[r, :n] = torch.tensor(shifted)
+        ids[r, :n] = np.asarray(e.input_ids, dtype=np.int64)
+        targets[r, :n] = _shifted(np.asarray(e.labels, dtype=np.int64))
         mask[r, :n] = 1
-        n_trained += sum(1 for t in shifted if t != IGNORE_INDEX)
     pos = torch.arange(width).unsqueeze(0).expand(len(examples), -1).contiguous()
-    return Batch(ids, targets, pos, mask, None, "padded", n_trained, sum(len(e) for e in examples))
+    return Batch(torch.from_numpy(ids), torch.from_numpy(targets), pos, torch.from_numpy(mask), None, "padded",
+                 int((targets != IGNORE_INDEX).sum()), sum(len(e) for e in examples))
 
 
 def block_causal_mask(seq_lens: Sequence[int], dtype: Any = None) -> Any:

@@ -1,0 +1,158 @@
+"""The token store: the same tokens as in-memory encoding, keyed by its inputs, never used half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from camels.core.template import chat_format_for_tokenizer  # noqa: E402
+from camels.train import store as store_mod  # noqa: E402
+from camels.train.encode import IGNORE_INDEX, encode_files  # noqa: E402
+from camels.train.store import TokenStore, open_or_build, read_marker  # noqa: E402
+
+
+def _rows(n, long_every=7):
+    rows = []
+    for i in range(n):
+        msgs = [{"role": "user", "content": f"question {i}: " + "x y " * (i % 6)},
+                {"role": "assistant", "content": " ".join(str(i * k) for k in range(1 + i % 5))}]
+        if i % 4 == 0:
+            msgs += [{"role": "user", "content": "more"}, {"role": "assistant", "content": f"yes {i}"}]
+        if i % long_every == 3:  # long: truncated at max_length, or left with nothing trained
+            msgs = [{"role": "user", "content": "word " * 80}, {"role": "assistant", "content": "ok"}]
+        rows.append({"dataset": "toy", "id": f"r{i}", "messages": msgs})
+    return rows
+
+
+def _write(path, rows, bad_line=False):
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if bad_line:
+        text += '{"dataset": "toy", "id": "bad", "messages": []}\n'
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return [_write(tmp_path / "a.jsonl", _rows(30), bad_line=True), _write(tmp_path / "b.jsonl", _rows(9)[::-1])]
+
+
+def test_store_holds_exactly_the_in_memory_encoding(tmp_path, tiny_tok, data):
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    mem = encode_files(data, tiny_tok, fmt, 48)
+    st = open_or_build(tmp_path / "cache", data, tiny_tok, fmt, 48, say=lambda _: None)
+    assert dict(mem.dropped) == {"no_trained_token_after_truncation": 5, "record:no_messages": 1}
+    assert len(st) == len(mem) == 34 and mem.truncated == 4
+    for i in range(len(mem)):
+        assert st[i].input_ids.tolist() == list(mem[i].input_ids)
+        assert st[i].labels.tolist() == list(mem[i].labels)
+    assert st.lengths.tolist() == mem.lengths and st.n_targets.tolist() == mem.n_targets
+    summary = st.summary()
+    assert summary.pop("token_store") == str(st.path)
+    assert summary == mem.summary() and summary["truncated"] > 0 and summary["dropped"]
+    assert st._tokens.dtype == np.uint16  # a 512-token vocabulary: two bytes per token on disk
+    assert os.path.getsize(st.path / "tokens.bin") == 2 * mem.n_tokens
+    assert (st[0].labels == IGNORE_INDEX).any() and (st[0].labels != IGNORE_INDEX).any()
+
+
+def test_store_is_reused_and_rekeyed_by_data_tokenizer_and_format(tmp_path, tiny_tok, data, monkeypatch):
+    from camels.tiny import tiny_tokenizer
+
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    first = open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, say=lambda _: None).path
+
+    def no_build(*a, **k):
+        raise AssertionError("a complete store was encoded again")
+
+    monkeypatch.setattr(store_mod, "build_store", no_build)
+    assert open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, say=lambda _: None).path == first
+    # a waiting process (not the builder) opens the same store
+    assert open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, build=False).path == first
+    monkeypatch.undo()
+
+    keys = {first.name}
+    changed = tmp_path / "changed.jsonl"
+    _write(changed, _rows(30)[:-1])
+    for args in [([changed, data[1]], tiny_tok, fmt, 48),  # data
+                 (data, tiny_tokenizer(vocab_size=300), chat_format_for_tokenizer(tiny_tok, "tulu"), 48),  # tok
+                 (data, tiny_tok, chat_format_for_tokenizer(tiny_tok, "plain"), 48),  # chat format
+                 (data, tiny_tok, fmt, 40)]:  # truncation
+        keys.add(open_or_build(tmp_path / "c", *args, say=lambda _: None).path.name)
+    assert len(keys) == 5
+
+
+def test_half_written_or_damaged_store_is_never_used(tmp_path, tiny_tok, data):
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    said: list[str] = []
+    good = open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, say=said.append)
+    expected = [good[i].input_ids.tolist() for i in range(len(good))]
+    # a crash before the marker: the folder is there, the marker is not
+    (good.path / "COMPLETE").unlink()
+    with pytest.raises(ValueError, match="not a complete token store"):
+        TokenStore(good.path)
+    said.clear()
+    again = open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, say=said.append)
+    assert "incomplete or damaged" in said[0] and f"{good.path.name}.damaged-1" in said[0]
+    assert (tmp_path / "c" / f"{good.path.name}.damaged-1").is_dir()
+    assert [again[i].input_ids.tolist() for i in range(len(again))] == expected
+    # a truncated token file under a valid-looking marker
+    with open(again.path / "tokens.bin", "r+b") as f:
+        f.truncate(10)
+    assert read_marker(again.path) is None
+    third = open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, say=said.append)
+    assert [third[i].input_ids.tolist() for i in range(len(third))] == expected
+    assert (tmp_path / "c" / f"{good.path.name}.damaged-2").is_dir()
+    assert not list((tmp_path / "c").glob(".tmp-*"))  # nothing half-written left behind
+
+
+def test_a_failed_build_leaves_no_store(tmp_path, tiny_tok, data, monkeypatch):
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    calls = {"n": 0}
+    real = store_mod.encode_conversation
+
+    def dies_late(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(store_mod, "encode_conversation", dies_late)
+    with pytest.raises(KeyboardInterrupt):
+        open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, say=lambda _: None)
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_training_from_the_store_equals_training_from_memory(tmp_path, tiny_tok, data):
+    """Bit-identical final weights: the run that reads the memory-mapped store, and the run handed the
+    conversations encoded in memory (how every run read its data before the store)."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from camels.tiny import save_tiny_model
+    from camels.train.config import TrainConfig
+    from camels.train.loop import train
+
+    model_dir = save_tiny_model(tmp_path / "model", seed=0, attention_dropout=0.1)
+    common = [f"model={model_dir}", f"train_files=[{data[0]}, {data[1]}]", "dtype=fp32", "max_length=48",
+              "effective_batch_size=8", "num_epochs=2", "learning_rate=3e-3", "logging_every=1",
+              "max_tokens_per_batch=96", "export=true"]
+    os.environ.setdefault("CAMELS_PROGRESS", "0")
+    stored = train(TrainConfig.load(None, [*common, f"output_dir={tmp_path / 's'}",
+                                           f"token_cache={tmp_path / 'shared'}"]))
+    assert stored.data["token_store"].startswith(str(tmp_path / "shared"))
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    mem = encode_files(data, tok, chat_format_for_tokenizer(tok, "tulu"), 48)
+    memory = train(TrainConfig.load(None, [*common, f"output_dir={tmp_path / 'm'}"]), dataset=mem)
+    a = load_file(str(stored.final_model / "model.safetensors"))
+    b = load_file(str(memory.final_model / "model.safetensors"))
+    init = load_file(str(model_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-3  # it trained
+    assert [json.loads(x)["loss"] for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()] == \
+        [json.loads(x)["loss"] for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
