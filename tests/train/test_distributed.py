@@ -118,6 +118,45 @@ def two_processes(setup):
     return out, proc
 
 
+_IN_MEMORY = """
+import sys
+from transformers import AutoTokenizer
+from camels.core.template import chat_format_for_tokenizer
+from camels.train.config import TrainConfig
+from camels.train.encode import encode_files
+from camels.train.loop import train
+
+cfg = TrainConfig.load(sys.argv[1], sys.argv[2:])
+tok = AutoTokenizer.from_pretrained(cfg.model)
+train(cfg, dataset=encode_files(cfg.train_files, tok, chat_format_for_tokenizer(tok, cfg.chat_format), cfg.max_length))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_from_the_store_equal_two_processes_from_memory(setup, two_processes):
+    """Bit-identical weights, 2 processes: every rank reading the one memory-mapped store (built once), and
+    every rank handed its own in-memory encoding of the same conversations (how runs read data before)."""
+    root, model_dir, data = setup
+    stores = [p for p in (two_processes[0] / "token_store").iterdir()]
+    assert len(stores) == 1 and (stores[0] / "COMPLETE").is_file()  # one store, no half-written copy
+    script = root / "in_memory.py"
+    script.write_text(_IN_MEMORY)
+    out = root / "two_memory"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIGS / "ddp.yaml"),
+           "--num_processes", "2", "--main_process_port", str(_free_port()), str(script), str(root / "two.yaml"),
+           f"output_dir={out}", "logging_every=1"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "CAMELS_PROGRESS": "0",
+           "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(root), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert not (out / "token_store").exists()
+    w_store, w_memory = _weights(two_processes[0]), _weights(out)
+    assert w_store.keys() == w_memory.keys()
+    for name in w_store:
+        assert torch.equal(w_store[name], w_memory[name]), name
+    assert [r["loss"] for r in _metrics(two_processes[0])] == [r["loss"] for r in _metrics(out)]
+
+
 def test_two_processes_really_ran_as_two(two_processes):
     out, proc = two_processes
     provenance = json.loads(next((out / "checkpoints").glob("step-*/provenance.json")).read_text())

@@ -32,7 +32,6 @@ from typing import Any
 from camels.core.errors import ConfigError
 from camels.train.config import TrainConfig
 from camels.train.encode import IGNORE_INDEX, Encoded, EncodedDataset
-from camels.train.store import TokenStore
 from camels.train.pack import (
     Batch,
     first_fit_decreasing,
@@ -40,6 +39,7 @@ from camels.train.pack import (
     padded_batch,
     split_across_processes,
 )
+from camels.train.store import TokenStore
 
 # -- the data plan ---------------------------------------------------------------------------------
 
