@@ -112,10 +112,37 @@ def test_a_crash_mid_save_leaves_the_previous_checkpoint_as_latest(tiny_tok, tmp
     shutil.copytree(good, root / "step-10")
     assert find_latest_checkpoint(tmp_path / "run") == good
     assert list_checkpoints(tmp_path / "run") == [good]
-    # The next save cleans every leftover and becomes the latest.
+    # The next save deletes the leftovers of interrupted saves, sets the damaged ones aside (kept, named)
+    # and becomes the latest.
     new = run.save(3)
-    assert sorted(p.name for p in root.iterdir()) == ["step-2", "step-3"]
+    assert sorted(p.name for p in root.iterdir()) == ["damaged-step-10", "damaged-step-8", "step-2", "step-3"]
     assert find_latest_checkpoint(tmp_path / "run") == new
+
+
+def test_a_damaged_newest_checkpoint_is_named_and_set_aside_not_erased(tiny_tok, tmp_path):
+    run = Run(tiny_tok, _cfg(tmp_path))
+    run.save(2, keep_last=2)
+    newest = run.save(4, keep_last=2)
+    root = newest.parent
+    with open(newest / "model.safetensors", "r+b") as f:  # cut short after it was written
+        f.truncate(100)
+    said: list[str] = []
+    latest = find_latest_checkpoint(tmp_path / "run", set_aside=True, say=said.append)
+    assert latest == root / "step-2"  # resume from the previous one
+    aside = root / "damaged-step-4"
+    assert said == [f"camels train: WARNING checkpoint {newest} is damaged (model.safetensors has 100 bytes, "
+                    f"{json.loads((aside / 'COMPLETE').read_text())['files']['model.safetensors']['bytes']} "
+                    f"were written); moved to {aside}, it will not be used"]
+    assert (aside / "model.safetensors").stat().st_size == 100 and (aside / "optimizer.bin").is_file()
+    # rotation never deletes it: three more saves keeping only the last one
+    for step in (3, 4, 5):
+        run.save(step, keep_last=1)
+    assert sorted(p.name for p in root.iterdir()) == ["damaged-step-4", "step-5"]
+    # a second damaged copy of the same step gets its own name
+    with open(root / "step-5" / "optimizer.bin", "r+b") as f:
+        f.truncate(1)
+    run.save(6, keep_last=1)
+    assert sorted(p.name for p in root.iterdir()) == ["damaged-step-4", "damaged-step-5", "step-6"]
 
 
 def test_keep_last_n(tiny_tok, tmp_path):

@@ -125,6 +125,36 @@ def test_lora_resume_from_an_earlier_checkpoint_is_exact(tmp_path, monkeypatch):
     _assert_identical(_weights(second.final_model), reference)
 
 
+def test_truncated_newest_checkpoint_warns_and_resumes_from_the_previous_one(tmp_path, monkeypatch, capsys):
+    """The newest checkpoint cut short (a full disk, a bad copy): one warning line names it, it is moved
+    aside and kept, and the run resumes exactly from the one before."""
+    from camels.tiny import save_tiny_model
+    from camels.train.loop import train
+
+    monkeypatch.setenv("CAMELS_PROGRESS", "0")
+    model_dir = save_tiny_model(tmp_path / "model", seed=0)
+    data = _data(tmp_path / "data.jsonl", n=12)
+    args = ["num_epochs=2", "save_every_steps=2", "keep_last_checkpoints=2"]
+    first = train(_cfg(tmp_path, model_dir, data, *args))
+    assert first.steps == 6
+    ckpts = tmp_path / "run" / "checkpoints"
+    reference = _weights(first.final_model)
+    with open(ckpts / "step-6" / "model.safetensors", "r+b") as f:
+        f.truncate(64)
+    shutil.rmtree(first.final_model)
+    capsys.readouterr()
+    second = train(_cfg(tmp_path, model_dir, data, *args, "resume=true"))
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if "WARNING" in line]
+    assert warnings == [f"camels train: WARNING checkpoint {ckpts / 'step-6'} is damaged (model.safetensors has "
+                        f"64 bytes, {warnings[0].split('64 bytes, ')[1].split(' ')[0]} were written); moved to "
+                        f"{ckpts / 'damaged-step-6'}, it will not be used"]
+    assert second.resumed_from == ckpts / "step-4" and second.steps == 6
+    _assert_identical(_weights(second.final_model), reference)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["damaged-step-6", "step-4", "step-6"]
+    assert (ckpts / "damaged-step-6" / "model.safetensors").stat().st_size == 64
+
+
 def _weights_adapter(ckpt):
     from safetensors.torch import load_file
 

@@ -16,8 +16,11 @@ Layout of ``output_dir/checkpoints/step-N/`` (everything accelerate's ``save_sta
 the main process adds its files, fsyncs everything, renames the folder to ``step-N`` and only then writes
 ``COMPLETE``. :func:`find_latest_checkpoint` only considers ``step-N`` folders whose ``COMPLETE`` lists
 files that all exist with their recorded sizes, so a run killed at any moment leaves either the previous
-checkpoint or the new one as the latest, never a partial one. Leftovers (tmp folders, folders without a
-valid marker) are deleted by the next save. :func:`load_checkpoint` also checks every file's sha256.
+checkpoint or the new one as the latest, never a partial one. Leftovers of interrupted saves (tmp
+folders, ``step-N`` folders without a marker) are deleted by the next save. A checkpoint whose marker
+exists but does not hold (a file truncated or missing after it was written) is *damaged*: it is named in a
+one-line warning and moved to ``checkpoints/damaged-step-N`` (kept, never deleted by rotation), and the
+run resumes from the previous complete one. :func:`load_checkpoint` also checks every file's sha256.
 
 **Exact resume.** The data plan depends only on ``(seed, epoch)`` (see :mod:`camels.train.loop`), so
 model + optimizer + scheduler + RNG states + ``(epoch, step_in_epoch)`` are all a run needs to continue
@@ -34,7 +37,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,7 @@ from camels.core.errors import ConfigError
 CHECKPOINTS = "checkpoints"
 MARKER = "COMPLETE"
 TMP_PREFIX = ".tmp-step-"
+DAMAGED_PREFIX = "damaged-"
 ADAPTER_DIR = "adapter"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 MARKER_VERSION = 1
@@ -121,17 +125,76 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: checkpoint_step(p) or 0)
 
 
-def find_latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The complete checkpoint with the highest step, or ``None``."""
+def find_latest_checkpoint(out_dir: str | Path, *, set_aside: bool = False,
+                           say: Callable[[str], None] | None = None) -> Path | None:
+    """The complete checkpoint with the highest step, or ``None``.
+
+    With ``set_aside`` (the main process only), damaged checkpoints (see :func:`set_aside_damaged`) are
+    first named in a warning and moved aside, so the previous complete one is found and none is deleted.
+    """
+    if set_aside:
+        set_aside_damaged(out_dir, say=say)
     ckpts = list_checkpoints(out_dir)
     return ckpts[-1] if ckpts else None
 
 
-def clean_stale(out_dir: str | Path, keep: Path | None = None) -> list[Path]:
-    """Delete tmp folders and ``step-N`` folders without a valid marker (crash leftovers); return them.
+def is_damaged(path: Path) -> bool:
+    """A ``step-N`` folder whose ``COMPLETE`` marker exists but does not hold: a file is missing, has another
+    size (truncated), or the marker itself is unreadable. (A folder with no marker at all is a save that
+    was interrupted before it finished: a leftover, not a damaged checkpoint.)"""
+    return checkpoint_step(path) is not None and (path / MARKER).exists() and read_marker(path) is None
+
+
+def set_aside_damaged(out_dir: str | Path, say: Callable[[str], None] | None = None) -> list[Path]:
+    """Move damaged checkpoints to ``checkpoints/damaged-step-N`` with a one-line warning each; return the
+    new places. They are kept for inspection: neither resume nor rotation ever reads or deletes them."""
+    root = checkpoints_dir(out_dir)
+    moved: list[Path] = []
+    if not root.is_dir():
+        return moved
+    for p in sorted(root.iterdir(), key=lambda q: checkpoint_step(q) or 0):
+        if not (p.is_dir() and is_damaged(p)):
+            continue
+        aside = root / f"{DAMAGED_PREFIX}{p.name}"
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = root / f"{DAMAGED_PREFIX}{p.name}-{n}"
+        os.rename(p, aside)
+        moved.append(aside)
+        (say or print)(f"camels train: WARNING checkpoint {p} is damaged ({_damage(p, aside)}); moved to {aside}, "
+                       "it will not be used")
+    return moved
+
+
+def _damage(original: Path, path: Path) -> str:
+    """What is wrong with a damaged checkpoint, in a few words (read from its moved copy)."""
+    try:
+        marker = json.loads((path / MARKER).read_text(encoding="utf-8"))
+        files = marker["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"unreadable {MARKER} marker"
+    if marker.get("step") != checkpoint_step(original):
+        return f"its {MARKER} marker is for step {marker.get('step')}"
+    for rel, info in sorted(files.items()):
+        try:
+            size = (path / rel).stat().st_size
+        except OSError:
+            return f"{rel} is missing"
+        if not isinstance(info, dict) or size != info.get("bytes"):
+            want = info.get("bytes") if isinstance(info, dict) else "?"
+            return f"{rel} has {size} bytes, {want} were written"
+    return f"its {MARKER} marker does not list train_state.json"
+
+
+def clean_stale(out_dir: str | Path, keep: Path | None = None,
+                say: Callable[[str], None] | None = None) -> list[Path]:
+    """Delete tmp folders and ``step-N`` folders without a marker (interrupted saves); return them.
+    Damaged checkpoints are moved aside instead (:func:`set_aside_damaged`), never deleted.
 
     Only the process that writes checkpoints may call this (it would delete a save in progress).
     """
+    set_aside_damaged(out_dir, say=say)
     root = checkpoints_dir(out_dir)
     removed = []
     if not root.is_dir():
@@ -176,7 +239,7 @@ def save_checkpoint(
     main = accelerator.is_main_process
     if main:
         root.mkdir(parents=True, exist_ok=True)
-        clean_stale(out_dir)
+        clean_stale(out_dir, say=accelerator.print)
     pid = _main_process_pid(accelerator)
     tmp = root / f"{TMP_PREFIX}{state.global_step}-{pid}"
     final = root / f"step-{state.global_step}"

@@ -114,8 +114,9 @@ class TrainConfig:
         "steps after about 100 s of compilation for a 1M model; for long runs only."
     )
     fuse_norms: bool = _f(
-        True, help="Give the model's RMSNorm modules a fused forward/backward (the same values, checked per "
-        "module at start; modules with other maths keep theirs). Off with compile, which fuses them itself."
+        False, help="Opt-in: give the model's RMSNorm modules a fused forward/backward (the same values, "
+        "checked per module at start; other norms keep theirs). Measured only on a CPU with a 1M-parameter "
+        "model (docs/training.md, Speed); ignored with compile, which fuses them itself."
     )
     num_threads: int | None = _f(
         None, help="CPU threads torch uses in each process (null: torch's default, one per core). On a "

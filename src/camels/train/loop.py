@@ -1,6 +1,7 @@
 """The one training loop: conversations -> optimizer steps, on accelerate.
 
-Read :func:`train` top to bottom; the pieces it uses are small functions above it, each tested alone.
+Read :func:`train` top to bottom: setup, plan, loop, export, each a function below it; the pieces they
+use are small functions above it, each tested alone.
 
 Decisions (SPEC §3, §5):
 
@@ -15,6 +16,8 @@ Decisions (SPEC §3, §5):
   accumulation or world size (the 2023 code's per-micro-batch mean did).
 * **Logits only where there is a target** (``logits_to_keep`` with a boolean mask): the LM head and the
   cross entropy run on trained positions only, not on every prompt token.
+* **The data is read from the token store** (:mod:`camels.train.store`): lengths and target counts from
+  its index, each step's tokens from the memory map, so no process holds the encoded data set.
 * **No per-micro-batch host syncs**: losses stay on the device and are read every ``logging_every`` steps.
 """
 
@@ -103,98 +106,10 @@ def loss_sum(model: Any, batch: Batch) -> Any:
     import torch.nn.functional as F
 
     keep = batch.targets != IGNORE_INDEX
-    with last_layer_on_rows(model, keep, batch.attention) as extra:
-        out = model(**batch.model_inputs(), **extra, logits_to_keep=keep)
-    logits = out.logits
+    logits = model(**batch.model_inputs(), logits_to_keep=keep).logits
     if logits.dim() == 3:  # a model that ignores a boolean logits_to_keep
         logits = logits[keep]
     return F.cross_entropy(logits.float(), batch.targets[keep], reduction="sum")
-
-
-def _last_decoder_layer(model: Any) -> Any | None:
-    """The last decoder layer of a recognised causal LM (plain, PEFT- or DDP-wrapped), else None."""
-    m = model
-    for _ in range(4):  # DDP -> PeftModel -> the transformers model
-        if type(m).__name__ == "DistributedDataParallel":
-            m = m.module
-        elif hasattr(m, "get_base_model"):
-            m = m.get_base_model()
-        else:
-            break
-    if not type(m).__name__.endswith("ForCausalLM") or getattr(m.config, "output_hidden_states", False):
-        return None
-    try:
-        layers = m.get_decoder().layers
-        layer = layers[-1]
-    except (AttributeError, IndexError, TypeError):
-        return None
-    if not type(layer).__name__.endswith("DecoderLayer") or getattr(layer, "gradient_checkpointing", False):
-        return None  # a wrapped layer, or one recomputed in the backward pass (after the MLP is put back)
-    if getattr(m, "is_activation_checkpointing", False):
-        return None
-    mlp = getattr(layer, "mlp", None)
-    if mlp is None or not type(mlp).__name__.endswith("MLP"):  # dense MLPs only (no mixture of experts)
-        return None
-    return layer
-
-
-_ROWS_MODULE: Any = None
-
-
-def _rows_module() -> Any:
-    global _ROWS_MODULE
-    if _ROWS_MODULE is None:
-        import torch
-
-        class RowsOnly(torch.nn.Module):
-            """Runs ``inner`` on the rows of ``keep`` only; zeros elsewhere."""
-
-            def __init__(self, inner: Any, keep: Any) -> None:
-                super().__init__()
-                self.inner = inner
-                self.keep = keep
-
-            def forward(self, x: Any) -> Any:
-                kept = self.inner(x[self.keep])
-                out = kept.new_zeros(x.shape[:-1] + kept.shape[-1:])
-                return out.index_put((self.keep,), kept)
-
-        _ROWS_MODULE = RowsOnly
-    return _ROWS_MODULE
-
-
-class last_layer_on_rows:  # noqa: N801 (a context manager used like a function)
-    """Within the block, the last decoder layer computes its output only at the positions of ``keep``.
-
-    The last layer's output is used only through the final norm and the LM head, which are per position
-    and (with ``logits_to_keep``) computed at the trained positions alone; its output elsewhere is never
-    read, so computing it there is wasted work (a quarter of all MLP work with 4 layers, ~70% of it for
-    chat data). So its MLP runs on the rows of ``keep`` only (zeros elsewhere), and with the ``varlen``
-    attention its attention has queries at those rows only (keys and values still at every position; the
-    extra model keyword ``camels_query_rows`` returned by ``__enter__`` tells the attention which layer and
-    rows). Loss and gradients are unchanged. A model whose structure is not recognised runs unchanged.
-    """
-
-    def __init__(self, model: Any, keep: Any, attention: str = "padded") -> None:
-        self.layer = _last_decoder_layer(model)
-        self.keep = keep
-        self.attention = attention
-        self.mlp = None
-
-    def __enter__(self) -> dict[str, Any]:
-        if self.layer is None:
-            return {}
-        self.mlp = self.layer.mlp
-        self.layer.mlp = _rows_module()(self.mlp, self.keep)
-        layer_idx = getattr(getattr(self.layer, "self_attn", None), "layer_idx", None)
-        if self.attention == "varlen" and layer_idx is not None and self.keep.shape[0] == 1:
-            return {"camels_query_rows": (layer_idx, self.keep[0])}
-        return {}
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.mlp is not None:
-            self.layer.mlp = self.mlp
-            self.mlp = None
 
 
 def backward_step(
@@ -306,51 +221,6 @@ def build_scheduler(optimizer: Any, cfg: TrainConfig, total_steps: int) -> Any:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-# -- model, checkpoints, export: thin calls into camels.train.model / checkpoint / export -------------
-
-
-def _load_model_and_tokenizer(cfg: TrainConfig) -> tuple[Any, Any]:
-    from camels.train.model import load_model_and_tokenizer
-
-    return load_model_and_tokenizer(cfg)
-
-
-def _state_cls() -> Any:
-    from camels.train.checkpoint import TrainState
-
-    return TrainState
-
-
-def _find_latest(out_dir: Path) -> Path | None:
-    from camels.train.checkpoint import find_latest_checkpoint
-
-    return find_latest_checkpoint(out_dir)
-
-
-def _load(accelerator: Any, path: Path, cfg: TrainConfig, data_sha256: str) -> Any:
-    """Restore a checkpoint after checking that its data and math-relevant settings match this run."""
-    from camels.train.checkpoint import load_checkpoint
-
-    return load_checkpoint(accelerator, path, config_dict=cfg.to_dict(), data_sha256=data_sha256,
-                           force=cfg.resume_force)
-
-
-def _save(accelerator: Any, state: Any, out_dir: Path, *, chat_format: Any, config_dict: dict,
-          data_sha256: str, keep_last: int) -> Path:
-    from camels.train.checkpoint import save_checkpoint
-
-    return save_checkpoint(accelerator, state, out_dir, chat_format=chat_format, config_dict=config_dict,
-                           data_sha256=data_sha256, keep_last=keep_last)
-
-
-def _export(accelerator: Any, model: Any, tokenizer: Any, out_dir: Path, chat_format: Any, cfg: TrainConfig,
-            data_sha256: str | None = None) -> Path:
-    from camels.train.export import export_model
-
-    return export_model(accelerator, model, tokenizer, out_dir / "final", chat_format=chat_format,
-                        config_dict=cfg.to_dict(), data_sha256=data_sha256)
-
-
 # -- the loop ------------------------------------------------------------------------------------------
 
 
@@ -379,34 +249,73 @@ class TrainResult:
 
 def train(cfg: TrainConfig, *, dataset: EncodedDataset | TokenStore | None = None) -> TrainResult:
     """Finetune ``cfg.model`` on ``cfg.train_files`` (through the token store, or a pre-encoded ``dataset``)
-    and export the result."""
+    and export the result: setup, plan, loop, export."""
+    run = _setup(cfg)
+    data = dataset if dataset is not None else _token_store(cfg, run)
+    plan = _plan(cfg, run, data)
+    state = _start_or_resume(cfg, run, plan, data)
+    config_path, log = _open_outputs(cfg, run, plan, state)
+    last_ckpt = _loop(cfg, run, plan, state, data, log)
+    return _finish(cfg, run, state, data, log, config_path, last_ckpt)
+
+
+@dataclass
+class _Run:
+    """What the setup made: the process group, the model and its tokenizer, the chat contract."""
+
+    accelerator: Any
+    model: Any
+    tokenizer: Any
+    chat_format: Any
+    attention: str
+    pad_id: int
+    out_dir: Path
+    latest: Path | None  # the checkpoint to resume from
+    trackers: str | None
+
+    def say(self, text: str) -> None:
+        self.accelerator.print(text)
+
+
+@dataclass
+class _Plan:
+    """The optimizer steps: fixed before the first one, from the data's size and the config alone."""
+
+    n: int
+    per_epoch: int
+    total_steps: int
+    num_epochs: int
+    optimizer: Any
+    scheduler: Any
+
+
+def _setup(cfg: TrainConfig) -> _Run:
+    """Process group, the earlier run in ``output_dir`` checked, model + tokenizer + chat contract."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     from camels.core.template import chat_format_for_tokenizer
-    from camels.train.metrics import MetricsLogger
+    from camels.train.checkpoint import find_latest_checkpoint
+    from camels.train.model import load_model_and_tokenizer
     from camels.train.pack import resolve_attention, set_model_attention
-    from camels.train.store import open_or_build
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     out_dir = Path(cfg.output_dir)
     trackers = None if cfg.report_to == "none" else cfg.report_to
     accelerator = Accelerator(log_with=trackers, project_dir=str(out_dir))
-    say = accelerator.print
 
-    # 1. Refuse to silently overwrite or silently ignore an earlier run in the same folder.
-    latest = _find_latest(out_dir)
+    # Refuse to silently overwrite or silently ignore an earlier run in the same folder.
+    latest = find_latest_checkpoint(out_dir, set_aside=accelerator.is_main_process, say=accelerator.print)
     if cfg.resume and latest is None:
         raise ConfigError(f"resume: no checkpoint found in {out_dir}; nothing to resume from")
     if not cfg.resume and latest is not None:
         raise ConfigError(f"output_dir: {out_dir} already holds checkpoint {latest.name}; "
                           "set resume=true to continue it or choose another output_dir")
 
-    # 2. Model, tokenizer and the chat contract that goes into every checkpoint.
     set_seed(cfg.seed)
-    model, tokenizer = _load_model_and_tokenizer(cfg)
+    model, tokenizer = load_model_and_tokenizer(cfg)
     chat_format = chat_format_for_tokenizer(tokenizer, cfg.chat_format)
     attention = resolve_attention(cfg.attention, accelerator.device.type) if cfg.packing else "padded"
     if attention != "padded":
@@ -417,113 +326,149 @@ def train(cfg: TrainConfig, *, dataset: EncodedDataset | TokenStore | None = Non
 
         fuse_rms_norms(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return _Run(accelerator, model, tokenizer, chat_format, attention, pad_id, out_dir, latest if cfg.resume else None,
+                trackers)
 
-    # 3. Data: encoded once into the token store (drops counted by reason), memory-mapped by every process.
-    if dataset is None:
-        root = Path(cfg.token_cache) if cfg.token_cache else out_dir / "token_store"
-        dataset = open_or_build(root, cfg.train_files, tokenizer, chat_format, cfg.max_length,
-                                build=accelerator.is_local_main_process, say=say)
-    if not len(dataset):
-        raise ConfigError(f"train_files: no trainable conversation (dropped: {dict(dataset.dropped)})")
-    say(f"camels train: {len(dataset)} conversations, {dataset.n_tokens} tokens "
-        f"({dataset.n_trained} trained), dropped {dict(dataset.dropped) or 'none'}, attention={attention}")
 
-    # 4. Steps, optimizer, schedule. The scheduler is not handed to accelerate (which would step it once
-    #    per process); it is registered so that checkpoints save and restore it.
-    n = len(dataset)
+def _token_store(cfg: TrainConfig, run: _Run) -> TokenStore:
+    """The training data, encoded once (by the first process of each machine) into the token store."""
+    from camels.train.store import open_or_build
+
+    root = Path(cfg.token_cache) if cfg.token_cache else run.out_dir / "token_store"
+    return open_or_build(root, cfg.train_files, run.tokenizer, run.chat_format, cfg.max_length,
+                         build=run.accelerator.is_local_main_process, say=run.say)
+
+
+def _plan(cfg: TrainConfig, run: _Run, data: EncodedDataset | TokenStore) -> _Plan:
+    """Steps, optimizer and schedule. The scheduler is not handed to accelerate (which would step it once
+    per process); it is registered so that checkpoints save and restore it."""
+    if not len(data):
+        raise ConfigError(f"train_files: no trainable conversation (dropped: {dict(data.dropped)})")
+    run.say(f"camels train: {len(data)} conversations, {data.n_tokens} tokens ({data.n_trained} trained), "
+            f"dropped {dict(data.dropped) or 'none'}, attention={run.attention}")
+    n = len(data)
     per_epoch = steps_per_epoch(n, cfg.effective_batch_size)
     total_steps = cfg.max_steps or cfg.num_epochs * per_epoch
-    num_epochs = -(-total_steps // per_epoch)
-    model.train()
-    optimizer = build_optimizer(model, cfg)
+    accelerator = run.accelerator
+    run.model.train()
+    optimizer = build_optimizer(run.model, cfg)
     deepspeed_plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if deepspeed_plugin is not None:  # camels feeds its own micro-batches; DeepSpeed asks for a number anyway
         deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
-    model, optimizer = accelerator.prepare(model, optimizer)
+    run.model, optimizer = accelerator.prepare(run.model, optimizer)
     scheduler = build_scheduler(optimizer, cfg, total_steps)
     accelerator.register_for_checkpointing(scheduler)
     if cfg.compile:
-        compile_blocks(model)
+        compile_blocks(run.model)
+    return _Plan(n, per_epoch, total_steps, -(-total_steps // per_epoch), optimizer, scheduler)
 
-    # 5. Resume: restores model, optimizer, scheduler and RNG, and where in the data plan we were.
-    state = _state_cls()(global_step=0, epoch=0, step_in_epoch=0, trained_tokens=0, extra={})
-    if cfg.resume:
-        state = _load(accelerator, latest, cfg, dataset.data_sha256)
-        say(f"camels train: RESUMING from {latest} at step {state.global_step} "
-            f"(epoch {state.epoch}, step {state.step_in_epoch} of {per_epoch})")
+
+def _start_or_resume(cfg: TrainConfig, run: _Run, plan: _Plan, data: EncodedDataset | TokenStore) -> Any:
+    """Step 0, or the checkpoint's model, optimizer, scheduler, RNG and place in the data plan."""
+    from camels.train.checkpoint import TrainState, load_checkpoint
+
+    if run.latest is None:
+        return TrainState(global_step=0, epoch=0, step_in_epoch=0, trained_tokens=0, extra={})
+    state = load_checkpoint(run.accelerator, run.latest, config_dict=cfg.to_dict(), data_sha256=data.data_sha256,
+                            force=cfg.resume_force)
+    run.say(f"camels train: RESUMING from {run.latest} at step {state.global_step} "
+            f"(epoch {state.epoch}, step {state.step_in_epoch} of {plan.per_epoch})")
+    return state
+
+
+def _open_outputs(cfg: TrainConfig, run: _Run, plan: _Plan, state: Any) -> tuple[Path, Any]:
+    """The resolved config and chat contract in the run folder, and the metrics logger."""
+    from camels.train.metrics import MetricsLogger
+
+    accelerator, out_dir = run.accelerator, run.out_dir
+    config_path = out_dir / "config.resolved.yaml"
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         config_path = cfg.save(out_dir)
-        (out_dir / "chat_format.json").write_text(json.dumps(chat_format.to_dict(), indent=2), encoding="utf-8")
-        if trackers:
+        (out_dir / "chat_format.json").write_text(json.dumps(run.chat_format.to_dict(), indent=2), encoding="utf-8")
+        if run.trackers:
             accelerator.init_trackers("camels", config=_flat(cfg.to_dict()))
-    else:
-        config_path = out_dir / "config.resolved.yaml"
-    metrics_path = out_dir / "metrics.jsonl"
-    log = MetricsLogger(metrics_path if accelerator.is_main_process else None, total_steps=total_steps,
-                        start_step=state.global_step, every=cfg.logging_every, accelerator=accelerator,
-                        use_trackers=bool(trackers))
+    log = MetricsLogger(out_dir / "metrics.jsonl" if accelerator.is_main_process else None,
+                        total_steps=plan.total_steps, start_step=state.global_step, every=cfg.logging_every,
+                        accelerator=accelerator, use_trackers=bool(run.trackers))
+    return config_path, log
 
-    def checkpoint() -> Path:
-        return _save(accelerator, state, out_dir, chat_format=chat_format, config_dict=cfg.to_dict(),
-                     data_sha256=dataset.data_sha256, keep_last=cfg.keep_last_checkpoints)
 
-    # 6. The loop: one iteration = one optimizer step over `effective_batch_size` conversations.
+def _checkpoint(cfg: TrainConfig, run: _Run, state: Any, data: EncodedDataset | TokenStore) -> Path:
+    from camels.train.checkpoint import save_checkpoint
+
+    return save_checkpoint(run.accelerator, state, run.out_dir, chat_format=run.chat_format,
+                           config_dict=cfg.to_dict(), data_sha256=data.data_sha256,
+                           keep_last=cfg.keep_last_checkpoints)
+
+
+def _loop(cfg: TrainConfig, run: _Run, plan: _Plan, state: Any, data: EncodedDataset | TokenStore,
+          log: Any) -> Path | None:
+    """One iteration = one optimizer step over ``effective_batch_size`` conversations of the plan."""
+    accelerator, model = run.accelerator, run.model
     last_ckpt: Path | None = None
-    device = accelerator.device
     trainable = [p for p in model.parameters() if p.requires_grad]
-    targets_per_example = dataset.n_targets  # from the index: not recounted at every step
-    while state.global_step < total_steps and state.epoch < num_epochs:
-        idx = step_indices(n, cfg.seed, state.epoch, state.step_in_epoch, cfg.effective_batch_size)
-        step_examples = [dataset[i] for i in idx]
+    targets_per_example = data.n_targets  # from the index: not recounted at every step
+    while state.global_step < plan.total_steps and state.epoch < plan.num_epochs:
+        idx = step_indices(plan.n, cfg.seed, state.epoch, state.step_in_epoch, cfg.effective_batch_size)
+        step_examples = [data[i] for i in idx]
         global_trained = int(sum(targets_per_example[i] for i in idx))
-        batches = micro_batches(step_examples, cfg, attention=attention, pad_id=pad_id,
+        batches = micro_batches(step_examples, cfg, attention=run.attention, pad_id=run.pad_id,
                                 num_processes=accelerator.num_processes, process_index=accelerator.process_index)
-        loss = backward_step(model, batches, global_trained, accelerator=accelerator, device=device)
+        loss = backward_step(model, batches, global_trained, accelerator=accelerator, device=accelerator.device)
         if cfg.max_grad_norm > 0:
             accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        lr = plan.scheduler.get_last_lr()[0]
+        plan.optimizer.step()
+        plan.scheduler.step()
+        plan.optimizer.zero_grad(set_to_none=True)
 
         # Advance the position in the data plan (what a checkpoint must record to replay exactly).
         state.global_step += 1
         state.step_in_epoch += 1
-        if state.step_in_epoch >= per_epoch:
+        if state.step_in_epoch >= plan.per_epoch:
             state.epoch += 1
             state.step_in_epoch = 0
         state.trained_tokens += global_trained
         log.step(state.global_step, loss, lr, sum(len(e) for e in step_examples), global_trained, state.epoch)
         if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0 \
-                and state.global_step < total_steps:
-            last_ckpt = checkpoint()
-
-    # 7. Final checkpoint (resumable) and the exported model (LoRA merged, chat contract inside).
-    log.flush(state.global_step, scheduler.get_last_lr()[0], state.epoch)
+                and state.global_step < plan.total_steps:
+            last_ckpt = _checkpoint(cfg, run, state, data)
+    log.flush(state.global_step, plan.scheduler.get_last_lr()[0], state.epoch)
     log.close()
+    return last_ckpt
+
+
+def _finish(cfg: TrainConfig, run: _Run, state: Any, data: EncodedDataset | TokenStore, log: Any,
+            config_path: Path, last_ckpt: Path | None) -> TrainResult:
+    """The final checkpoint (resumable) and the exported model (LoRA merged, chat contract inside)."""
+    from camels.train.export import export_model
+
     loop_s = log.elapsed
-    last_ckpt = checkpoint()
-    final_model = (_export(accelerator, model, tokenizer, out_dir, chat_format, cfg, dataset.data_sha256)
-                   if cfg.export else None)
-    if trackers:
-        accelerator.end_training()
-    say(f"camels train: done, {state.global_step} steps, final loss {log.last_loss:.4f}, "
-        f"{log.total_trained} trained tokens in {log.elapsed:.1f}s")
+    last_ckpt = _checkpoint(cfg, run, state, data)
+    final_model = None
+    if cfg.export:
+        final_model = export_model(run.accelerator, run.model, run.tokenizer, run.out_dir / "final",
+                                   chat_format=run.chat_format, config_dict=cfg.to_dict(),
+                                   data_sha256=data.data_sha256)
+    if run.trackers:
+        run.accelerator.end_training()
+    run.say(f"camels train: done, {state.global_step} steps, final loss {log.last_loss:.4f}, "
+            f"{log.total_trained} trained tokens in {log.elapsed:.1f}s")
     return TrainResult(
         final_loss=log.last_loss,
         steps=state.global_step,
         trained_tokens=state.trained_tokens,
         tokens=log.total_tokens,
-        output_dir=out_dir,
+        output_dir=run.out_dir,
         final_model=final_model,
-        metrics_path=metrics_path,
+        metrics_path=run.out_dir / "metrics.jsonl",
         config_path=config_path,
         last_checkpoint=last_ckpt,
-        resumed_from=latest if cfg.resume else None,
+        resumed_from=run.latest,
         elapsed_s=log.elapsed,
         loop_s=loop_s,
-        data=dataset.summary(),
+        data=data.summary(),
     )
 
 

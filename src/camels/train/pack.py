@@ -203,7 +203,6 @@ def varlen_attention(
     dropout: float = 0.0,
     scaling: float | None = None,
     camels_seq_lens: Sequence[int] | None = None,
-    camels_query_rows: tuple[int, Any] | None = None,
     **kwargs: Any,
 ) -> tuple[Any, None]:
     """Causal attention computed separately on each conversation of a packed row.
@@ -211,11 +210,6 @@ def varlen_attention(
     ``query`` is ``(1, heads, L, dim)``, ``key``/``value`` ``(1, kv_heads, L, dim)`` (grouped-query attention
     is expanded by SDPA). Without ``camels_seq_lens`` the row is one sequence (plain causal attention),
     so generation and evaluation with this implementation set still work.
-
-    ``camels_query_rows = (layer_idx, keep)`` (set by the loss for the last layer, whose output is read
-    only at the trained positions ``keep``, a boolean ``(L,)`` tensor): in that layer the queries are taken
-    at the rows of ``keep`` only, against every key of their conversation, and the other rows' output is
-    zero. Exact where it is read, and about half the attention work of that layer for chat data.
     """
     import torch
     import torch.nn.functional as F
@@ -231,22 +225,8 @@ def varlen_attention(
     if query.shape[0] != 1 and camels_seq_lens is not None:
         raise ValueError("varlen attention expects one packed row (batch size 1)")
     p = dropout if module.training else 0.0
-    rows = None
-    if camels_query_rows is not None and getattr(module, "layer_idx", None) == camels_query_rows[0]:
-        rows = camels_query_rows[1].split(lens)
-    outs = []
-    for c, (q, k, v) in enumerate(zip(query.split(lens, dim=2), key.split(lens, dim=2), value.split(lens, dim=2))):
-        idx = rows[c].nonzero().squeeze(1) if rows is not None else None
-        if idx is None or idx.numel() == q.shape[2]:
-            outs.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p, scale=scaling,
-                                                       enable_gqa=gqa))
-        elif idx.numel() == 0:
-            outs.append(q.new_zeros(q.shape))
-        else:  # queries at the kept rows only; row i still sees keys 0..i of its conversation
-            allowed = idx[:, None] >= torch.arange(q.shape[2], device=q.device)[None, :]
-            sub = F.scaled_dot_product_attention(q[:, :, idx], k, v, attn_mask=allowed, dropout_p=p,
-                                                 scale=scaling, enable_gqa=gqa)
-            outs.append(q.new_zeros(q.shape).index_copy(2, idx, sub))
+    outs = [F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p, scale=scaling, enable_gqa=gqa)
+            for q, k, v in zip(query.split(lens, dim=2), key.split(lens, dim=2), value.split(lens, dim=2))]
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
     return out.transpose(1, 2).contiguous(), None
 
