@@ -62,10 +62,10 @@ def _worker(side: str, config: str) -> None:
     else:
         res = train(cfg)
     rank = int(os.environ.get("RANK", "0"))
-    print("RESULT " + json.dumps({"rank": rank, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                                  "encode_s": encode_s, "tokens": res.data["tokens"],
-                                  "conversations": res.data["conversations"],
-                                  "store": res.data.get("token_store")}), flush=True)
+    result = {"rank": rank, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "encode_s": encode_s, "tokens": res.data["tokens"], "conversations": res.data["conversations"],
+              "store": res.data.get("token_store")}
+    (Path(cfg.output_dir) / f"rss-rank{rank}.json").write_text(json.dumps(result), encoding="utf-8")
 
 
 def _free_port() -> int:
@@ -99,7 +99,7 @@ def run(side: str, workdir: Path, model_dir: Path, data: Path, name: str, steps:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{side} {name} failed:\n{proc.stderr[-4000:]}")
-    ranks = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    ranks = [json.loads(p.read_text()) for p in sorted(out.glob("rss-rank*.json"))]
     assert len(ranks) == 2, proc.stdout[-2000:]
     if side == "store":
         store = Path(ranks[0]["store"])
