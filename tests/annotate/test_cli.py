@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from sqlalchemy import select
 
 from camels.annotate.db import JudgeVerdictRow, Pair, Study, User
@@ -75,3 +76,18 @@ def test_bad_database_url_is_one_clear_error(capsys):
     assert main(["annotate", "invite", "--db", "nota://url/x"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("camels: error: database 'nota://url/x': ") and len(err.splitlines()) == 1
+
+
+@pytest.mark.realdata
+def test_real_alpaca_eval_study_and_judge(realdata, tmp_path, capsys):
+    """The real files: 805 pairs; the GPT-4 judge's annotations.json pairs with them by instruction, but
+    its text_davinci_003 outputs differ from that model's model_outputs.json on 785 of 805 instructions,
+    so only 20 verdicts judged the very texts the annotators see (the rest are counted, not attached)."""
+    res = realdata / "alpaca_eval" / "results"
+    db = str(tmp_path / "real.sqlite")
+    assert main(["annotate", "import", str(res / "tulu-2-dpo-7b" / "model_outputs.json"),
+                 str(res / "text_davinci_003" / "model_outputs.json"), "--db", db, "-k", "2"]) == 0
+    assert "805 pairs of tulu-2-dpo-7b (A) vs text_davinci_003 (B)" in capsys.readouterr().out
+    assert main(["annotate", "import-judge", str(res / "tulu-2-dpo-7b" / "alpaca_eval_gpt4" / "annotations.json"),
+                 "--study", "tulu-2-dpo-7b-vs-text_davinci_003", "--db", db]) == 0
+    assert capsys.readouterr().out.strip().endswith("matched=20, output_mismatch=785")
