@@ -404,3 +404,19 @@ def test_empty_inputs_warn_in_mix_and_decontaminate(tmp_path, capsys):
         f"{empty}: no records in this input (an empty file)"]
     assert main(["data", "decontaminate", str(empty), "-b", f"gsm8k={BENCH / 'gsm8k'}"]) == 0
     assert f"camels: warning: {empty}: no records in this input (an empty file?)" in capsys.readouterr().err
+    assert main(["data", "stats", str(full), str(empty), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"camels: warning: {empty}: no records in this input (an empty file)"]
+    assert json.loads(captured.out)["rows"][-1]["instances"] == 2
+
+
+def test_recursion_in_a_command_is_one_line(monkeypatch, capsys):
+    """The last guard: a RecursionError no reader turned into a located error still ends as one line."""
+    import camels.cli.data_ops as ops
+
+    def deep(args):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(ops, "_stats", deep)
+    assert main(["data", "stats", "x.jsonl"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "nested too deeply")

@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # an input or folder the library did not wrap: still one line with the file
         print(f"camels: error: {file_error(e)}", file=sys.stderr)
         return 1
+    except RecursionError:  # readers report too-deep JSON with its file and line; this is the last guard
+        print("camels: error: input nested too deeply for Python to follow (a JSON value hundreds of levels "
+              "deep?); check the inputs of this command", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("camels: interrupted", file=sys.stderr)
         return 130

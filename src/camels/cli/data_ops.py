@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from camels.core.errors import ConfigError
 
@@ -141,6 +142,9 @@ def _stats(args: argparse.Namespace) -> int:
     from camels.data.stats import compute_stats, load_counter
 
     count, name = load_counter(args.tokenizer)
+    for path in args.inputs:
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            print(f"camels: warning: {path}: no records in this input (an empty file)", file=sys.stderr)
     table = compute_stats(args.inputs, count=count, tokenizer_name=name, lenient=args.lenient)
     if args.json:
         print(json.dumps({"tokenizer": table.tokenizer, "rows": table.rows(), "skipped": table.skipped},
