@@ -218,3 +218,15 @@ def test_sigkill_while_scoring_then_rerun_repeats_no_scoring_request(tmp_path):
     assert camels_main(["rescore", str(run)]) == 0
     assert calc_log.read_text() == before and Calculator.BUILT == []
     assert (run / "predictions.jsonl").read_bytes() == preds
+
+
+def test_predictions_of_an_unregistered_kind_are_read_and_written_back_unchanged():
+    line = json.dumps({"schema": 1, "id": "x", "task": "t", "item": {}, "requests": [], "output": None,
+                       "results": [{"kind": "generate", "texts": ["a"], "finish_reasons": ["stop"],
+                                    "prompt_tokens": 0, "completion_tokens": []}],
+                       "scoring_requests": [{"kind": "not_imported_here", "program": "print(1)", "n": [1, 2]}],
+                       "verdicts": [{"kind": "not_imported_here", "passed": True}], "scores": {}, "extra": {}},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    p = Prediction.from_dict(json.loads(line))
+    assert p.scoring_requests[0].kind == "not_imported_here" and p.verdicts[0].data == {"passed": True}
+    assert p.to_json() == line

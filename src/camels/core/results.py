@@ -27,6 +27,8 @@ from typing import Any
 from camels.core.errors import RecordError
 from camels.core.io import iter_jsonl, read_json, write_json, write_jsonl
 from camels.core.requests import (
+    REQUEST_TYPES,
+    RESULT_TYPES,
     Request,
     Result,
     request_from_dict,
@@ -95,10 +97,10 @@ class Prediction:
             "id": self.id,
             "task": self.task,
             "item": self.item,
-            "requests": [request_to_dict(r) for r in self.requests],
-            "results": [{"kind": result_kind(r), **result_to_dict(r)} for r in self.results],
-            "scoring_requests": [request_to_dict(r) for r in self.scoring_requests],
-            "verdicts": [{"kind": result_kind(r), **result_to_dict(r)} for r in self.verdicts],
+            "requests": [_request_out(r) for r in self.requests],
+            "results": [_result_out(r) for r in self.results],
+            "scoring_requests": [_request_out(r) for r in self.scoring_requests],
+            "verdicts": [_result_out(r) for r in self.verdicts],
             "output": self.output,
             "scores": self.scores,
             "extra": self.extra,
@@ -111,9 +113,9 @@ class Prediction:
     def from_dict(cls, d: dict[str, Any], *, where: str = "<prediction>") -> Prediction:
         _check_schema(d, where)
         try:
-            requests = [request_from_dict(r) for r in d["requests"]]
+            requests = [_request(r) for r in d["requests"]]
             results = [_result(r) for r in d["results"]]
-            scoring = [request_from_dict(r) for r in d.get("scoring_requests", [])]
+            scoring = [_request(r) for r in d.get("scoring_requests", [])]
             verdicts = [_result(r) for r in d.get("verdicts", [])]
             if len(verdicts) != len(scoring):
                 raise ValueError(f"{len(verdicts)} verdicts for {len(scoring)} scoring requests")
@@ -135,9 +137,37 @@ class Prediction:
             raise RecordError("bad_prediction", str(e)) from None
 
 
+@dataclass(frozen=True, slots=True)
+class UnregisteredKind:
+    """A stored request or result of a kind that no imported module has registered (e.g. a report reading
+    HumanEval predictions without importing the sandbox): kept as read, written back unchanged, so readers
+    of prediction files need only ``core``. Scoring needs the real kind: the task's module registers it."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+def _request(d: dict[str, Any]) -> Any:
+    if isinstance(d, dict) and isinstance(d.get("kind"), str) and d["kind"] not in REQUEST_TYPES:
+        return UnregisteredKind(d["kind"], {k: v for k, v in d.items() if k != "kind"})
+    return request_from_dict(d)
+
+
 def _result(d: dict[str, Any]) -> Any:
     d = dict(d)
-    return result_from_dict(d.pop("kind"), d)
+    kind = d.pop("kind")
+    if isinstance(kind, str) and kind not in RESULT_TYPES:
+        return UnregisteredKind(kind, d)
+    return result_from_dict(kind, d)
+
+
+def _request_out(r: Any) -> dict[str, Any]:
+    return {**r.data, "kind": r.kind} if isinstance(r, UnregisteredKind) else request_to_dict(r)
+
+
+def _result_out(r: Any) -> dict[str, Any]:
+    return {"kind": r.kind, **r.data} if isinstance(r, UnregisteredKind) else {"kind": result_kind(r),
+                                                                               **result_to_dict(r)}
 
 
 def write_predictions(path: str | Path, predictions: list[Prediction]) -> int:
