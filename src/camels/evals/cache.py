@@ -332,8 +332,8 @@ class RequestCache:
 
     # -- leases -------------------------------------------------------------------------------------------
     def _lease_live(self, owner: str, host: str, pid: int, started: float | None, expires: float) -> bool:
-        if owner == self.owner:
-            return False  # ours: claimable again
+        if owner == self.owner or (host == self.host and pid == self.pid):
+            return False  # ours, or another cache object of this process: never wait for ourselves
         if host != self.host:
             return expires > time.time()
         if not _pid_alive(pid):
