@@ -163,3 +163,26 @@ def test_another_judge_model_or_prompt_version_is_refused(server, tmp_path, caps
     err = capsys.readouterr().err
     assert "prompt alpaca_eval_gpt4 v1" in err and "prompt alpaca_eval_gpt4 v2" in err
     assert server.calls == calls  # refused before any judge call
+
+
+def test_max_cost_stops_cleanly_and_keeps_finished_annotations(server, tmp_path, capsys):
+    mo, ref, refs, mods = write_inputs(tmp_path)
+    prompt = tmp_path / "priced.yaml"
+    from camels.judge.prompts import JUDGES_DIR
+
+    prompt.write_text((JUDGES_DIR / "alpaca_eval_gpt4.yaml").read_text().replace(
+        "  gpt-4: {prompt: 30.0, completion: 60.0}", "  judge-model: {prompt: 1000.0, completion: 0.0}"))
+    out = tmp_path / "out"
+    args = ["judge", "run", str(mo), "--reference", str(ref), "--output", str(out), "--base-url", server.url,
+            "--judge-model", "judge-model", "--judge-prompt", str(prompt), "--chunk-size", "4",
+            "--judge-option", "max_concurrency=1"]
+    assert main([*args, "--max-cost", "0.3"]) == 3
+    assert "judge spending limit reached" in capsys.readouterr().err
+    with sqlite3.connect(out / ".cache" / "requests.sqlite") as db:
+        kept = db.execute("SELECT COUNT(*) FROM results WHERE kind = 'judge_pair'").fetchone()[0]
+    # every prompt is ~180 words: 4 calls cost ~$0.72 > $0.3, so one batch of four is judged and kept
+    assert kept == 4 and server.ok_calls == 4
+    assert main([*args, "--max-cost", "100"]) == 0  # a higher limit judges only the rest
+    assert server.ok_calls == N
+    ledger = json.loads((out / "judge_ledger.json").read_text())
+    assert ledger["calls"] == N and ledger["cost_usd"] == pytest.approx(server.usage["prompt_tokens"] * 1000 / 1e6)
