@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -140,3 +141,22 @@ def test_parsers():
         assert parse_ranking(bad) is None, bad
     assert parse_identifier("m", "m", "M") == 1.0 and parse_identifier("M ", "m", "M") == 2.0
     assert parse_identifier("mM", "m", "M") is None
+
+
+def test_weighted_judge_reads_the_identifier_probabilities(tiny_tok):
+    from camels.backends.hf import HFBackend
+    from camels.core.requests import ChoiceRequest
+    from camels.tiny import tiny_llama
+
+    hf = HFBackend(tiny_llama(tiny_tok, seed=5), tokenizer=tiny_tok, chat_format="tulu", device="cpu")
+    prompt = load_prompt("alpaca_eval_clf_gpt4_turbo")
+    judge = PairwiseJudge(hf, prompt)
+    reqs = pairs(4)
+    verdicts = judge.judge_pair(reqs)
+    for r, v in zip(reqs, verdicts):
+        lp = hf.choose([ChoiceRequest(prompt.render(instruction=r.instruction, output_1=r.output_1,
+                                                    output_2=r.output_2), ("m", "M"))])[0].logprobs
+        pm, pM = math.exp(lp[0]), math.exp(lp[1])
+        assert v.preference == pytest.approx(1 + pM / (pm + pM), abs=1e-6)
+        assert 1 < v.preference < 2 and v.attempts == 1 and v.raw[0].startswith("logprob m=")
+    assert judge.identity.prompt == "alpaca_eval_clf_gpt4_turbo" and judge.ledger.totals()["calls"] == 4

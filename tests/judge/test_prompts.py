@@ -10,6 +10,7 @@ from camels.judge.prompts import load_prompt, prompt_names
 # (version, sha256 of the prompt text and parsing) of every shipped prompt. A changed text with the same
 # version fails here: bump the version in the YAML file and add the new pair.
 PINNED = {
+    "alpaca_eval_clf_gpt4_turbo": (1, "92bb1a981ab8bc92ec18cbf581c7db3d92d1d421777911c8e26e09dd54d14228"),
     "alpaca_eval_gpt4": (1, "e4db8aae9703753e3e9bba3109e1be81cdcd5370118fe22f032f7518f2551ab4"),
     "toxigen_roberta": (1, "5442c811805924326a28f822dc04510cfd6a7e02d3cf4eae224324117cca8baa"),
     "truthfulqa_info": (1, "0834838594e8ec1219ae1a86f78a105c4753763e0447f0a95f077c247d863bb1"),

@@ -4,7 +4,11 @@
 prompt with the instruction and the two outputs in the order given, asks the backend (the
 OpenAI-compatible API backend for hosted judges, HF or vLLM for local ones) for the judge's answer, reads
 the verdict with the prompt's parser, and asks again, up to ``max_attempts`` in all, while the answer
-cannot be parsed; then the verdict is kept as unparsed (``preference=None``) with every raw answer.
+cannot be parsed; then the verdict is kept as unparsed (``preference=None``) with every raw answer. A
+``logprob`` prompt (AlpacaEval 2's weighted judge) is answered instead by one choice request per pair: the
+log-probabilities of the two identifier tokens as the judge's first answer token give a weighted
+preference (the backend must return next-token log-probabilities: HF, vLLM, or an API with prompt
+log-probabilities; token counts are not reported on this path).
 Transport faults (429, 5xx, timeouts, truncated bodies) are the backend's to retry; a judge answer that
 arrived but is garbled is the judge's.
 
@@ -22,11 +26,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from camels.backends.base import BackendError
-from camels.core.requests import BackendInfo, GenerateRequest, Generation
+from camels.core.requests import BackendInfo, ChoiceRequest, GenerateRequest, Generation
 from camels.judge.identity import JudgeIdentity
 from camels.judge.kinds import JudgePairRequest, PairVerdict
 from camels.judge.ledger import CostLedger
-from camels.judge.parse import parse_verdict
+from camels.judge.parse import parse_verdict, preference_from_logprobs
 from camels.judge.prompts import JudgePrompt
 
 
@@ -90,9 +94,24 @@ class PairwiseJudge:
         cost = self.ledger.add(self.identity.model, pt, ct, kind="judge_pair", attempt=attempt + 1)
         return pt, ct, cost
 
+    def _judge_by_logprob(self, requests: Sequence[JudgePairRequest]) -> list[PairVerdict]:
+        first, second = self.prompt.parser_options["first"], self.prompt.parser_options["second"]
+        choices = [ChoiceRequest(messages=self.prompt.render(instruction=r.instruction, output_1=r.output_1,
+                                                             output_2=r.output_2), choices=(first, second))
+                   for r in requests]
+        out = []
+        for res in self.backend.choose(choices):
+            a, b = res.logprobs
+            cost = self.ledger.add(self.identity.model, 0, 0, kind="judge_pair", attempt=1)
+            out.append(PairVerdict(preference=preference_from_logprobs(a, b), raw=(f"logprob {first}={a:.6g} "
+                                   f"{second}={b:.6g}",), attempts=1, judge=self._judge, cost_usd=cost))
+        return out
+
     def judge_pair(self, requests: Sequence[JudgePairRequest]) -> list[PairVerdict]:
         """One verdict per request, in order; every request ends parsed or unparsed, none is dropped."""
         self.ledger.check_budget()
+        if self.prompt.parser == "logprob":
+            return self._judge_by_logprob(requests)
         n = len(requests)
         prefs: list[float | None] = [None] * n
         raws: list[list[str]] = [[] for _ in range(n)]

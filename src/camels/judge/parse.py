@@ -7,6 +7,10 @@
 * ``identifier`` (one-token verdicts such as AlpacaEval 2's ``m`` / ``M``): the stripped answer must be
   exactly the first or the second identifier.
 
+* ``logprob`` (AlpacaEval 2's weighted judge): not parsed from text; the judge reads the probabilities of
+  the two identifiers as the first answer token, preference ``1 + P(second) / (P(first) + P(second))``
+  (:func:`preference_from_logprobs`).
+
 Anything else is None: the judge is asked again (a bounded number of times), then the verdict stays
 unparsed and is counted as such, never as a win or a loss.
 """
@@ -14,6 +18,7 @@ unparsed and is counted as such, never as a win or a loss.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Mapping
 
 
@@ -45,6 +50,19 @@ def parse_identifier(text: str, first: str, second: str) -> float | None:
     if t == second:
         return 2.0
     return None
+
+
+def preference_from_logprobs(first: float, second: float) -> float | None:
+    """``1 + P(second) / (P(first) + P(second))`` from the two log-probabilities (None when neither is finite).
+
+    >>> round(preference_from_logprobs(math.log(0.2), math.log(0.6)), 6)
+    1.75
+    """
+    top = max(first, second)
+    if not math.isfinite(top):
+        return None
+    a, b = math.exp(first - top), math.exp(second - top)
+    return 1.0 + b / (a + b)
 
 
 def parse_verdict(parser: str, text: str, options: Mapping[str, str] | None = None) -> float | None:

@@ -58,7 +58,7 @@ class JudgePrompt:
     decoding: dict[str, int | float] = field(default_factory=dict, metadata={
         "help": "decoding of pairwise judges: temperature, max_tokens"})
     messages: list[PromptMessage] = field(default_factory=list, metadata={"help": "chat messages with placeholders"})
-    parser: str = field(default="", metadata={"help": "pairwise verdict parser: ranking or identifier"})
+    parser: str = field(default="", metadata={"help": "pairwise verdict parser: ranking, identifier or logprob"})
     parser_options: dict[str, str] = field(default_factory=dict, metadata={
         "help": "parser options, e.g. identifier's first/second ids"})
     choices: list[str] = field(default_factory=list, metadata={
@@ -79,11 +79,11 @@ class JudgePrompt:
             for ph in PLACEHOLDERS[self.kind]:
                 if "{" + ph + "}" not in text:
                     raise ConfigError(f"{where}: messages lack the placeholder {{{ph}}}")
-        if self.kind == "pairwise" and self.parser not in ("ranking", "identifier"):
-            raise ConfigError(f"{where}: parser must be ranking or identifier, got {self.parser!r}")
-        if self.kind == "pairwise" and self.parser == "identifier":
+        if self.kind == "pairwise" and self.parser not in ("ranking", "identifier", "logprob"):
+            raise ConfigError(f"{where}: parser must be ranking, identifier or logprob, got {self.parser!r}")
+        if self.kind == "pairwise" and self.parser in ("identifier", "logprob"):
             if not {"first", "second"} <= set(self.parser_options):
-                raise ConfigError(f"{where}: the identifier parser needs parser_options first and second")
+                raise ConfigError(f"{where}: the {self.parser} parser needs parser_options first and second")
         if self.kind == "yesno" and len(self.choices) != 2:
             raise ConfigError(f"{where}: a yes/no judge needs two choices (yes first), got {self.choices}")
 
