@@ -148,10 +148,11 @@ def test_manifest_and_determinism(fixtures, tmp_path):
     assert a.read_bytes() == b.read_bytes()
     man = read_manifest(a)
     assert (man["kind"], man["records_in"], man["records_out"], man["skipped"], man["conversations_out"]) == \
-        ("convert", 5, 3, {"non_alternating": 1, "other_role": 1}, 3)
-    assert man["per_source"] == {"sharegpt": 3}
+        ("convert", 5, 2, {"non_alternating": 1, "other_role": 1, "system_turn": 1}, 2)
+    assert man["per_source"] == {"sharegpt": 2}
     assert man["config"] == {"source": "sharegpt", "seed": 42, "lenient": False, "preset": "tulu-v1",
-                             "options": {"max_tokens": 2048}, "tasks": None, "tokenizer": "whitespace"}
+                             "options": {"max_tokens": 2048, "overhead": 7, "rules": "study"}, "tasks": None,
+                             "tokenizer": "whitespace"}
     assert man["kept"] == {}
     assert man["inputs"][0]["records"] == 5 and len(man["inputs"][0]["sha256"]) == 64
     assert m.records_in == m.records_out + sum(m.skipped.values())
@@ -223,7 +224,7 @@ def test_duplicate_ids_across_inputs(fixtures, tmp_path):
     with pytest.raises(RecordError, match="conversation id 'ok1' is already in the output"):
         convert("sharegpt", [path, path], tmp_path / "o.jsonl", progress=False)
     m = convert("sharegpt", [path, path], tmp_path / "o.jsonl", lenient=True, progress=False)
-    assert (m.records_in, m.records_out, m.skipped["duplicate_id"]) == (10, 3, 3)
+    assert (m.records_in, m.records_out, m.skipped["duplicate_id"]) == (10, 2, 2)
 
 
 def test_superni_task_list(fixtures, tmp_path):
@@ -238,7 +239,7 @@ def test_superni_task_list(fixtures, tmp_path):
 
 
 def test_options_checked_and_parsed(fixtures, tmp_path):
-    with pytest.raises(ConfigError, match="source sharegpt has no option 'top_k' \\(options: max_tokens\\)"):
+    with pytest.raises(ConfigError, match="source sharegpt has no option 'top_k' \\(options: max_tokens, overhead, rules\\)"):
         convert("sharegpt", [fixtures / "raw" / "sharegpt.json"], tmp_path / "o.jsonl", options={"top_k": 1})
     assert parse_option("max_tokens=4096") == ("max_tokens", 4096)
     assert parse_option("template=plain") == ("template", "plain")
@@ -301,7 +302,8 @@ def test_cli_tokenizer_by_path(fixtures, tmp_path, tiny_tok, capsys):
     tiny_tok.save_pretrained(tmp_path / "tok")
     out = tmp_path / "sg.jsonl"
     code = main(["data", "convert", "sharegpt", str(fixtures / "raw" / "sharegpt.json"), "-o", str(out),
-                 "--tokenizer", str(tmp_path / "tok"), "--option", "max_tokens=1", "--no-progress"])
+                 "--tokenizer", str(tmp_path / "tok"), "--option", "max_tokens=1", "--no-progress",
+                 "--preset", "camels"])
     assert code == 0
     ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
     assert ids == ["ok1#0", "ok1#1", "sys1", "long1#0", "long1#1", "long1#2"]

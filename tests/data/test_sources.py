@@ -206,7 +206,7 @@ def test_baize_rounds(fixtures):
 
 
 def test_sharegpt_roles_skips_and_trailing_user(fixtures):
-    out, tally = convs(fixtures, "sharegpt", "sharegpt.json")
+    out, tally = convs(fixtures, "sharegpt", "sharegpt.json", rules="camels")
     assert [c.id for c in out] == ["ok1", "sys1", "long1"]
     assert msgs(out[1]) == [("system", "Be brief."), ("user", "Capital of France?"), ("assistant", "Paris.")]
     assert tally.skipped == {"other_role": 1, "non_alternating": 1}
@@ -214,14 +214,14 @@ def test_sharegpt_roles_skips_and_trailing_user(fixtures):
 
 
 def test_sharegpt_splits_on_whole_pairs_under_budget(fixtures):
-    out, _ = convs(fixtures, "sharegpt", "sharegpt.json", max_tokens=12)
+    out, _ = convs(fixtures, "sharegpt", "sharegpt.json", max_tokens=12, rules="camels", overhead=0)
     long = [c for c in out if c.id.startswith("long1")]
     # pairs of 8, 4 and 12 whitespace tokens: [8 + 4], [12]
     assert [c.id for c in long] == ["long1#0", "long1#1"]
     assert msgs(long[0]) == [("user", "a b c d"), ("assistant", "e f g h"), ("user", "i j"), ("assistant", "k l")]
     assert msgs(long[1]) == [("user", "m n o p q r"), ("assistant", "s t u v w x")]
     assert long[1].meta == {}
-    tiny, _ = convs(fixtures, "sharegpt", "sharegpt.json", max_tokens=5)
+    tiny, _ = convs(fixtures, "sharegpt", "sharegpt.json", max_tokens=5, rules="camels", overhead=0)
     long = [c for c in tiny if c.id.startswith("long1")]
     assert [len(c.messages) for c in long] == [2, 2, 2]
     assert [c.meta.get("over_budget", False) for c in long] == [True, False, True]
@@ -231,11 +231,12 @@ def test_sharegpt_system_repeats_in_every_chunk_and_tokenizer_counts():
     row = {"id": "s", "conversations": [{"from": "system", "value": "sys"}, {"from": "human", "value": "q1"},
                                         {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"},
                                         {"from": "gpt", "value": "a2"}]}
-    chars = Context("sharegpt", options={"max_tokens": 7}, count_tokens=len)  # counts characters
+    chars = Context("sharegpt", options={"max_tokens": 7, "rules": "camels"}, count_tokens=len)  # characters
     out = SOURCES["sharegpt"].convert(row, chars)
     assert [msgs(c) for c in out] == [[("system", "sys"), ("user", "q1"), ("assistant", "a1")],
                                       [("system", "sys"), ("user", "q2"), ("assistant", "a2")]]
-    one = SOURCES["sharegpt"].convert(row, Context("sharegpt", options={"max_tokens": 11}, count_tokens=len))
+    one = SOURCES["sharegpt"].convert(row, Context("sharegpt", options={"max_tokens": 11, "rules": "camels"},
+                                                   count_tokens=len))
     assert [c.id for c in one] == ["s"]
 
 
@@ -274,7 +275,8 @@ def test_messages_keeps_dataset_and_id(fixtures):
 
 def test_rule_skips_are_skip_errors():
     with pytest.raises(Skip) as e:
-        SOURCES["sharegpt"].convert({"id": "x", "conversations": [{"from": "bing", "value": "hi"}]}, ctx("sharegpt"))
+        SOURCES["sharegpt"].convert({"id": "x", "conversations": [{"from": "human", "value": "hi"},
+                                                                   {"from": "bing", "value": "hi"}]}, ctx("sharegpt"))
     assert e.value.reason == "other_role"
 
 
@@ -310,7 +312,7 @@ def test_sharegpt_budget_with_a_real_tokenizer(tiny_tok):
     assert count(text) == len(tiny_tok(text, add_special_tokens=False)["input_ids"]) > 0
     row = {"id": "t", "conversations": [{"from": "human" if i % 2 == 0 else "gpt", "value": text}
                                         for i in range(6)]}
-    budget = 2 * count(text) * 2  # two pairs fit, the third does not
+    budget = 2 * (count(text) + 7) * 2  # with the study's 7 tokens per message, two pairs fit, the third not
     out = SOURCES["sharegpt"].convert(row, Context("sharegpt", options={"max_tokens": budget},
                                                    count_tokens=count))
     assert [len(c.messages) for c in out] == [4, 2] and [c.id for c in out] == ["t#0", "t#1"]

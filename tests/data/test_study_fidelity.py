@@ -300,3 +300,91 @@ def test_oasst_top_k_orders_by_quality_not_rank():
     by_rank = SOURCES["oasst1"].convert(tree, Context("oasst1", options=SOURCES["oasst1"].defaults | {
         "top_k": 1, "order": "rank"}))
     assert by_rank[0].messages[1].content == "ranked best"
+
+
+def study_sharegpt(samples: list[dict], max_length: int, fix_last_chunk: bool) -> list[list[tuple[str, str]]]:
+    """The study's ShareGPT preparation (``scripts/split_sharegpt_conversations.py``, e44fcf5, then
+    ``convert_sharegpt_data``), with its tokenizer's count emulated: ``len(tokenizer(v).input_ids)`` is the
+    text's tokens plus LLaMA's BOS; here a token is a whitespace word, so it is ``len(v.split()) + 1``.
+
+    ``fix_last_chunk=False`` is the script as written: when the budget is exceeded at the last pair, the
+    chunk holding that pair is never emitted. ``True`` adds it (camels' fix)."""
+    chunks = []
+    for sample in samples:
+        conv = sample["conversations"][: len(sample["conversations"]) // 2 * 2]
+        lens = [len(c["value"].split()) + 1 + 6 for c in conv]
+        if len(conv) < 2:
+            continue
+        start, cur = 0, 0
+        for i in range(0, len(conv), 2):
+            tmp = lens[i] + lens[i + 1]
+            if cur + tmp > max_length:
+                chunks.append(conv[start:i])
+                start = i + 2 if tmp > max_length else i
+                cur = 0
+                if fix_last_chunk and i == len(conv) - 2 and start == i:
+                    chunks.append(conv[i:i + 2])
+            elif i == len(conv) - 2:
+                chunks.append(conv[start:i + 2])
+            cur += tmp
+    # filter_invalid_roles: non-empty, speakers exactly human, gpt, human, gpt ...
+    valid = [c for c in chunks if c and all(m["from"] == ("human", "gpt")[j % 2] for j, m in enumerate(c))]
+    return [[("user" if m["from"] == "human" else "assistant", m["value"].strip()) for m in c] for c in valid]
+
+
+def sharegpt_samples() -> list[dict]:
+    def words(n, tag):
+        return " ".join(f"{tag}{k}" for k in range(n))
+
+    def conv(id_, *turns):
+        return {"id": id_, "conversations": [{"from": s, "value": v} for s, v in turns]}
+
+    h, g = "human", "gpt"
+    return [
+        conv("short", (h, words(3, "q")), (g, words(4, "a"))),
+        # budget 40, 7 per message: pairs cost 2 * 7 + words; the third pair overflows at the last pair
+        conv("split_at_last", (h, words(3, "q")), (g, words(3, "a")), (h, words(2, "r")), (g, words(2, "b")),
+             (h, words(5, "s")), (g, words(5, "c"))),
+        conv("long_pair", (h, words(2, "q")), (g, words(30, "a")), (h, words(2, "r")), (g, words(2, "b"))),
+        conv("long_then_last", (h, words(2, "q")), (g, words(2, "a")), (h, words(40, "r")), (g, words(2, "b")),
+             (h, words(2, "s")), (g, words(2, "c"))),
+        conv("system_first", ("system", "Be brief."), (h, "Hi"), (g, "Hello"), (h, "Bye")),
+        conv("bing_later", (h, words(6, "q")), (g, words(6, "a")), (h, words(6, "r")), ("bing", words(6, "b"))),
+        conv("odd", (h, "one"), (g, "two"), (h, "three")),
+        conv("user_role", ("user", "x"), ("chatgpt", "y")),
+    ]
+
+
+def test_sharegpt_split_as_the_study_with_the_last_chunk_fixed(tmp_path):
+    samples = sharegpt_samples()
+    path = tmp_path / "sg.json"
+    path.write_text(json.dumps(samples))
+    got, tally = camels_records("sharegpt", path, max_tokens=40)
+    fixed = study_sharegpt(samples, 40, fix_last_chunk=True)
+    assert got == fixed
+    as_written = study_sharegpt(samples, 40, fix_last_chunk=False)
+    lost = [c for c in fixed if c not in as_written]
+    # 40 tokens, 7 per message: "split_at_last" packs pairs of 20 and 18, then its last pair (24) overflows
+    # and is lost by the script; "long_pair" drops its first pair (46 > 40) and the script then loses its
+    # last pair (18) the same way; "long_then_last" keeps 18, drops 56, loses its last 18
+    assert [c[0][1].split()[0] for c in lost] == ["s0", "r0", "s0"] and len(fixed) == len(as_written) + 3
+    # "system_first" gives one chunk opening with the system message; "user_role" has no human/gpt speaker;
+    # "bing_later" keeps its first chunk and drops its second; the two over-long pairs are counted
+    assert tally.skipped == {"system_turn": 1, "other_role": 1}
+    assert tally.dropped_parts == {"dropped_chunks": 1, "dropped_pairs": 2}
+
+
+LOST_AT_40 = 333  # chunks the script as written never emits at this budget (camels emits them)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("budget", [2048, 40])
+def test_sharegpt_real_file_as_the_study(realdata, budget):
+    """The real ShareGPT-format file (FastChat's 500 identity conversations): at the study's 2048 nothing
+    is split; at 40 tokens the split rule is exercised on every longer conversation."""
+    path = realdata / "sharegpt_format/data/dummy_conversation.json"
+    samples = json.loads(path.read_text())
+    got, tally = camels_records("sharegpt", path, max_tokens=budget)
+    assert got == study_sharegpt(samples, budget, fix_last_chunk=True)
+    lost = len(got) - len(study_sharegpt(samples, budget, fix_last_chunk=False))
+    assert (len(got), lost, tally.records_in) == {2048: (500, 0, 500), 40: (997, LOST_AT_40, 500)}[budget]

@@ -51,6 +51,7 @@ DEFAULT_SEED = 42
 FORMATS = ("json", "jsonl", "tsv", "parquet", "hf")
 RAW_SUFFIXES = (".json", ".jsonl", ".tsv", ".parquet", ".json.gz", ".jsonl.gz", ".tsv.gz")
 EXAMPLES_PER_REASON = 3
+DROPPED_PARTS = ("dropped_chunks", "dropped_pairs", "dropped_rounds")  # meta counts of parts left out
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,17 @@ class Tally:
     examples: dict[str, list[str]] = field(default_factory=dict)
     kept: Counter = field(default_factory=Counter)
 
+    dropped_parts: Counter = field(default_factory=Counter)
+
     def keep(self, convs: list[Conversation]) -> None:
-        """Count conversations kept although camels' own rule would refuse them (an empty answer)."""
+        """Count conversations kept although camels' own rule would refuse them (an empty answer), and the
+        parts of records a source's rule left out (``meta`` counts such as ``dropped_chunks``)."""
         self.kept[EMPTY_ANSWER] += sum(1 for c in convs if c.meta.get(EMPTY_ANSWER))
+        for c in convs:
+            for key in DROPPED_PARTS:
+                value = c.meta.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    self.dropped_parts[key] += value
 
     def skip(self, err: RecordError) -> None:
         self.skipped[err.reason] += 1
@@ -442,6 +451,7 @@ def convert(source: str | Source, inputs: Sequence[str | os.PathLike] | str, out
         manifest.skipped.update(tally.skipped)
         manifest.conversations_out = tally.conversations
         manifest.extra["kept"] = {r: n for r, n in sorted(tally.kept.items()) if n}
+        manifest.extra["dropped_parts"] = {r: n for r, n in sorted(tally.dropped_parts.items()) if n}
         manifest.per_source.update(per_source)
         manifest.config = {
             "source": source.name, "seed": seed, "lenient": lenient, "preset": preset or "tulu-v1",
