@@ -194,7 +194,7 @@ def test_oasst_bad_role_names_its_field():
 
 
 def test_baize_rounds(fixtures):
-    out, tally = convs(fixtures, "baize", "baize.json")
+    out, tally = convs(fixtures, "baize", "baize.json", rules="camels")
     assert [c.id for c in out] == ["baize:0", "baize:1"]
     assert msgs(out[0]) == [("user", "Hi there!"), ("assistant", "Hello! How can I help?"),
                             ("user", "What is 2 + 2?"), ("assistant", "4.")]
@@ -203,6 +203,13 @@ def test_baize_rounds(fixtures):
     assert out[1].meta == {"dropped_rounds": 2, "topic": "broken"}
     assert tally.skipped == {"no_complete_round": 1}
     assert (tally.records_in, tally.records_out) == (3, 2)
+    # the study's rule keeps an empty answer in the last round ("broken" and "empty" end with one)
+    study, tally = convs(fixtures, "baize", "baize.json")
+    assert [msgs(c) for c in study[1:]] == [
+        [("user", "Second question"), ("assistant", "An answer."), ("user", "A question never answered"),
+         ("assistant", "")], [("user", "Anyone?"), ("assistant", "")]]
+    assert study[1].meta == {"dropped_rounds": 1, "empty_answer": True, "topic": "broken"}
+    assert (tally.records_out, tally.kept) == (3, {"empty_answer": 2})
 
 
 def test_sharegpt_roles_skips_and_trailing_user(fixtures):

@@ -388,3 +388,38 @@ def test_sharegpt_real_file_as_the_study(realdata, budget):
     assert got == study_sharegpt(samples, budget, fix_last_chunk=True)
     lost = len(got) - len(study_sharegpt(samples, budget, fix_last_chunk=False))
     assert (len(got), lost, tally.records_in) == {2048: (500, 0, 500), 40: (997, LOST_AT_40, 500)}[budget]
+
+
+def study_baize(transcript: str) -> list[tuple[str, str]]:
+    """The study's ``convert_baize_data`` on one transcript (raises ValueError on several [|AI|] markers)."""
+    messages = []
+    for part in transcript.split("[|Human|]")[1:]:
+        if not part.strip() or "[|AI|]" not in part:
+            continue
+        human, assistant = part.split("[|AI|]")
+        messages += [("user", human.strip()), ("assistant", assistant.strip())]
+    return messages
+
+
+def test_baize_as_the_study_and_its_departures(tmp_path):
+    pre = "The conversation between human and AI assistant.\n"
+    rows = [
+        {"topic": "two rounds", "input": pre + "[|Human|] Hi\n[|AI|] Hello!\n[|Human|] 2+2?\n[|AI|] 4.\n[|Human|] "},
+        {"topic": "no AI part", "input": pre + "[|Human|] First\n[|Human|] Second\n[|AI|] Answer.\n[|Human|] "},
+        {"topic": "empty last answer", "input": pre + "[|Human|] Anyone?\n[|AI|] "},
+        {"topic": "several markers", "input": pre + "[|Human|] A\n[|AI|] B\n[|AI|] C\n[|Human|] D\n[|AI|] E"},
+        {"topic": "empty middle answer", "input": pre + "[|Human|] A\n[|AI|] \n[|Human|] B\n[|AI|] C"},
+    ]
+    path = tmp_path / "baize.json"
+    path.write_text(json.dumps(rows))
+    got, tally = camels_records("baize", path)
+    # the first three follow the study exactly (the empty last answer is kept, meta.empty_answer)
+    assert got[:3] == [study_baize(r["input"]) for r in rows[:3]]
+    # several [|AI|] markers: the study's script stops (two values expected); camels drops that round
+    with pytest.raises(ValueError):
+        study_baize(rows[3]["input"])
+    assert got[3] == [("user", "D"), ("assistant", "E")]
+    # an empty answer before the last round cannot be a camels turn: that round is dropped
+    assert study_baize(rows[4]["input"])[:2] == [("user", "A"), ("assistant", "")]
+    assert got[4] == study_baize(rows[4]["input"])[2:]
+    assert tally.kept == {"empty_answer": 1} and tally.dropped_parts == {"dropped_rounds": 3}
