@@ -210,10 +210,11 @@ def test_config_errors(tmp_path, three):
 
 def test_named_mixtures_match_the_study():
     tulu = load_mixture(str(ROOT / "configs" / "mixtures" / "tulu-v1.yaml"))
-    rules = {s.name: (s.count, s.fraction) for s in tulu.sources}
-    assert rules == {"flan_v2": (100000, None), "cot": (100000, None), "oasst1": (None, None),
-                     "dolly": (None, None), "gpt4_alpaca": (None, None), "code_alpaca": (None, None),
-                     "sharegpt": (None, None)}
+    rules = [(s.name, s.count, s.fraction) for s in tulu.sources]
+    assert rules == [("cot_zs", 50000, None), ("cot_fs", 50000, None), ("flan_v2", 100000, None),
+                     ("oasst1", None, None), ("dolly", None, None), ("gpt4_alpaca", None, None),
+                     ("code_alpaca", None, None), ("sharegpt", None, None)]
+    assert (tulu.sampling, tulu.seed) == ("study", 42)
     human = load_mixture(str(ROOT / "configs" / "mixtures" / "human.yaml"))
     assert sorted(s.name for s in human.sources) == ["cot", "dolly", "flan_v2", "oasst1"]
     single = load_mixture("single:dolly:500")

@@ -423,3 +423,68 @@ def test_baize_as_the_study_and_its_departures(tmp_path):
     assert study_baize(rows[4]["input"])[:2] == [("user", "A"), ("assistant", "")]
     assert got[4] == study_baize(rows[4]["input"])[2:]
     assert tally.kept == {"empty_answer": 1} and tally.dropped_parts == {"dropped_rounds": 3}
+
+
+def test_tulu_v1_mixture_draws_the_study_sample(tmp_path):
+    """The shipped ``tulu-v1`` mixture on small synthetic pools of every source, counts scaled down (CoT
+    50k + 50k -> 5 + 5, Flan V2 100k -> 8). The study (``reformat_datasets.py``, 503407e, converting CoT
+    right after ``random.seed(42)``): ``random.sample(zero_shot_examples, k)``, then
+    ``random.sample(few_shot_examples, k)``; every other source whole. Flan V2's file is the study's own
+    100k resample (taken whole); a larger Flan pool is sampled after CoT, from the same stream."""
+    import dataclasses
+
+    from camels.data.mixture import load_mixture, mix
+
+    def flan_rows(tag, n):
+        return [{"inputs": f"{tag} question {i}", "targets": f"{tag} answer {i}"} for i in range(n)]
+
+    raw = {
+        "cot_zs": ("cot", "cot_zsopt.jsonl", flan_rows("zs", 23)),
+        "cot_fs": ("cot", "cot_fsopt.jsonl", flan_rows("fs", 17)),
+        "flan_v2": ("flan_v2", "flan.jsonl", flan_rows("flan", 8)),
+        "oasst1": ("oasst1", "oasst.jsonl", [{"message_tree_id": f"t{i}", "prompt": {
+            "role": "prompter", "text": f"oasst q {i}", "deleted": False, "labels": {}, "replies": [
+                {"role": "assistant", "text": f"oasst a {i}", "deleted": False, "labels": {}, "replies": []}]}}
+            for i in range(3)]),
+        "dolly": ("dolly", "dolly.jsonl", [{"instruction": f"dolly q {i}", "context": "", "response": f"dolly a {i}"}
+                                           for i in range(4)]),
+        "gpt4_alpaca": ("gpt4_alpaca", "gpt4.jsonl", [{"instruction": f"gpt4 q {i}", "input": "",
+                                                       "output": f"gpt4 a {i}"} for i in range(3)]),
+        "code_alpaca": ("code_alpaca", "code.jsonl", [{"instruction": f"code q {i}", "input": "",
+                                                       "output": f"code a {i}"} for i in range(3)]),
+        "sharegpt": ("sharegpt", "sg.jsonl", [{"id": f"s{i}", "conversations": [
+            {"from": "human", "value": f"sg q {i}"}, {"from": "gpt", "value": f"sg a {i}"}]} for i in range(3)]),
+    }
+
+    def build(flan_n):
+        raw["flan_v2"] = ("flan_v2", "flan.jsonl", flan_rows("flan", flan_n))
+        inputs = {}
+        for name, (source, fname, rows) in raw.items():
+            path = tmp_path / fname
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            convert(source, [path], tmp_path / f"{name}.conv.jsonl", progress=False)
+            inputs[name] = str(tmp_path / f"{name}.conv.jsonl")
+        tulu = load_mixture("tulu-v1")
+        scaled = {"cot_zs": 5, "cot_fs": 5, "flan_v2": 8}
+        tulu = dataclasses.replace(tulu, sources=tuple(
+            dataclasses.replace(s, count=scaled.get(s.name, s.count)) for s in tulu.sources))
+        mix(tulu.with_inputs(inputs), tmp_path / "mix.jsonl", show_progress=False)
+        answers: dict[str, set[str]] = {}
+        for line in (tmp_path / "mix.jsonl").read_text().splitlines():
+            answer = json.loads(line)["messages"][-1]["content"]
+            answers.setdefault(answer.split()[0], set()).add(answer)
+        return answers
+
+    rng = random.Random(42)
+    zs = rng.sample(raw["cot_zs"][2], k=5)
+    fs = rng.sample(raw["cot_fs"][2], k=5)
+    got = build(8)
+    assert got["zs"] == {r["targets"] for r in zs} and got["fs"] == {r["targets"] for r in fs}
+    assert got["flan"] == {f"flan answer {i}" for i in range(8)}  # the resampled file, whole
+    assert {k: len(v) for k, v in got.items()} == {"zs": 5, "fs": 5, "flan": 8, "oasst": 3, "dolly": 4,
+                                                   "gpt4": 3, "code": 3, "sg": 3}
+    # a larger Flan pool: CoT's picks do not move, Flan's 8 come next from the same stream
+    flan = rng.sample(flan_rows("flan", 30), k=8)
+    got = build(30)
+    assert got["zs"] == {r["targets"] for r in zs} and got["fs"] == {r["targets"] for r in fs}
+    assert got["flan"] == {r["targets"] for r in flan}

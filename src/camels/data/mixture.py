@@ -30,6 +30,13 @@ Determinism: each source draws from its own ``random.Random`` seeded with the st
 indices. Same config + same input bytes -> byte-identical output. Adding or removing one source does not
 change which records another source contributes.
 
+``sampling: study`` (the ``tulu-v1`` mixture) draws down-samples as the Tülu v1 study did instead: one
+``random.Random(seed)`` for the whole mixture, sources visited in the file's order, and a down-sample of
+``k`` of a source's ``n`` records is ``random.sample(range(n), k)`` (the study's ``random.sample(examples,
+k=k)`` over the records in file order; a source taking all its records draws nothing). So a source
+converted with every record kept gets the study's selection. Up-sampling (which the study never did) and
+the final shuffle stay camels' own.
+
 Memory stays flat in the size of the records: pass 1 streams each file once, validates every line and
 keeps only its byte offset (8 bytes) and whether it is already in canonical form (1 byte); the shuffle
 permutes integer indices; pass 2 writes the chosen lines by seeking to their offsets. Gzipped inputs are
@@ -61,6 +68,7 @@ from camels.data.manifest import Manifest, manifest_path, read_manifest
 from camels.data.records import parse_line
 
 ON_SHORT = ("upsample", "cap", "error")
+SAMPLING = ("camels", "study")
 MIXTURE_DIR_ENV = "CAMELS_MIXTURES"
 
 
@@ -104,12 +112,14 @@ class Mixture:
     seed: int
     sources: tuple[SourceSpec, ...]
     description: str = ""
+    sampling: str = "camels"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,
             "seed": self.seed,
+            "sampling": self.sampling,
             "sources": {s.name: s.to_dict() for s in self.sources},
         }
 
@@ -129,12 +139,12 @@ class Mixture:
                 files = (new,) if isinstance(new, str) else tuple(new)
                 s = SourceSpec(s.name, tuple(str(f) for f in files), s.count, s.fraction, s.on_short)
             sources.append(s)
-        return Mixture(self.name, self.version, self.seed, tuple(sources), self.description)
+        return Mixture(self.name, self.version, self.seed, tuple(sources), self.description, self.sampling)
 
     def with_seed(self, seed: int | None) -> Mixture:
         if seed is None:
             return self
-        return Mixture(self.name, self.version, int(seed), self.sources, self.description)
+        return Mixture(self.name, self.version, int(seed), self.sources, self.description, self.sampling)
 
 
 @dataclass
@@ -157,6 +167,7 @@ class _MixtureFields:
     version: int | str = 1
     seed: int = 42
     description: str = ""
+    sampling: str = "camels"
 
 
 def mixture_from_dict(d: Any, *, origin: str = "mixture", lines: Mapping[str, int] | None = None) -> Mixture:
@@ -165,8 +176,10 @@ def mixture_from_dict(d: Any, *, origin: str = "mixture", lines: Mapping[str, in
     if not fields.sources:
         raise ConfigError(f"{origin}: sources: expected a non-empty mapping of source name -> settings")
     sources = [_source_from_fields(name, spec, origin) for name, spec in fields.sources.items()]
+    if fields.sampling not in SAMPLING:
+        raise ConfigError(f"{origin}: sampling: expected one of {', '.join(SAMPLING)}, got {fields.sampling!r}")
     return Mixture(name=fields.name, version=fields.version, seed=fields.seed, sources=tuple(sources),
-                   description=fields.description)
+                   description=fields.description, sampling=fields.sampling)
 
 
 def _source_from_fields(name: str, spec: _SourceFields, origin: str) -> SourceSpec:
@@ -353,8 +366,12 @@ def _rng(seed: int, what: str) -> random.Random:
     return random.Random(f"camels-mix:{seed}:{what}")
 
 
-def select(spec: SourceSpec, available: int, seed: int) -> Selection:
-    """Apply the count/fraction and the up/down-sampling rule (see the module docstring)."""
+def select(spec: SourceSpec, available: int, seed: int, study: random.Random | None = None) -> Selection:
+    """Apply the count/fraction and the up/down-sampling rule (see the module docstring).
+
+    ``study``: the study's shared stream; a down-sample is then ``study.sample(range(available), k)``, the
+    draw of the study's ``random.sample(examples, k=k)`` on the source's records in file order.
+    """
     k = spec.target(available)
     rng = _rng(seed, spec.name)
     picked = array("q")
@@ -362,6 +379,9 @@ def select(spec: SourceSpec, available: int, seed: int) -> Selection:
     if k <= available:
         if k == available:
             picked.extend(range(available))
+        elif study is not None:
+            picked.extend(study.sample(range(available), k))
+            sel.downsampled = available - k
         else:
             picked.extend(sample_indices(rng, available, k))
             sel.downsampled = available - k
@@ -461,6 +481,12 @@ def mix(
                 manifest.skip(reason, n)
 
         selections: dict[str, Selection] = {}
+        if mixture.sampling == "study":
+            # the study's draws: one stream seeded once, sources in the mixture's own order
+            stream = random.Random(mixture.seed)
+            available = {spec.name: idx.available for spec, idx in zip(specs, indexes)}
+            for spec in mixture.sources:
+                selections[spec.name] = select(spec, available[spec.name], mixture.seed, stream)
         base = array("q")  # global record number of each source's record 0
         total_records = 0
         for spec, idx in zip(specs, indexes):
@@ -469,7 +495,7 @@ def mix(
                     f"source {spec.name!r}: no valid records in {', '.join(spec.files)} "
                     f"({idx.read} read, skipped: {dict(sorted(idx.skipped.items())) or 'none'})"
                 )
-            sel = select(spec, idx.available, mixture.seed)
+            sel = selections.get(spec.name) or select(spec, idx.available, mixture.seed)
             selections[spec.name] = sel
             base.append(total_records)
             total_records += idx.available
