@@ -78,18 +78,31 @@ def test_code_alpaca_2k(realdata, tmp_path):
 
 
 def test_flan_cot_tsv(realdata):
+    """Raw TSVs rendered with FLAN's own zero-shot CoT templates of the file's dataset, one drawn per row
+    with ``random.Random(42).randrange(n)`` in file order (a new stream per conversion)."""
+    import random
+
+    from camels.data.sources.cot_templates import FLAN_COT_TEMPLATES
+
     folder = realdata / "flan_v2_cot/flan/v2/cot_data"
     tally = Tally()
     out = list(iter_conversations("cot", folder / "strategyqa_train.tsv", tally=tally))
-    out += list(iter_conversations("cot", folder / "qasc_train.tsv", tally=tally))
+    qasc = list(iter_conversations("cot", folder / "qasc_train.tsv", tally=tally))
     assert (tally.records_in, tally.records_out, tally.conversations) == (2061 + 1084, 3145, 3145)
     first = out[0]
     assert first.id == "strategyqa_train:0"
-    assert first.messages[0].content.startswith("Are more people today related to Genghis Khan than Julius "
-                                                "Caesar?\n")
+    # the stream's first draw is 1: FLAN's cot_strategyqa template 1, "{question} Please answer step by step:"
+    assert first.messages[0].content == ("Are more people today related to Genghis Khan than Julius Caesar? "
+                                         "Please answer step by step:")
     assert first.messages[1].content.startswith("Julius Caesar had three children.")
-    assert first.messages[1].content.endswith("So the answer is yes.")
+    assert first.messages[1].content.endswith("\nSo, the final answer is yes.")
+    for convs, key in ((out, "cot_strategyqa"), (qasc, "cot_qasc")):
+        rng = random.Random(42)
+        draws = [rng.randrange(len(FLAN_COT_TEMPLATES[key])) for _ in convs]
+        assert [c.meta["template"] for c in convs] == [f"flan:{key}:{k}" for k in draws]
     assert not any("\\n" in m.content for c in out for m in c.messages)
+    camels_way = list(iter_conversations("cot", folder / "strategyqa_train.tsv", options={"tsv_templates": "camels"}))
+    assert camels_way[0].messages[1].content.endswith("So the answer is yes.")
 
 
 def test_sharegpt_format_dummy(realdata):
@@ -137,5 +150,6 @@ def test_flan_cot_all_tsv_files_convert_whole(realdata, tmp_path):
     assert (m.records_in, m.records_out, m.conversations_out, dict(m.skipped)) == (33443, 33443, 33443, {})
     gsm = json.loads((tmp_path / "cot.jsonl").read_text().splitlines()[2728 + 6915 + 7112])
     assert gsm["id"] == "gsm8k_train:0"
-    assert gsm["messages"][1]["content"] == ("Natalia sold 48 / 2 = 24 clips in May. Natalia sold 48 + 24 = 72 "
-                                             "clips altogether in April and May. So the answer is 72.")
+    assert gsm["meta"]["template"].startswith("flan:cot_gsm8k:")
+    assert gsm["messages"][1]["content"].startswith("Natalia sold 48 / 2 = 24 clips in May. Natalia sold 48 + 24 = 72 "
+                                                    "clips altogether in April and May.")

@@ -121,7 +121,7 @@ def test_flan_v2_and_cot_jsonl(fixtures):
 
 
 def test_cot_tsv_rows(fixtures):
-    out, tally = convs(fixtures, "cot", "cot.tsv")
+    out, tally = convs(fixtures, "cot", "cot.tsv", tsv_templates="camels", draw="record")
     assert [c.id for c in out] == ["cot:0", "cot:1"]
     assert msgs(out[0]) == [("user", "What is 2 + 3?\nLet's think step by step."),
                             ("assistant", "Two plus three is five. So the answer is 5.")]
@@ -130,6 +130,21 @@ def test_cot_tsv_rows(fixtures):
     with pytest.raises(RecordError, match="expected 3 tab-separated columns") as e:
         SOURCES["cot"].convert(("q", "a"), ctx("cot"))
     assert e.value.reason == "bad_columns"
+    # FLAN's templates are chosen by the file's dataset name; this file's name is no FLAN dataset
+    _, tally = convs(fixtures, "cot", "cot.tsv")
+    assert tally.skipped == {"unknown_cot_dataset": 2}
+    assert "use --option tsv_templates=camels" in tally.examples["unknown_cot_dataset"][0]
+
+
+def test_cot_tsv_with_flan_templates(fixtures, tmp_path):
+    (tmp_path / "creak_train.tsv").write_bytes((fixtures / "raw" / "cot.tsv").read_bytes())
+    out = list(iter_conversations("cot", tmp_path / "creak_train.tsv"))
+    # random.Random(42).randrange(10) gives 1, then 0: FLAN's cot_creak templates 1 and 0
+    assert [c.meta["template"] for c in out] == ["flan:cot_creak:1", "flan:cot_creak:0"]
+    assert msgs(out[0]) == [("user", "My question: What is 2 + 3?\nPlease think gradually:"),
+                            ("assistant", "Two plus three is five\nThus, the answer is 5.")]  # FLAN adds no "."
+    assert msgs(out[1])[0][1].startswith("Given the following question, let's solve step-by-step. ")
+    assert msgs(out[1])[1][1] == "Ice is frozen water.\nFrozen water is cold.\nThe final answer: yes."
 
 
 # -- multi-turn sources -------------------------------------------------------------------------------------

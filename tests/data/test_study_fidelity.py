@@ -488,3 +488,23 @@ def test_tulu_v1_mixture_draws_the_study_sample(tmp_path):
     got = build(30)
     assert got["zs"] == {r["targets"] for r in zs} and got["fs"] == {r["targets"] for r in fs}
     assert got["flan"] == {r["targets"] for r in flan}
+
+
+def test_cot_and_flan_exports_as_the_study(tmp_path):
+    """``convert_cot_data`` / ``convert_flan_v2_data``: the prompt is ``inputs`` (plus a newline unless it
+    ends with one or with ":"), the answer ``targets``, every row kept (an empty target too)."""
+    rows = [{"inputs": "Q: 2 + 2?\nA:", "targets": "4", "task_name": "cot_gsm8k", "template_type": "zs_opt"},
+            {"inputs": "Is ice cold?", "targets": "Ice is frozen water. So the answer is yes."},
+            {"inputs": "Say nothing.", "targets": ""}]
+    path = tmp_path / "cot_zsopt.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def study(row):
+        prompt = row["inputs"]
+        if not prompt.endswith("\n") and not prompt.rstrip().endswith(":"):
+            prompt += "\n"
+        return [("user", prompt.strip()), ("assistant", row["targets"].strip())]
+
+    for source in ("cot", "flan_v2"):
+        got, tally = camels_records(source, path)
+        assert got == [study(r) for r in rows] and tally.kept == {"empty_answer": 1}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from camels.core.chat import Conversation
+from camels.core.chat import EMPTY_ANSWER, Conversation
 from camels.data.sources.base import Context, Source, has_keys, need_object, numbered, text
 
 
@@ -28,8 +28,10 @@ def flan_prompt(inputs: str) -> str:
 def convert_inputs_targets(row: Any, ctx: Context) -> list[Conversation]:
     row = need_object(row)
     prompt = flan_prompt(text(row, "inputs"))
-    target = text(row, "targets")
-    meta = {k: row[k] for k in ("task_name", "template_type") if isinstance(row.get(k), str)}
+    target = text(row, "targets", allow_empty=ctx.options.get("empty_output", "keep") == "keep")
+    meta: dict[str, Any] = {k: row[k] for k in ("task_name", "template_type") if isinstance(row.get(k), str)}
+    if not target.strip():
+        meta[EMPTY_ANSWER] = True  # the study kept every row
     return numbered(ctx.base_id(row.get("id")), [([("user", prompt), ("assistant", target)], meta)], ctx)
 
 
@@ -38,6 +40,9 @@ SOURCE = Source(
     convert=convert_inputs_targets,
     detect=has_keys(("inputs", "targets")),
     shape="JSONL of inputs, targets",
-    rule='prompt = inputs (+ "\\n" unless it ends with a newline or ":"), answer = targets',
+    rule='prompt = inputs (+ "\\n" unless it ends with a newline or ":"), answer = targets (kept when empty)',
     hub="SirNeural/flan_v2",
+    defaults={"empty_output": "keep"},
+    choices={"empty_output": ("keep", "refuse")},
+    camels={"empty_output": "refuse"},
 )
