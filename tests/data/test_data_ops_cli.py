@@ -31,20 +31,20 @@ def _quiet(monkeypatch):
 
 def test_mix_named_mixture_with_inputs(tmp_path, capsys):
     ins = {s: write_source(tmp_path / f"{s}.jsonl", s, n) for s, n in
-           [("flan_v2", 30), ("cot", 20), ("dolly", 4), ("oasst1", 3)]}
+           [("flan_v2", 30), ("cot_zs", 20), ("cot_fs", 10), ("dolly", 4), ("oasst1", 3)]}
     args = ["data", "mix", "human", "-o", str(tmp_path / "mix.jsonl"), "--seed", "5"]
     for s, p in ins.items():
         args += ["--input", f"{s}={p}"]
     assert main(args) == 0
     out = capsys.readouterr()
-    # flan_v2 and cot want 100000 each: up-sampled, and said so
+    # flan_v2 wants 100000, CoT 50000 of each export: up-sampled, and said so
     assert "flan_v2: up-sampled 30 -> 100000" in out.err
     lines = (tmp_path / "mix.jsonl").read_text().splitlines()
     assert len(lines) == 200007
     man = json.loads((tmp_path / "mix.manifest.json").read_text())
-    assert man["per_source"] == {"cot": 100000, "dolly": 4, "flan_v2": 100000, "oasst1": 3}
-    assert man["mixture"] == {"name": "human", "seed": 5, "version": 1}
-    assert man["duplicates"] == {"cot": 99980, "flan_v2": 99970}
+    assert man["per_source"] == {"cot_fs": 50000, "cot_zs": 50000, "dolly": 4, "flan_v2": 100000, "oasst1": 3}
+    assert man["mixture"] == {"name": "human", "seed": 5, "version": 2}
+    assert man["duplicates"] == {"cot_fs": 49990, "cot_zs": 49980, "flan_v2": 99970}
     assert "wrote 200007 conversations" in out.out
     assert out.out.splitlines()[0].split() == ["source", "available", "out", "downsampled", "duplicates",
                                                "skipped"]

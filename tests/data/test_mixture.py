@@ -216,7 +216,8 @@ def test_named_mixtures_match_the_study():
                      ("code_alpaca", None, None), ("sharegpt", None, None)]
     assert (tulu.sampling, tulu.seed) == ("study", 42)
     human = load_mixture(str(ROOT / "configs" / "mixtures" / "human.yaml"))
-    assert sorted(s.name for s in human.sources) == ["cot", "dolly", "flan_v2", "oasst1"]
+    assert [s.name for s in human.sources] == ["cot_zs", "cot_fs", "flan_v2", "dolly", "oasst1"]
+    assert human.sampling == "study"
     single = load_mixture("single:dolly:500")
     assert [(s.name, s.count, s.files) for s in single.sources] == [("dolly", 500, ())]
     assert load_mixture("single:dolly").sources[0].count is None

@@ -2,7 +2,8 @@
 
 Examples::
 
-    camels data mix tulu-v1 --input flan_v2=data/flan.jsonl --input cot=data/cot.jsonl ... -o mix.jsonl
+    camels data mix tulu-v1 --input flan_v2=data/flan.jsonl --input cot_zs=data/cot_zsopt.jsonl \\
+        --input cot_fs=data/cot_fsopt.jsonl ... -o mix.jsonl
     camels data mix single:dolly --input dolly=data/dolly.jsonl -o dolly-only.jsonl
     camels data decontaminate mix.jsonl --benchmarks gsm8k=data/gsm8k/test.jsonl mmlu=data/mmlu/test \\
         --drop -o mix.clean.jsonl --report decontam.json
