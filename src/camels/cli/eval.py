@@ -223,7 +223,12 @@ def _score(args: argparse.Namespace) -> int:
     task = get_task(args.task, **options)
     outputs = Path(args.outputs)
     out_dir = Path(args.output) if args.output else outputs.with_name(f"{outputs.stem}.{task.label}")
-    report = score_outputs(task, outputs, data_path=args.data, output_dir=out_dir)
+    # A task whose outputs come several per item (HumanEval's samples) reads its own file format.
+    score_file = getattr(task, "score_file", None)
+    if score_file is not None:
+        report = score_file(outputs, data_path=args.data, output_dir=out_dir)
+    else:
+        report = score_outputs(task, outputs, data_path=args.data, output_dir=out_dir)
     c = report.result.counts
     if c["missing"]:
         print(f"camels: warning: {outputs} covers {c['scored']} of the {c['items']} items of {task.label}: "

@@ -27,14 +27,13 @@ record (a pipe is append-only); the server keeps only those first records.
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import resource
 import select
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import traceback
 
@@ -50,6 +49,7 @@ TAIL = 4096
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 
@@ -78,14 +78,29 @@ def _write_line(fd: int, obj: dict) -> None:
         data = data[os.write(fd, data):]
 
 
-# --- inside the setup process --------------------------------------------------------------------------
-def _namespaces(cfg: dict) -> dict:
-    """Enter new network, mount and PID namespaces (each tried alone, so one refusal loses only itself)."""
+# --- namespaces -----------------------------------------------------------------------------------------
+def _new_pid_namespace(cfg: dict) -> bool | str:
+    """In the server, before the fork: the next child starts a new PID namespace as its PID 1.
+
+    ``unshare(CLONE_NEWPID)`` only changes the namespace of the children to come, and may be done again
+    only once the server's children namespace is its own again: ``setns`` to its own PID namespace first.
+    """
+    if "pid_namespace" in cfg["disable"]:
+        return "disabled"
+    if cfg.get("pid_ns_fd") is not None:
+        _libc.setns(cfg["pid_ns_fd"], CLONE_NEWPID)
+    if _libc.unshare(CLONE_NEWPID) == 0:
+        return True
+    return os.strerror(ctypes.get_errno())
+
+
+def _own_namespaces(cfg: dict) -> dict:
+    """In the program process: new network and mount namespaces (each alone, so one refusal loses only
+    itself)."""
     got = {}
-    for name, flag in (("net_namespace", CLONE_NEWNET), ("mount_namespace", CLONE_NEWNS),
-                       ("pid_namespace", CLONE_NEWPID)):
-        if name in cfg["disable"]:
-            got[name] = "disabled"
+    for name, flag in (("net_namespace", CLONE_NEWNET), ("mount_namespace", CLONE_NEWNS)):
+        if name in cfg["disable"] or (name == "mount_namespace" and not cfg["view"]):
+            got[name] = "disabled" if name in cfg["disable"] else "refused for the server"
             continue
         ok = _libc.unshare(flag) == 0
         got[name] = True if ok else os.strerror(ctypes.get_errno())
@@ -161,6 +176,10 @@ def _private_view(cfg: dict) -> dict:
         return {}
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     exposed = _expose(_interpreter_dirs())
+    # The other world-writable places become empty (and, below, read-only) for every program alike.
+    for path in ("/var/tmp", "/dev/shm"):
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=65536,mode=0755")
     return {"exposed": exposed, "read_only_fs": _read_only_all()}
 
 
@@ -168,13 +187,10 @@ def _private_dirs(cfg: dict, ns: dict, uid: int, gid: int) -> tuple[str, dict]:
     """The program's working directory, and what was done to the file system view."""
     done: dict = {}
     if ns.get("mount_namespace") is True:
-        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        # (Propagation is already private: this namespace is a copy of the server's.)
         # A fresh, size-capped tmpfs is the program's /tmp, HOME and cwd; it vanishes with the namespace.
         opts = f"size={cfg['disk_bytes']},nr_inodes={cfg['disk_inodes']},mode=0700,uid={uid},gid={gid}"
         _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts)
-        for path in ("/var/tmp", "/dev/shm"):
-            if os.path.isdir(path):
-                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=65536,mode=0755")
         done["private_tmp"] = True
         done["read_only_fs"] = bool(cfg["view"].get("read_only_fs"))
         if ns.get("pid_namespace") is True:
@@ -218,10 +234,14 @@ SPAWN_EVENTS = ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os
 KILL_EVENTS = ("os.kill", "os.killpg", "signal.pthread_kill")
 
 
-def _program(cfg: dict, req: dict, ns: dict, fds: dict) -> None:
+def _program(cfg: dict, req: dict, pid_ns: bool | str, fds: dict) -> None:
     """Set up the program process, then run the untrusted program. Never returns."""
     report = fds["report"]
     try:
+        ns = {**_own_namespaces(cfg), "pid_namespace": pid_ns is True and os.getpid() == 1}
+        if ns["pid_namespace"] is not True:
+            ns["pid_namespace"] = pid_ns if pid_ns is not True else "not PID 1"
+        _write_line(report, {"ns": ns})
         os.setsid()
         uid, gid = cfg["uid"], cfg["gid"]
         switch = uid is not None and "unprivileged_user" not in cfg["disable"] and os.geteuid() == 0
@@ -233,7 +253,7 @@ def _program(cfg: dict, req: dict, ns: dict, fds: dict) -> None:
         os.dup2(null, 0)
         os.dup2(fds["out"], 1)
         os.dup2(fds["err"], 2)
-        os.dup2(report, 3)
+        os.dup2(report, 3)  # after 0-2: the report pipe is never one of them
         report = 3
         os.closerange(4, 1 << 20)
         if switch:
@@ -265,7 +285,7 @@ def _program(cfg: dict, req: dict, ns: dict, fds: dict) -> None:
         setup = {"unprivileged_user": switch and os.getuid() == uid and os.geteuid() == uid,
                  "uid": os.getuid(), "session": os.getsid(0) == os.getpid(), "no_new_privs": True,
                  "env_allowlist": True, "rlimits": limits, "private_dir": workdir,
-                 "interpreter_guard": sorted(blocked), **dirs}
+                 "interpreter_guard": sorted(blocked), "setup_cpu": round(time.process_time(), 5), **dirs}
         _write_line(report, {"setup": setup})
     except BaseException as e:  # noqa: BLE001 - any setup failure: refuse to run the program
         try:
@@ -302,36 +322,6 @@ def _program(cfg: dict, req: dict, ns: dict, fds: dict) -> None:
         except BaseException:  # noqa: BLE001
             pass
     flush_exit(0)
-
-
-def _setup_process(cfg: dict, req: dict, fds: dict) -> None:
-    """Between the server and the program: enters the namespaces, forks the program, reports its status."""
-    try:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        ns = _namespaces(cfg)
-        _write_line(fds["report"], {"ns": ns})
-        if ns.get("mount_namespace") is not True:
-            # The private directory on the host (no mount namespace gives the program its own /tmp).
-            cfg["host_dir"] = tempfile.mkdtemp(prefix="camels-sbx-", dir=cfg["tmp_base"])
-            _write_line(fds["status"], {"host_dir": cfg["host_dir"]})
-            if cfg["root"] and cfg["uid"] is not None and "unprivileged_user" not in cfg["disable"]:
-                os.chown(cfg["host_dir"], cfg["uid"], cfg["gid"])
-        pid = os.fork()
-        if pid == 0:
-            os.close(fds["status"])
-            _program(cfg, req, ns, fds)
-        for key in ("report", "out", "err"):
-            os.close(fds[key])
-        _write_line(fds["status"], {"pid": pid})
-        _, status, usage = os.wait4(pid, 0)
-        _write_line(fds["status"], {"status": status, "cpu": usage.ru_utime + usage.ru_stime,
-                                    "maxrss_kb": usage.ru_maxrss})
-        os._exit(0)
-    except BaseException:  # noqa: BLE001
-        try:
-            _write_line(fds["status"], {"setup_error": traceback.format_exc()[-TAIL:]})
-        finally:
-            os._exit(EXIT_SETUP_FAILED)
 
 
 # --- in the server -----------------------------------------------------------------------------------------
@@ -420,21 +410,28 @@ def _record(line: bytes) -> dict:
 
 
 def run_one(cfg: dict, req: dict, stdin: Input | None = None) -> dict:
+    """Run one program in a new child process and return its verdict (a JSON-ready dict)."""
     cfg = {**cfg, "timeout": float(req["timeout"])}
     nonce = os.urandom(16).hex()
     report_r, report_w = os.pipe()
-    status_r, status_w = os.pipe()
     out = os.memfd_create("stdout")
     err = os.memfd_create("stderr")
+    host_dir = None
+    if not cfg["view"]:
+        # No mount namespace: the program's private directory is a fresh one on the host, removed below.
+        import tempfile
+
+        host_dir = tempfile.mkdtemp(prefix="camels-sbx-", dir=cfg["tmp_base"])
+        if cfg["root"] and cfg["uid"] is not None and "unprivileged_user" not in cfg["disable"]:
+            os.chown(host_dir, cfg["uid"], cfg["gid"])
+    cfg["host_dir"] = host_dir or ""
+    pid_ns = _new_pid_namespace(cfg)
     t0 = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(report_r)
-        os.close(status_r)
-        _setup_process(cfg, {**req, "nonce": nonce},
-                       {"report": report_w, "status": status_w, "out": out, "err": err})
+        _program(cfg, {**req, "nonce": nonce}, pid_ns, {"report": report_w, "out": out, "err": err})
     os.close(report_w)
-    os.close(status_w)
     pidfd = os.pidfd_open(pid)
     deadline = t0 + cfg["timeout"] + cfg["setup_allowance"]
     poller = select.poll()
@@ -452,52 +449,35 @@ def run_one(cfg: dict, req: dict, stdin: Input | None = None) -> dict:
         if any(fd == pidfd for fd, _ in events) or time.monotonic() >= deadline:
             break
     timed_out = not select.select([pidfd], [], [], 0)[0]
-    status_raw = b""
     if timed_out:
-        status_raw = _read_all(status_r)
-        for rec in map(_record, status_raw.split(b"\n")):
-            if "pid" in rec:
-                try:
-                    os.kill(rec["pid"], signal.SIGKILL)  # the program (PID 1 of its namespace: all go)
-                except ProcessLookupError:
-                    pass
-        os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+        os.kill(pid, signal.SIGKILL)  # PID 1 of its namespace: everything it started goes with it
+    _, status, usage = os.wait4(pid, 0)
     wall = time.monotonic() - t0
     os.close(pidfd)
-    swept = _sweep()
-    status_raw += _read_all(status_r)
+    swept = _sweep()  # without a PID namespace, descendants may remain (they were reparented here)
     report_raw = _read_all(report_r)
-    os.close(status_r)
     os.close(report_r)
     stdout, out_size = _tail(out)
     stderr, err_size = _tail(err)
     os.close(out)
     os.close(err)
-    status_recs = [_record(line) for line in status_raw.split(b"\n")]
-    for rec in status_recs:
-        if rec.get("host_dir", "").startswith(os.path.join(cfg["tmp_base"], "camels-sbx-")):
-            shutil.rmtree(rec["host_dir"], ignore_errors=True)
+    if host_dir:
+        import shutil
+
+        shutil.rmtree(host_dir, ignore_errors=True)
     lines = report_raw.split(b"\n")
-    # Trusted records: the first line is the setup process's, the second the program's own setup (both
-    # written before any untrusted code ran). Anything later may come from the program.
+    # Trusted records: the program process writes its namespaces, then its setup, before any untrusted
+    # code runs (a pipe keeps the order and cannot be rewritten). Anything later may come from the program.
     ns = _record(lines[0]).get("ns")
     second = _record(lines[1]) if len(lines) > 1 else {}
     setup = second.get("setup")
     passed = nonce.encode() in lines[2:]
-    final = next((r for r in status_recs if "status" in r), None)
     result = {"stdout": stdout, "stderr": stderr, "stdout_bytes": out_size, "stderr_bytes": err_size,
-              "wall_time": round(wall, 4), "exit_code": None, "signal": None, "cpu_time": None,
+              "wall_time": round(wall, 4), "cpu_time": round(usage.ru_utime + usage.ru_stime, 4),
+              "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+              "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
               "ns": ns, "setup": setup, "swept": swept, "reason": ""}
-    if final is not None:
-        st = final["status"]
-        result["cpu_time"] = round(final["cpu"], 4)
-        if os.WIFEXITED(st):
-            result["exit_code"] = os.WEXITSTATUS(st)
-        elif os.WIFSIGNALED(st):
-            result["signal"] = os.WTERMSIG(st)
-    setup_error = second.get("setup_error") or next((r["setup_error"] for r in status_recs
-                                                     if "setup_error" in r), None)
+    setup_error = second.get("setup_error") or _record(lines[0]).get("setup_error")
     if setup_error or ns is None or (setup is None and not timed_out):
         result.update(status="error", reason=f"sandbox setup failed: {setup_error or 'no setup record'}")
     elif passed:
@@ -509,8 +489,7 @@ def run_one(cfg: dict, req: dict, stdin: Input | None = None) -> dict:
         sig = result["signal"]
         if sig == signal.SIGXFSZ or out_size >= cfg["file_bytes"] or err_size >= cfg["file_bytes"]:
             result["reason"] = "output or file size limit"
-        elif sig in (signal.SIGXCPU, signal.SIGKILL) and result["cpu_time"] and \
-                result["cpu_time"] >= int(cfg["timeout"]) + 1:
+        elif sig in (signal.SIGXCPU, signal.SIGKILL) and result["cpu_time"] >= int(cfg["timeout"]) + 1:
             result["status"], result["reason"] = "timeout", "CPU time limit"
         elif sig is not None:
             result["reason"] = f"killed by signal {signal.Signals(sig).name}"
@@ -556,6 +535,23 @@ def main() -> None:
     cfg["root"] = os.geteuid() == 0
     cfg["disable"] = frozenset(cfg.get("disable", ()))
     cfg["view"] = _private_view(cfg)
+    try:
+        cfg["pid_ns_fd"] = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    except OSError:
+        cfg["pid_ns_fd"] = None
+    # Modules most programs import (HumanEval's ``from typing import List`` ...), imported once here by
+    # trusted code: every forked program finds them loaded, as pristine as a fresh import would make them.
+    import importlib
+
+    for name in cfg.get("preload", ()):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    # Every program is a fork of this process: objects that exist now are never collected, so the
+    # children's garbage collector need not touch (and copy) their pages.
+    gc.collect()
+    gc.freeze()
     once = cfg.get("once", False)
     while True:
         line = stdin.line()

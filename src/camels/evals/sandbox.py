@@ -66,7 +66,6 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -88,6 +87,11 @@ _FALLBACKS = {
     "mount_namespace": "a private directory on the host, removed afterwards; /tmp shared",
     "unprivileged_user": "none: the program runs as the harness's user",
 }
+
+
+# What HumanEval-style programs import most; loaded once per server, before any program runs.
+PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "string", "heapq", "bisect",
+           "hashlib", "fractions", "statistics")
 
 
 class SandboxWarning(UserWarning):
@@ -161,6 +165,8 @@ class SandboxConfig:
                 "unprivileged_user): to test the fallbacks"})
     require: tuple[str, ...] = field(default=(), metadata={
         "help": "protections that must be in force: a program without one is not run (status error)"})
+    preload: tuple[str, ...] = field(default=PRELOAD, metadata={
+        "help": "standard modules the server imports before forking programs (they then import for free)"})
     python: str = field(default="", metadata={"help": "interpreter for the programs (default: this one)"})
     tmp_base: str = field(default="", metadata={"help": "where fallback directories go (default: TMPDIR)"})
     setup_allowance: float = field(default=0.5, metadata={
@@ -192,6 +198,7 @@ def _server_config(cfg: SandboxConfig, slot: int) -> dict[str, Any]:
         "tmp_base": cfg.tmp_base or tempfile.gettempdir(),
         "setup_allowance": cfg.setup_allowance,
         "once": cfg.fresh,
+        "preload": list(cfg.preload),
     }
 
 
@@ -259,37 +266,69 @@ class _Worker:
         line, self.buf = self.buf.split(b"\n", 1)
         return line
 
-    def run(self, req: ExecuteRequest) -> dict[str, Any]:
+    def send(self, req: ExecuteRequest) -> str | None:
+        """Queue ``req`` at the server (started if needed); an error message if it cannot be reached."""
         if self.proc is None or self.proc.poll() is not None:
+            self.stop()
             self.proc = self._start()
-        proc = self.proc
-        assert proc.stdin is not None
+        assert self.proc.stdin is not None
         try:
-            proc.stdin.write((json.dumps({"program": req.program, "timeout": req.timeout}) + "\n").encode())
-            proc.stdin.flush()
+            self.proc.stdin.write((json.dumps({"program": req.program, "timeout": req.timeout}) + "\n").encode())
+            self.proc.stdin.flush()
         except OSError as e:
             self.stop()
-            return {"status": "error", "reason": f"sandbox server unreachable: {e}"}
+            return f"sandbox server unreachable: {e}"
+        return None
+
+    def receive(self, req: ExecuteRequest) -> dict[str, Any] | None:
+        """The verdict of the oldest queued request (``req``); None when the server died or stalled (it is
+        then stopped, and the requests queued after ``req`` must be sent again)."""
+        proc = self.proc
+        assert proc is not None
         # The server enforces the limits; this backstop only catches a server that stopped answering.
         line = self._readline(time.monotonic() + req.timeout + self.cfg.setup_allowance + 10.0)
-        if line is None:
-            stderr = b""
-            self.stop()
-            if proc.stderr:
-                try:
-                    stderr = proc.stderr.read()[-2000:]
-                except (OSError, ValueError):
-                    pass
-            return {"status": "error", "reason": "sandbox server gave no verdict"
-                    + (f": {stderr.decode(errors='replace').strip()}" if stderr else "")}
-        try:
-            res = json.loads(line)
-        except ValueError:
-            self.stop()
-            return {"status": "error", "reason": "sandbox server sent an unreadable verdict"}
-        if self.cfg.fresh:
+        res = None
+        if line is not None:
+            try:
+                res = json.loads(line)
+            except ValueError:
+                res = None
+        if res is None or self.cfg.fresh:
             self.stop()
         return res
+
+    def serve(self, take: Any, results: list[Any]) -> None:
+        """Run requests from ``take()`` (``(index, request)`` or None when there are no more) into
+        ``results[index]``, keeping the next request queued at the server while one runs (so the server
+        never waits for the harness between programs)."""
+        depth = 1 if self.cfg.fresh else 2
+        pending: list[tuple[int, ExecuteRequest]] = []
+        done = False
+        while True:
+            while not done and len(pending) < depth:
+                job = take()
+                if job is None:
+                    done = True
+                    break
+                failure = self.send(job[1])
+                if failure:
+                    results[job[0]] = {"status": "error", "reason": failure}
+                else:
+                    pending.append(job)
+            if not pending:
+                return
+            index, req = pending.pop(0)
+            res = self.receive(req)
+            if res is None:
+                res = {"status": "error", "reason": "sandbox server gave no verdict (it died or stalled)"}
+                retry, pending = pending, []
+                for job in retry:  # queued behind the lost one: never started, send them to a new server
+                    failure = self.send(job[1])
+                    if failure:
+                        results[job[0]] = {"status": "error", "reason": failure}
+                    else:
+                        pending.append(job)
+            results[index] = res
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -376,16 +415,6 @@ class Sandbox:
             pool.get_nowait().stop()
 
     # -- running -----------------------------------------------------------------------------------------
-    def _run_one(self, req: ExecuteRequest) -> ExecutionResult:
-        assert self._pool is not None
-        pool = self._pool
-        worker = pool.get()
-        try:
-            raw = worker.run(req)
-        finally:
-            pool.put(worker)
-        return self._result(raw)
-
     def _result(self, raw: dict[str, Any]) -> ExecutionResult:
         status = raw.get("status")
         if status not in STATUSES:
@@ -420,9 +449,37 @@ class Sandbox:
                 raise TypeError(f"the sandbox runs ExecuteRequest, not {type(r).__name__}")
         if not requests:
             return []
+        raw: list[Any] = [None] * len(requests)
+        jobs = iter(enumerate(requests))
+        lock = threading.Lock()
+
+        def take() -> tuple[int, ExecuteRequest] | None:
+            with lock:
+                return next(jobs, None)
+
+        def serve(worker: _Worker) -> None:
+            try:
+                worker.serve(take, raw)
+            except Exception as e:  # noqa: BLE001 - a harness fault is an error verdict, never a pass
+                worker.stop()
+                for i, r in enumerate(raw):
+                    if r is None:
+                        raw[i] = {"status": "error", "reason": f"sandbox harness: {type(e).__name__}: {e}"}
+
         with self:
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(requests))) as ex:
-                return list(ex.map(self._run_one, requests))
+            assert self._pool is not None
+            pool = self._pool
+            workers = [pool.get() for _ in range(min(self.workers, len(requests)))]
+            try:
+                threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in workers]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            finally:
+                for w in workers:
+                    pool.put(w)
+        return [self._result(r if r is not None else {"status": "error", "reason": "not run"}) for r in raw]
 
     def run(self, program: str, timeout: float = 3.0) -> ExecutionResult:
         """Run one program (convenience for :meth:`execute`)."""

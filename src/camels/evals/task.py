@@ -238,6 +238,7 @@ BUILTIN_TASK_MODULES = (
     "camels.evals.tasks.tydiqa",
     "camels.evals.tasks.instruct_em",
     "camels.evals.tasks.truthfulqa",
+    "camels.evals.tasks.humaneval",
     "camels.evals.tasks.alpaca_eval",
     "camels.evals.tasks.truthfulqa_gen",
     "camels.evals.tasks.toxigen",
