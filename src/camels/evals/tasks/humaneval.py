@@ -240,7 +240,7 @@ class HumanEval(Task):
                                     extra={"samples": [{k: v for k, v in s.items() if k not in ("completion",)}
                                                        for s in per_item[it.id]]}))
         counts = {"items": len(loaded.items), "scored": len(preds), "missing": len(missing),
-                  "unknown": len(unknown), "samples": len(samples),
+                  "unknown": len(unknown), "not_in_sample": 0, "samples": len(samples),
                   "unknown_samples": sum(1 for s in samples if s["task_id"] not in by_id)}
         result = TaskResult(task=self.label, task_version=self.version, primary_metric=self.primary_metric,
                             metrics=self.aggregate(items, [p.scores for p in preds]), counts=counts)
