@@ -6,29 +6,33 @@ What it guarantees, and how:
   (``chat_format.json`` in a camels checkpoint or export), else the tokenizer's own chat template, else the
   ``plain`` format for base models. The contract writes BOS into the text and every text is tokenized with
   ``add_special_tokens=False``, so there is exactly one BOS.
-* **Answers that do not depend on the batch.** Requests are sorted by length, answered in batches and
-  returned in request order. Scoring pads on the right (causal attention never looks at the padding);
-  generation pads on the left with position ids counted from each row's first real token. Sampling uses
-  one ``torch.Generator`` per sample, seeded from the request's seed and the sample index, so a sample is
-  the same whatever else is in the batch (up to float rounding of the logits).
-* **Shared prefixes computed once.** Scoring requests are grouped by their longest common token prefix
-  (5-shot MMLU: the header and exemplars of a subject, about 80% of each prompt); the prefix runs once
-  and only the suffixes run. On models that pass the check at load (decoder-only models whose layers use
-  transformers' attention interface, e.g. LLaMA), the prefix's keys/values are stored once and a dedicated
-  attention function (:mod:`camels.backends.prefix_attention`) attends to them from every row with no
-  cache copy and no mask; the last layer computes attention and MLP only at the positions that are read.
-  Other models get the prefix's KV cache expanded over each batch. Either way scores equal those of a
-  full forward up to float rounding. The shared prompt text is tokenized once per group
-  (:func:`camels.backends.tokens.split_choices_shared`).
+* **Scores that do not depend on the batch, to the bit.** A scoring request is computed in blocks of
+  ``block_size`` tokens at fixed positions (0, 64, 128, ... by default): block ``j`` of a request runs as
+  one row of a forward of ``block_size`` queries after the ``j * block_size`` cached keys/values of its
+  earlier blocks, the last block padded on the right. Every row of every forward has that same shape
+  whatever else is in the batch and whichever requests arrive together, so the floats of a score do not
+  depend on ``batch_size`` nor on how the runner chunks requests (tested byte for byte on
+  ``predictions.jsonl``, float32 and bfloat16, on the CPU).
+* **Shared prefixes computed once.** A block is named by all the tokens up to its end, so requests that
+  share a prompt prefix (5-shot MMLU: the header and exemplars of a subject, about 80% of each prompt)
+  share its full blocks: each is computed once, stored, and gathered into the cache of every row that
+  continues it (transformers' ``DynamicCache``, a 4D additive mask and explicit ``position_ids``: public
+  APIs only, any dtype, CPU or GPU). Scores equal those of one plain forward per prompt up to float
+  rounding, and with ``prefix_reuse`` off (the same blocks, none shared) they are bit-identical. The path
+  that ran is ``info.details["scoring_path"]`` (copied into every run's manifest). The shared prompt text
+  is tokenized once per group (:func:`camels.backends.tokens.split_choices_shared`).
+* **Generation** pads on the left with position ids counted from each row's first real token. Sampling
+  uses one ``torch.Generator`` per sample, seeded from the request's seed and the sample index, so a
+  sample is the same whatever else is in the batch (up to float rounding of the logits).
 * **Each sequence stops on its own.** Generation is camels' own loop over the KV cache
   (:mod:`camels.backends.generation`): a row ends at EOS, at the chat format's end-of-turn strings, at one
   of its request's stop strings (cut from the text) or after ``max_tokens``; finished rows leave the batch
   and their cache rows are dropped.
 
 Limits: one device, no tensor parallelism (use the vLLM backend for large models); the model must accept
-a KV cache and ``position_ids`` like the decoder-only models of transformers. Prefix reuse is turned off
-for models with sliding-window attention. On the expanded-cache path (models that fail the check) the
-prefix cache is copied into each batch of suffixes, which costs memory ``batch_size`` times its KV size.
+a KV cache and ``position_ids`` like the decoder-only models of transformers. Models with sliding-window
+attention score each request alone in one plain forward (``scoring_path`` ``whole``: no prefix reuse).
+Each row's earlier blocks are copied into the batch's cache (memory ``batch_size`` times a prompt's KV).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 
 from camels.backends.base import BackendError, LocalPrompts
 from camels.backends.generation import GenerationLoop
-from camels.backends.tokens import group_by_prefix, split_at_boundary, split_choices_shared
+from camels.backends.tokens import split_at_boundary, split_choices_shared
 from camels.core.requests import (
     BackendInfo,
     ChoiceRequest,
@@ -146,8 +150,8 @@ class HFBackend(LocalPrompts, GenerationLoop):
     ``tulu``, ``plain``, ``template``, or a ChatFormat/dict. ``batch_size`` rows per forward; ``dtype``
     ``auto`` (float32 on CPU, the checkpoint's dtype on GPU) or a torch dtype name; ``device`` ``auto``
     (CUDA when available); ``max_length`` the context size (default: the model config's);
-    ``prefix_reuse`` turns shared-prefix KV reuse for scoring on or off; ``min_prefix`` is the shortest
-    shared prefix (tokens) worth reusing.
+    ``prefix_reuse`` turns the reuse of shared prompt prefixes on or off (scores are the same either way);
+    ``block_size`` is the number of tokens per scoring block (see :meth:`_score_wave`).
     """
 
     name = "hf"
@@ -163,7 +167,7 @@ class HFBackend(LocalPrompts, GenerationLoop):
         device: str = "auto",
         max_length: int | None = None,
         prefix_reuse: bool = True,
-        min_prefix: int = 16,
+        block_size: int = 64,
         trust_remote_code: bool = False,
         progress: bool = False,
     ) -> None:
@@ -172,8 +176,10 @@ class HFBackend(LocalPrompts, GenerationLoop):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.batch_size = batch_size
+        if block_size < 16:
+            raise ValueError("block_size must be at least 16")
         self.prefix_reuse = prefix_reuse
-        self.min_prefix = min_prefix
+        self.block_size = block_size
         self.progress = progress
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -206,17 +212,15 @@ class HFBackend(LocalPrompts, GenerationLoop):
             self.model)
         # transformers 5.x renamed ``past_key_values`` to ``cache``; use whichever this version takes
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-        self.stats = {"forward_tokens": 0, "prefix_tokens_reused": 0, "forwards": 0}
         self._fast_head = self._check_fast_head()
-        # suffixes after a shared prefix: the prefix's keys/values stored once, no cache copies, no mask
-        self._last_layer = getattr(self.model.config, "num_hidden_layers", None)
-        self._last_layer = self._last_layer - 1 if isinstance(self._last_layer, int) else -1
-        self._prefix_attn = self._fast_head and self._last_layer >= 0 and self._check_prefix_attention()
         # scoring batches pass their own 4D additive mask where the attention implementation accepts one
-        self._float_mask = getattr(self.model.config, "_attn_implementation", None) in ("sdpa", "eager")
+        self._attn_impl = str(getattr(self.model.config, "_attn_implementation", None) or "eager")
+        self._float_mask = self._attn_impl in ("sdpa", "eager")
         self.stats = {"forward_tokens": 0, "prefix_tokens_reused": 0, "forwards": 0}
-        if prefix_reuse and getattr(self.model.config, "sliding_window", None):
-            # the expanded prefix cache is a plain full cache; sliding-window layers would need their own
+        cfg = self.model.config
+        # sliding-window layers keep only the window in their cache: such models score each request alone
+        self._whole = bool(getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True))
+        if self._whole:
             self.prefix_reuse = False
 
     # -- loading -------------------------------------------------------------------------------------
@@ -288,81 +292,14 @@ class HFBackend(LocalPrompts, GenerationLoop):
             return False
         return full.shape == fast.shape and bool(torch.allclose(full, fast, atol=1e-4, rtol=1e-4))
 
-    def _check_prefix_attention(self) -> bool:
-        """Whether :mod:`camels.backends.prefix_attention` reproduces full forwards on this model: a prefix
-        and two right-padded suffixes of different lengths, compared with plain forwards at every real
-        position (any model whose layers do not fit keeps the cache path)."""
-        import torch
-
-        ids = self.tokenizer("The sea is wide and blue, and it shines.", add_special_tokens=False)["input_ids"]
-        if len(ids) < 9:
-            return False
-        p, suffixes = 5, [ids[5:], ids[5:8]]
-        batch = torch.full((2, len(ids) - p), self.pad_id, dtype=torch.long)
-        for r, x in enumerate(suffixes):
-            batch[r, : len(x)] = torch.tensor(x)
-        try:
-            with torch.inference_mode():
-                prefix = torch.tensor([ids[:p]], device=self.device)
-                _, _, cache = self._forward(prefix, torch.ones_like(prefix), None, None, want_hidden=False)
-                rows = [r for r, x in enumerate(suffixes) for _ in x]
-                cols = [c for x in suffixes for c in range(len(x))]
-                hidden = self._suffix_hidden(batch.to(self.device), p, _prefix_kv(cache), rows, cols)
-                got = self.model.get_output_embeddings()(hidden[rows, cols]).float()
-                want = torch.cat([self.model(input_ids=torch.tensor([ids[:p] + x], device=self.device)).logits[0, p:]
-                                  for x in suffixes])
-                if not torch.allclose(got, want.float(), atol=1e-4, rtol=1e-4):
-                    return False
-        except Exception:  # noqa: BLE001 - any model that does not fit this path keeps the cache path
-            return False
-        return True
-
-    def _suffix_hidden(self, ids: Any, prefix_len: int, prefix_kv: Any, rows: list[int], cols: list[int]) -> Any:
-        """Decoder hidden states of right-padded suffixes ``ids`` placed after a prefix of ``prefix_len``
-        tokens whose per-layer keys/values are ``prefix_kv`` (None: no prefix). Only the positions
-        ``(rows[n], cols[n])`` are valid: the last layer computes nothing else."""
-        import torch
-
-        from camels.backends.prefix_attention import register
-
-        self.stats["forwards"] += 1
-        self.stats["forward_tokens"] += int(ids.numel())
-        # one row of positions, broadcast over the batch: the rotary tables are computed once, not per row
-        positions = (torch.arange(ids.shape[1], device=self.device) + prefix_len).unsqueeze(0)
-        config = self.model.config
-        before = config._attn_implementation
-        config._attn_implementation = register()
-        read = (self._last_layer, torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device))
-        hooks = []
-        mlp = self._last_mlp()
-        if mlp is not None:
-            # the last layer's MLP (per position) runs only at the read positions; the others get zeros
-            def gather(module: Any, args: tuple) -> tuple:
-                return (args[0][read[1], read[2]].unsqueeze(0), *args[1:])
-
-            def scatter(module: Any, args: tuple, out: Any) -> Any:
-                full = out.new_zeros((*ids.shape, out.shape[-1]))
-                full[read[1], read[2]] = out[0]
-                return full
-
-            hooks = [mlp.register_forward_pre_hook(gather), mlp.register_forward_hook(scatter)]
-        try:
-            out = self.model.get_decoder()(input_ids=ids, position_ids=positions, use_cache=False,
-                                           camels_prefix=prefix_kv, camels_read=read)
-        finally:
-            config._attn_implementation = before
-            for h in hooks:
-                h.remove()
-        return out.last_hidden_state
-
-    def _last_mlp(self) -> Any:
-        """The last decoder layer's ``mlp`` module when the model has the usual layout, else None."""
-        layers = getattr(self.model.get_decoder(), "layers", None)
-        try:
-            mlp = getattr(layers[self._last_layer], "mlp", None) if layers is not None else None
-        except (IndexError, TypeError):
-            return None
-        return mlp if callable(mlp) else None
+    @property
+    def scoring_path(self) -> str:
+        """How scoring requests are computed: ``prefix_blocks`` (blocks of ``block_size`` tokens, full blocks
+        shared between requests computed once), ``blocks`` (the same blocks, none shared: ``prefix_reuse``
+        off) or ``whole`` (one plain forward per request: sliding-window models)."""
+        if self._whole:
+            return "whole"
+        return "prefix_blocks" if self.prefix_reuse else "blocks"
 
     # -- protocol --------------------------------------------------------------------------------------
     @property
@@ -376,7 +313,9 @@ class HFBackend(LocalPrompts, GenerationLoop):
             fingerprint=hashlib.sha256(blob.encode()).hexdigest(),
             chat_format=self.chat_format.to_dict(),
             details={"dtype": dtype, "device": str(self.device), "max_length": self.max_length,
-                     "batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse},
+                     "batch_size": self.batch_size, "prefix_reuse": self.prefix_reuse,
+                     "scoring_path": self.scoring_path, "block_size": self.block_size,
+                     "attention": self._attn_impl},
         )
 
 
@@ -445,98 +384,155 @@ class HFBackend(LocalPrompts, GenerationLoop):
                 "(shorten the prompt, e.g. fewer shots)")
 
     def _score(self, items: list[_ScoreItem]) -> None:
-        """Fill ``logprobs``/``argmax`` of every item, reusing shared prefixes when enabled."""
+        """Fill ``logprobs``/``argmax`` of every item (see :meth:`_score_wave`).
+
+        Items are sorted by token ids, so items that share a prefix are neighbours, and scored in waves of
+        ``batch_size`` items. Between waves only the stored blocks that begin the next wave's first item are
+        kept: by the sort, no later item can use any other.
+        """
         if not items:
             return
-        if self.prefix_reuse:
-            groups = group_by_prefix([it.ids for it in items], [it.first for it in items],
-                                     min_prefix=self.min_prefix)
-        else:
-            groups = []
-        singles = [g.members[0] for g in groups if g.prefix_len == 0]
-        if not self.prefix_reuse:
-            singles = list(range(len(items)))
-        for g in groups:
-            if g.prefix_len > 0:
-                self._score_with_prefix([items[i] for i in g.members], g.prefix_len)
-        self._score_batches([items[i] for i in singles], prefix=None, prefix_len=0)
-
-    def _score_with_prefix(self, items: list[_ScoreItem], prefix_len: int) -> None:
-        import torch
-
-        prefix = torch.tensor([items[0].ids[:prefix_len]], device=self.device)
-        with torch.inference_mode():
-            _, _, cache = self._forward(prefix, torch.ones_like(prefix), None, None, want_hidden=False)
-        self.stats["prefix_tokens_reused"] += prefix_len * (len(items) - 1)
-        self._score_batches(items, prefix=_prefix_kv(cache) if self._prefix_attn else cache, prefix_len=prefix_len)
-
-    def _score_batches(self, items: list[_ScoreItem], *, prefix: Any, prefix_len: int) -> None:
-        import torch
-
-        order = sorted(range(len(items)), key=lambda i: -len(items[i].ids))
+        if self._whole:
+            for it in items:
+                self._score_alone(it)
+            return
+        order = sorted(range(len(items)), key=lambda i: items[i].ids)
+        store: dict[Any, list[tuple[Any, Any]]] = {}
         for start in range(0, len(order), self.batch_size):
-            batch = [items[i] for i in order[start:start + self.batch_size]]
-            suffixes = [it.ids[prefix_len:] for it in batch]
-            width = max(len(s) for s in suffixes)
-            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-            for r, s in enumerate(suffixes):
-                ids[r, : len(s)] = torch.tensor(s)
-            ids = ids.to(self.device)
-            cache = None
-            positions = None
-            mask = None  # the stored-prefix attention needs none (rows are right-padded)
-            if not self._prefix_attn and self._float_mask:
-                mask = self._mask_4d([len(x) for x in suffixes], prefix_len, width)
-            elif not self._prefix_attn:
-                mask = torch.zeros((len(batch), prefix_len + width), dtype=torch.long)
-                mask[:, :prefix_len] = 1
-                for r, s in enumerate(suffixes):
-                    mask[r, prefix_len: prefix_len + len(s)] = 1
-                mask = mask.to(self.device)
-            if prefix is not None and not self._prefix_attn:
-                cache = self._expand_cache(prefix, len(batch))
-                positions = (torch.arange(width, device=self.device) + prefix_len).expand(len(batch), -1)
-            # rows and positions whose next-token distributions are read
-            rows, cols, owners = [], [], []
-            for r, it in enumerate(batch):
-                for k in range(len(it.targets)):
-                    rows.append(r)
-                    cols.append(it.first + k - prefix_len)
-                    owners.append((it, k))
-            with torch.inference_mode():
-                if self._prefix_attn:
-                    full, hidden = None, self._suffix_hidden(ids, prefix_len, prefix, rows, cols)
-                else:
-                    full, hidden, _ = self._forward(ids, mask, positions, cache, want_hidden=True)
-                if hidden is None and full.shape[1] != ids.shape[1]:
-                    raise BackendError("internal: scoring needs the logits of every position")
-                logits = self._logits_at(full, hidden, torch.tensor(rows, device=self.device),
-                                         torch.tensor(cols, device=self.device))
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                best = logp.argmax(dim=-1).tolist()
-            logp_cpu = logp.cpu()
-            for it in batch:
-                it.logprobs, it.argmax = [], []
-            for n, (it, k) in enumerate(owners):
-                it.logprobs.append([float(logp_cpu[n, t]) for t in it.targets[k]])
-                it.argmax.append(best[n])
+            self._score_wave([items[i] for i in order[start:start + self.batch_size]], store)
+            following = order[start + self.batch_size:start + self.batch_size + 1]
+            if not self.prefix_reuse or not following:
+                store.clear()
+                continue
+            nxt = items[following[0]].ids
+            for key in [k for k in store if nxt[:len(k)] != k]:
+                del store[key]
 
-    def _mask_4d(self, lengths: list[int], prefix_len: int, width: int) -> Any:
-        """Additive float mask ``(rows, 1, width, prefix_len + width)`` for right-padded suffixes after a shared
-        prefix: each query sees the whole prefix and the suffix up to itself (padding queries see the same as
-        the row's last token, so no row is ever fully masked). PyTorch's CPU attention runs markedly faster
-        with an additive float mask than with the boolean one transformers builds from a 2D mask."""
+    def _score_wave(self, wave: list[_ScoreItem], store: dict[Any, list[tuple[Any, Any]]]) -> None:
+        """Score a few items block by block: level ``j`` runs, for every item that reads a position at or
+        after ``j * block_size``, its tokens ``[j * block_size, (j + 1) * block_size)`` (the last block
+        right-padded) after the keys/values of its earlier blocks.
+
+        A block is named by the tokens up to its end, so items sharing a prefix share its full blocks: they
+        are computed once (``store``) and only gathered into each row's cache. Every forward has the same
+        shape per row (``block_size`` queries after ``j * block_size`` cached positions), whatever else is
+        in the batch, which is what makes the scores independent of batch size and of which requests
+        arrive together (see docs/backends.md, "Batch invariance")."""
+
+        blk = self.block_size
+        for it in wave:
+            it.logprobs = [[] for _ in it.targets]
+            it.argmax = [0] * len(it.targets)
+        last = [(it.first + len(it.targets) - 1) // blk for it in wave]
+
+        def key(w: int, end: int) -> Any:
+            return wave[w].ids[:end] if self.prefix_reuse else (id(wave[w]), end)
+
+        for j in range(max(last) + 1):
+            rows: dict[Any, list[int]] = {}  # block name -> wave members that need it
+            for w, it in enumerate(wave):
+                if last[w] >= j:
+                    rows.setdefault(key(w, min(len(it.ids), (j + 1) * blk)), []).append(w)
+            todo = [(k, ws) for k, ws in rows.items() if k not in store or _reads_in(wave, ws, j, blk)]
+            run = {k for k, _ in todo}
+            self.stats["prefix_tokens_reused"] += sum(
+                (min(len(wave[ws[0]].ids), (j + 1) * blk) - j * blk) * (len(ws) - (k in run))
+                for k, ws in rows.items())
+            for b in range(0, len(todo), self.batch_size):
+                self._score_block(wave, todo[b:b + self.batch_size], j, store, key)
+
+    def _score_block(self, wave: list[_ScoreItem], rows: list[tuple[Any, list[int]]], j: int,
+                     store: dict[Any, list[tuple[Any, Any]]], key: Any) -> None:
+        """One forward of block ``j`` for ``rows`` (block name, wave members); stores the full blocks'
+        keys/values and fills the members' log-probs read in this block."""
         import torch
 
+        blk = self.block_size
+        n = len(rows)
+        ids = torch.full((n, blk), self.pad_id, dtype=torch.long)
+        for r, (_, ws) in enumerate(rows):
+            toks = wave[ws[0]].ids[j * blk:(j + 1) * blk]
+            ids[r, :len(toks)] = torch.tensor(toks)
+        ids = ids.to(self.device)
+        cache = None
+        if j > 0:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+            for layer in range(len(store[key(rows[0][1][0], blk)])):
+                ks, vs = [], []
+                for _, ws in rows:
+                    parts = [store[key(ws[0], (t + 1) * blk)][layer] for t in range(j)]
+                    ks.append(torch.cat([p[0] for p in parts], dim=-2))
+                    vs.append(torch.cat([p[1] for p in parts], dim=-2))
+                cache.update(torch.stack(ks), torch.stack(vs), layer)
+        positions = (torch.arange(blk, device=self.device) + j * blk).expand(n, -1)
+        # reads: (row, column, member, k) for every position read in this block
+        reads = []
+        for r, (_, ws) in enumerate(rows):
+            for w in ws:
+                it = wave[w]
+                for k in range(len(it.targets)):
+                    p = it.first + k
+                    if j * blk <= p < (j + 1) * blk:
+                        reads.append((r, p - j * blk, w, k))
+        with torch.inference_mode():
+            full, hidden, out_cache = self._forward(ids, self._block_mask(n, j), positions, cache, want_hidden=True)
+            for r, (name, ws) in enumerate(rows):
+                if len(wave[ws[0]].ids) >= (j + 1) * blk and name not in store:  # a full block: later ones need it
+                    store[name] = [(layer.keys[r, :, j * blk:].clone(), layer.values[r, :, j * blk:].clone())
+                                   for layer in out_cache.layers]
+            if not reads:
+                return
+            at_r = torch.tensor([x[0] for x in reads], device=self.device)
+            at_c = torch.tensor([x[1] for x in reads], device=self.device)
+            if hidden is not None:
+                # the head over at least 16 rows: small matrix products take other kernels (other rounding)
+                h = hidden[at_r, at_c]
+                pad = max(0, 16 - h.shape[0])
+                logits = self.model.get_output_embeddings()(torch.cat([h, h.new_zeros((pad, h.shape[1]))]))
+                logits = logits[: h.shape[0]]
+            else:
+                logits = full[at_r, at_c]
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            best = logp.argmax(dim=-1).tolist()
+        logp_cpu = logp.cpu()
+        for m, (_, _, w, k) in enumerate(reads):
+            it = wave[w]
+            it.logprobs[k] = [float(logp_cpu[m, t]) for t in it.targets[k]]
+            it.argmax[k] = best[m]
+
+    def _score_alone(self, it: _ScoreItem) -> None:
+        """One plain forward of one item (batch 1, the model's own causal mask)."""
+        import torch
+
+        ids = torch.tensor([it.ids], device=self.device)
+        with torch.inference_mode():
+            full, hidden, _ = self._forward(ids, None, None, None, want_hidden=True)
+            cols = torch.arange(it.first, it.first + len(it.targets), device=self.device)
+            logits = self._logits_at(full, hidden, torch.zeros_like(cols), cols)
+            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+        it.logprobs = [[float(logp[k, t]) for t in ts] for k, ts in enumerate(it.targets)]
+        it.argmax = logp.argmax(dim=-1).tolist()
+
+    def _block_mask(self, n: int, j: int) -> Any:
+        """The attention mask of a block of ``block_size`` queries after ``j`` stored blocks.
+
+        For SDPA and eager attention: one additive float mask ``(1, 1, block, (j + 1) * block)`` broadcast over
+        the rows: each query sees every earlier position. A last block is padded on the right, so a real
+        query never sees a padding key and no per-row mask is needed (PyTorch's CPU attention also runs
+        markedly faster with a float mask than with the boolean one transformers would build). Other
+        attention implementations (flash attention ...) build their causal mask themselves (None)."""
+        import torch
+
+        if not self._float_mask:
+            return None
+        blk = self.block_size
         dtype = next(self.model.parameters()).dtype
-        allowed = torch.ones((width, width), dtype=torch.bool, device=self.device).tril()
-        m = torch.zeros((len(lengths), 1, width, prefix_len + width), dtype=dtype, device=self.device)
-        neg = torch.finfo(dtype).min
-        for r, n in enumerate(lengths):
-            row = allowed.clone()
-            row[:, n:] = False  # padding keys are never seen
-            m[r, 0, :, prefix_len:].masked_fill_(~row, neg)
-        return m
+        m = torch.zeros((1, 1, blk, (j + 1) * blk), dtype=dtype, device=self.device)
+        hide = torch.ones((blk, blk), dtype=torch.bool, device=self.device).triu(1)
+        m[0, 0, :, j * blk:].masked_fill_(hide, torch.finfo(dtype).min)
+        return m.expand(n, -1, -1, -1)
 
     def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any, *, want_hidden: bool) -> tuple:
         """One forward -> (logits, hidden, cache). With ``want_hidden`` (and a verified head) only the decoder
@@ -563,16 +559,10 @@ class HFBackend(LocalPrompts, GenerationLoop):
             return self.model.get_output_embeddings()(hidden[rows, cols])
         return logits[rows, cols]
 
-    def _expand_cache(self, prefix_cache: Any, batch: int) -> Any:
-        from transformers import DynamicCache
 
-        data = [(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
-                for layer in prefix_cache.layers]
-        return DynamicCache(ddp_cache_data=data)
-
-def _prefix_kv(cache: Any) -> list[tuple[Any, Any]]:
-    """Per layer, the (keys, values) a cache holds (batch 1: one prefix)."""
-    return [(layer.keys, layer.values) for layer in cache.layers]
+def _reads_in(wave: list[_ScoreItem], members: list[int], j: int, blk: int) -> bool:
+    """Whether any of ``members`` reads a position of block ``j``."""
+    return any(it.first < (j + 1) * blk and it.first + len(it.targets) > j * blk for it in (wave[w] for w in members))
 
 
 def _out_cache(out: Any) -> Any:
