@@ -5,18 +5,22 @@ Setup (both sides identical):
 * the real MMLU files (``$CAMELS_REALDATA/mmlu`` or ``../shared/realdata/mmlu``), a fixed subset of five
   subjects (723 test questions), the first five dev rows of each subject as exemplars;
 * one random-init LLaMA of about 1M parameters (seed 0) and the tiny byte-level tokenizer of
-  :mod:`camels.tiny`, saved to a temporary folder and loaded from there by both sides, float32 on CPU;
+  :mod:`camels.tiny`, saved to a temporary folder and loaded from there by both sides, on the CPU, in
+  float32 and then in bfloat16 (both sides in the same dtype);
 * the same prompt text: camels' MMLU task builds the requests; the lm-evaluation-harness task is defined
   in this script over the same local CSV files (a ``multiple_choice`` task whose ``doc_to_text`` writes
   camels' item format, with the subject header as description and the dev split as ``first_n`` shots).
   Before timing, the script checks that every lm-evaluation-harness context equals camels' prompt text.
 
+camels runs at its defaults (``HFBackend(model, dtype=...)``: batch size, prefix reuse and block size as
+shipped). lm-evaluation-harness runs at batch sizes 1, 4 and 16 and its fastest is the reference. The
+machine may be shared: each lm-eval run is followed by a camels run, and camels' median counts.
+
 Measured: the predicted letter of every question on both sides (agreement), and questions per second
 of the evaluation proper (request building + model calls; model loading and CSV reading excluded on both
-sides). lm-evaluation-harness runs at batch sizes 1, 4 and 16 and its fastest is the reference.
-
-Output ends with one line: ``speedup=... agreement=... camels_qps=... lm_eval_best_qps=...``.
-Run: ``.venv/bin/python benchmarks/eval_vs_lm_eval.py [--camels-batch-size 8] [--lm-eval-batch-sizes 1,4,16]``.
+sides). Output: one line per dtype,
+``dtype=... speedup=... agreement=... camels_qps=... lm_eval_best_qps=... scoring_path=...``.
+Run: ``.venv/bin/python benchmarks/eval_vs_lm_eval.py [--dtypes float32,bfloat16] [--lm-eval-batch-sizes 1,4,16]``.
 """
 
 from __future__ import annotations
@@ -65,10 +69,11 @@ def camels_items(data: Path):
     return items, (lambda item: task.requests(item)[0]), (lambda item: item.data["answer"])
 
 
-def run_camels(model_dir: Path, data: Path, batch_size: int, prefix_reuse: bool = True):
+def run_camels(model_dir: Path, data: Path, dtype: str):
+    """camels at its defaults (only the dtype chosen, as on the lm-eval side)."""
     from camels.backends.hf import HFBackend
 
-    backend = HFBackend(str(model_dir), batch_size=batch_size, device="cpu", prefix_reuse=prefix_reuse)
+    backend = HFBackend(str(model_dir), device="cpu", dtype=dtype)
     items, make_request, gold = camels_items(data)
     t0 = time.perf_counter()
     requests = [make_request(it) for it in items]
@@ -132,11 +137,11 @@ def lm_eval_contexts(task_dict) -> dict[str, str]:
     return out
 
 
-def run_lm_eval(model_dir: Path, data: Path, batch_size: int):
+def run_lm_eval(model_dir: Path, data: Path, batch_size: int, dtype: str):
     from lm_eval import evaluator
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cpu", dtype="float32")
+    lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cpu", dtype=dtype)
     task_dict = lm_eval_tasks(data)
     t0 = time.perf_counter()
     out = evaluator.evaluate(lm, task_dict, log_samples=True, bootstrap_iters=0, verbosity="ERROR")
@@ -158,9 +163,53 @@ def count_rows(data: Path) -> dict[str, int]:
     return counts
 
 
+def median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def compare(model_dir: Path, data: Path, dtype: str, lm_batch_sizes: list[int]) -> str:
+    preds_c, prompts_c, golds, t_c, backend = run_camels(model_dir, data, dtype)
+    n = len(preds_c)
+    # the same prompt text on both sides, checked question by question
+    contexts = lm_eval_contexts(lm_eval_tasks(data))
+    same_prompt = sum(contexts.get(k) == v for k, v in prompts_c.items())
+    print(f"[{dtype}] prompt text identical for {same_prompt}/{n} questions")
+    if same_prompt != n:
+        bad = next(k for k, v in prompts_c.items() if contexts.get(k) != v)
+        print(f"first difference at {bad}:\ncamels:  {prompts_c[bad][-300:]!r}\nlm_eval: {contexts.get(bad, '')[-300:]!r}")
+    st, details = backend.stats, backend.info.details
+    total = st["forward_tokens"] + st["prefix_tokens_reused"]
+    print(f"[{dtype}] camels: batch size {details['batch_size']}, scoring path {details['scoring_path']} "
+          f"(blocks of {details['block_size']}), {n / t_c:.1f} q/s ({t_c:.2f}s); forward tokens "
+          f"{st['forward_tokens']:,}, reused {st['prefix_tokens_reused']:,} ({st['prefix_tokens_reused'] / total:.0%})")
+    camels_times, pair_ratios, lm_runs = [t_c], [], {}
+    for bs in lm_batch_sizes:
+        preds_l, t_l = run_lm_eval(model_dir, data, bs, dtype)
+        lm_runs[bs] = (preds_l, t_l)
+        print(f"[{dtype}] lm-eval: bs={bs} {len(preds_l) / t_l:.1f} q/s ({t_l:.2f}s)")
+        preds_again, _, _, t_again, _ = run_camels(model_dir, data, dtype)
+        camels_times.append(t_again)
+        pair_ratios.append(t_l / t_again)
+        print(f"[{dtype}] camels: {n / t_again:.1f} q/s ({t_again:.2f}s); same predictions as its first run: "
+              f"{preds_again == preds_c}")
+    best_bs = min(lm_runs, key=lambda b: lm_runs[b][1])
+    preds_l, t_l = lm_runs[best_bs]
+    t_c = median(camels_times)
+    agree = sum(preds_c[k] == preds_l.get(k) for k in preds_c) / n
+    acc_c = sum(preds_c[k] == golds[k] for k in preds_c) / n
+    acc_l = sum(preds_l.get(k) == golds[k] for k in preds_c) / n
+    print(f"[{dtype}] accuracy (random model): camels {acc_c:.4f}, lm-eval {acc_l:.4f}; lm-eval best batch size "
+          f"{best_bs}; camels median of {len(camels_times)} runs; paired ratios (lm-eval run / the camels run "
+          f"right after it): {', '.join(f'{r:.1f}' for r in pair_ratios)}")
+    return (f"dtype={dtype} speedup={t_l / t_c:.1f} agreement={agree:.3f} camels_qps={n / t_c:.1f} "
+            f"lm_eval_best_qps={n / t_l:.1f} questions={n} prompt_match={same_prompt / n:.3f} "
+            f"paired_speedup_median={median(pair_ratios):.1f} scoring_path={details['scoring_path']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--camels-batch-size", type=int, default=8)
+    ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--lm-eval-batch-sizes", default="1,4,16")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="torch CPU threads for both sides (default: one per core, torch's own default)")
@@ -172,57 +221,15 @@ def main() -> None:
     data = realdata_mmlu()
     counts = count_rows(data)
     print(f"subjects: {', '.join(f'{s} ({n})' for s, n in counts.items())}; questions: {sum(counts.values())}")
+    lines = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "tiny-llama"
         n_params = build_model(model_dir)
-        print(f"model: random-init LLaMA, {n_params:,} parameters, float32, CPU, {torch.get_num_threads()} threads")
-
-        preds_c, prompts_c, golds, t_c, backend = run_camels(model_dir, data, args.camels_batch_size)
-        n = len(preds_c)
-        # the same prompt text on both sides, checked question by question
-        contexts = lm_eval_contexts(lm_eval_tasks(data))
-        same_prompt = sum(contexts.get(k) == v for k, v in prompts_c.items())
-        print(f"prompt text identical for {same_prompt}/{n} questions")
-        if same_prompt != n:
-            bad = next(k for k, v in prompts_c.items() if contexts.get(k) != v)
-            print(f"first difference at {bad}:\ncamels:  {prompts_c[bad][-300:]!r}\nlm_eval: {contexts.get(bad, '')[-300:]!r}")
-        st = backend.stats
-        total = st["forward_tokens"] + st["prefix_tokens_reused"]
-        print(f"camels: bs={args.camels_batch_size} {n / t_c:.1f} q/s ({t_c:.2f}s); forward tokens {st['forward_tokens']:,}"
-              f", prefix tokens reused {st['prefix_tokens_reused']:,} ({st['prefix_tokens_reused'] / total:.0%} of all)")
-
-        # the machine is shared and its load changes: camels runs again after each lm-eval run, and its
-        # median time counts (every run's figure is printed)
-        camels_times = [t_c]
-        pair_ratios = []
-        lm_runs = {}
-        for bs in [int(x) for x in args.lm_eval_batch_sizes.split(",")]:
-            preds_l, t_l = run_lm_eval(model_dir, data, bs)
-            lm_runs[bs] = (preds_l, t_l)
-            print(f"lm-eval: bs={bs} {len(preds_l) / t_l:.1f} q/s ({t_l:.2f}s)")
-            preds_again, _, _, t_again, _ = run_camels(model_dir, data, args.camels_batch_size)
-            camels_times.append(t_again)
-            pair_ratios.append(t_l / t_again)
-            print(f"camels: bs={args.camels_batch_size} {n / t_again:.1f} q/s ({t_again:.2f}s); "
-                  f"same predictions as the first run: {preds_again == preds_c}")
-        best_bs = min(lm_runs, key=lambda b: lm_runs[b][1])
-        preds_l, t_l = lm_runs[best_bs]
-        t_c = sorted(camels_times)[len(camels_times) // 2]
-        # for reference: a plain loop, one full forward per question (no prefix reuse), through camels
-        _, _, _, t_plain, _ = run_camels(model_dir, data, 1, prefix_reuse=False)
-        print(f"camels without prefix reuse, bs=1: {n / t_plain:.1f} q/s ({t_plain:.2f}s)")
-
-    agree = sum(preds_c[k] == preds_l.get(k) for k in preds_c) / n
-    acc_c = sum(preds_c[k] == golds[k] for k in preds_c) / n
-    acc_l = sum(preds_l.get(k) == golds[k] for k in preds_c) / n
-    qps_c, qps_l = n / t_c, n / t_l
-    print(f"accuracy (random model): camels {acc_c:.4f}, lm-eval {acc_l:.4f}; lm-eval best batch size {best_bs}")
-    print(f"camels median of {len(camels_times)} runs; lm-eval best of batch sizes {args.lm_eval_batch_sizes}")
-    print("paired ratios (lm-eval run / camels run right after it): "
-          + ", ".join(f"{r:.1f}" for r in pair_ratios))
-    print(f"speedup={qps_c / qps_l:.1f} agreement={agree:.3f} camels_qps={qps_c:.1f} lm_eval_best_qps={qps_l:.1f} "
-          f"questions={n} prompt_match={same_prompt / n:.3f} "
-          f"paired_speedup_median={sorted(pair_ratios)[len(pair_ratios) // 2]:.1f}")
+        print(f"model: random-init LLaMA, {n_params:,} parameters, CPU, {torch.get_num_threads()} threads")
+        for dtype in args.dtypes.split(","):
+            lines.append(compare(model_dir, data, dtype, [int(x) for x in args.lm_eval_batch_sizes.split(",")]))
+    for line in lines:
+        print(line)
 
 
 if __name__ == "__main__":

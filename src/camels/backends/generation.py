@@ -1,7 +1,8 @@
 """The generation loop of the local HF backend: batched decoding over a KV cache, each row stopping alone.
 
-A batch of prompts is prefilled once (identical prompts once, their cache rows copied to every sample),
-then decoded one token per step. A row ends at an EOS token, at one of its stop strings (the request's
+A batch of prompts is prefilled once (identical prompts once, their cache rows copied to every sample;
+the backend's ``_prefill`` computes a prefix shared with earlier prompts only once), then decoded one
+token per step. A row ends at an EOS token, at one of its stop strings (the request's
 own, or the chat format's end-of-turn strings; the text is cut before it) or when its token budget is
 spent; finished rows leave the batch at once and their cache rows are dropped, so the remaining rows
 keep running at the batch size they need. Greedy rows take the argmax; sampled rows draw from their own
@@ -9,7 +10,8 @@ keep running at the batch size they need. Greedy rows take the argmax; sampled r
 is in the batch.
 
 :class:`GenerationLoop` is a mixin: the backend that uses it provides ``encode``, ``_forward``,
-``tokenizer``, ``chat_format``, ``batch_size``, ``max_length``, ``pad_id``, ``eos_ids`` and ``device``.
+``_prefill``, ``tokenizer``, ``chat_format``, ``batch_size``, ``max_length``, ``pad_id``, ``eos_ids`` and
+``device``.
 """
 
 from __future__ import annotations
@@ -69,10 +71,14 @@ class GenerationLoop:
                     gen = torch.Generator(device="cpu")
                     gen.manual_seed(_sample_seed(req.seed, s))
                 rows.append(_Row(ri, s, ids, req, tuple(req.stop) + chat_stops, budget, gen))
-        # length-sorted, identical prompts side by side (their prefill is shared)
-        order = sorted(range(len(rows)), key=lambda i: (-len(rows[i].prompt_ids), rows[i].prompt_ids, i))
+        # sorted by prompt tokens: prompts sharing a prefix (the shots of a few-shot prompt) side by side, so
+        # the prefix's stored blocks serve batch after batch; identical prompts share their prefill
+        order = sorted(range(len(rows)), key=lambda i: (rows[i].prompt_ids, i))
+        store: dict[Any, Any] = {}
         for start in range(0, len(order), self.batch_size):
-            self._generate_batch([rows[i] for i in order[start:start + self.batch_size]])
+            following = order[start + self.batch_size:start + self.batch_size + 1]
+            self._generate_batch([rows[i] for i in order[start:start + self.batch_size]], store,
+                                 tuple(rows[following[0]].prompt_ids) if following else None)
         out: list[Generation] = []
         by_req: dict[int, list[_Row]] = {}
         for r in rows:
@@ -87,32 +93,20 @@ class GenerationLoop:
             ))
         return out
 
-    def _generate_batch(self, batch: list[_Row]) -> None:
+    def _generate_batch(self, batch: list[_Row], store: dict[Any, Any], following: tuple[int, ...] | None) -> None:
         import torch
 
-        # prefill each distinct prompt once, then copy its cache rows to the samples that share it
+        # prefill each distinct prompt once (blocks shared with other prompts come from ``store``), then
+        # give every sample its prompt's cache row
         uniq: dict[tuple[int, ...], int] = {}
         src = []
         for r in batch:
             src.append(uniq.setdefault(tuple(r.prompt_ids), len(uniq)))
-        prompts = list(uniq)
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: every row's last token is at the same column
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.inference_mode():
-            logits, _, cache = self._forward(ids, mask, positions, None, want_hidden=False)
-        logits = logits[:, -1]
+        logits, cache, mask, next_pos = self._prefill(list(uniq), store, following)
         index = torch.tensor(src, device=self.device)
-        if len(prompts) != len(batch) or src != list(range(len(batch))):
+        if len(uniq) != len(batch) or src != list(range(len(batch))):
             cache.batch_select_indices(index)
-            logits = logits[index]
-        mask = mask[index]
-        next_pos = positions[index, -1] + 1
+            logits, mask, next_pos = logits[index], mask[index], next_pos[index]
         active = list(batch)
         while True:
             tokens = self._pick(logits, active)

@@ -140,6 +140,9 @@ class _ScoreItem:
     targets: tuple[tuple[int, ...], ...]  # per needed position, the token ids whose log-probs are read
     logprobs: list[list[float]] = field(default_factory=list)
     argmax: list[int] = field(default_factory=list)
+    prefill: bool = False  # generation: keep the logits after the last token and the last block's keys/values
+    logits: Any = None
+    tail: Any = None
 
 
 class HFBackend(LocalPrompts, GenerationLoop):
@@ -426,7 +429,7 @@ class HFBackend(LocalPrompts, GenerationLoop):
         last = [(it.first + len(it.targets) - 1) // blk for it in wave]
 
         def key(w: int, end: int) -> Any:
-            return wave[w].ids[:end] if self.prefix_reuse else (id(wave[w]), end)
+            return self._block_key(wave[w], end)
 
         for j in range(max(last) + 1):
             rows: dict[Any, list[int]] = {}  # block name -> wave members that need it
@@ -440,6 +443,11 @@ class HFBackend(LocalPrompts, GenerationLoop):
                 for k, ws in rows.items())
             for b in range(0, len(todo), self.batch_size):
                 self._score_block(wave, todo[b:b + self.batch_size], j, store, key)
+
+    def _block_key(self, it: _ScoreItem, end: int) -> Any:
+        """The name of the block of ``it`` that ends at ``end``: its tokens up to there (shared by every
+        request with the same tokens), or a name of its own when prefix reuse is off."""
+        return it.ids[:end] if self.prefix_reuse else (id(it), end)
 
     def _score_block(self, wave: list[_ScoreItem], rows: list[tuple[Any, list[int]]], j: int,
                      store: dict[Any, list[tuple[Any, Any]]], key: Any) -> None:
@@ -482,6 +490,14 @@ class HFBackend(LocalPrompts, GenerationLoop):
                 if len(wave[ws[0]].ids) >= (j + 1) * blk and name not in store:  # a full block: later ones need it
                     store[name] = [(layer.keys[r, :, j * blk:].clone(), layer.values[r, :, j * blk:].clone())
                                    for layer in out_cache.layers]
+            for r, (_, ws) in enumerate(rows):
+                for w in ws:
+                    it = wave[w]
+                    if it.prefill and (len(it.ids) - 1) // blk == j:  # its last block: keep the real part
+                        n_real = len(it.ids) - j * blk
+                        it.tail = [(layer.keys[r, :, j * blk:j * blk + n_real].clone(),
+                                    layer.values[r, :, j * blk:j * blk + n_real].clone())
+                                   for layer in out_cache.layers]
             if not reads:
                 return
             at_r = torch.tensor([x[0] for x in reads], device=self.device)
@@ -499,6 +515,9 @@ class HFBackend(LocalPrompts, GenerationLoop):
         logp_cpu = logp.cpu()
         for m, (_, _, w, k) in enumerate(reads):
             it = wave[w]
+            if it.prefill:
+                it.logits = logits[m]
+                continue
             it.logprobs[k] = [float(logp_cpu[m, t]) for t in it.targets[k]]
             it.argmax[k] = best[m]
 
@@ -514,6 +533,60 @@ class HFBackend(LocalPrompts, GenerationLoop):
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
         it.logprobs = [[float(logp[k, t]) for t in ts] for k, ts in enumerate(it.targets)]
         it.argmax = logp.argmax(dim=-1).tolist()
+
+    def _prefill(self, prompts: list[tuple[int, ...]], store: dict[Any, Any], following: tuple[int, ...] | None
+                 ) -> tuple[Any, Any, Any, Any]:
+        """Prefill for generation, through the scoring blocks: full blocks shared with earlier prompts come
+        from ``store``. Returns the logits after each prompt's last token ``(n, vocab)``, a cache with the
+        prompts' keys/values left-padded to one width, its 2D padding mask and each row's next position.
+        ``following`` is the next batch's first prompt: the stored blocks that begin it are kept."""
+        import torch
+        from transformers import DynamicCache
+
+        if self._whole:
+            return self._prefill_plain(prompts)
+        items = [_ScoreItem(p, len(p) - 1, ((),), prefill=True) for p in prompts]
+        self._score_wave(items, store)
+        blk = self.block_size
+        width = max(len(p) for p in prompts)
+        cache = DynamicCache(config=self.model.config)
+        for layer in range(len(items[0].tail)):
+            ks, vs = [], []
+            for it in items:
+                parts = [store[self._block_key(it, (t + 1) * blk)][layer] for t in range((len(it.ids) - 1) // blk)]
+                parts.append(it.tail[layer])
+                k = torch.cat([p[0] for p in parts], dim=-2)
+                v = torch.cat([p[1] for p in parts], dim=-2)
+                pad = width - k.shape[-2]  # left padding: every row's last token in the same column
+                ks.append(torch.cat([k.new_zeros((k.shape[0], pad, k.shape[2])), k], dim=-2))
+                vs.append(torch.cat([v.new_zeros((v.shape[0], pad, v.shape[2])), v], dim=-2))
+            cache.update(torch.stack(ks), torch.stack(vs), layer)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for i, it in enumerate(items):
+            mask[i, width - len(it.ids):] = 1
+        if not self.prefix_reuse or following is None:
+            store.clear()
+        else:
+            for name in [k for k in store if following[:len(k)] != k]:
+                del store[name]
+        logits = torch.stack([it.logits for it in items])
+        return logits, cache, mask.to(self.device), torch.tensor([len(p) for p in prompts], device=self.device)
+
+    def _prefill_plain(self, prompts: list[tuple[int, ...]]) -> tuple[Any, Any, Any, Any]:
+        """Prefill in one left-padded forward (models whose cache is not a plain full cache)."""
+        import torch
+
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits, _, cache = self._forward(ids, mask, positions, None, want_hidden=False)
+        return logits[:, -1], cache, mask, positions[:, -1] + 1
 
     def _block_mask(self, n: int, j: int) -> Any:
         """The attention mask of a block of ``block_size`` queries after ``j`` stored blocks.
