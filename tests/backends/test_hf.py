@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 from camels.backends.base import BackendError  # noqa: E402
 from camels.backends.generation import _sample_seed  # noqa: E402
 from camels.backends.hf import HFBackend  # noqa: E402
-from camels.backends.tokens import group_by_prefix, split_at_boundary  # noqa: E402
+from camels.backends.tokens import split_at_boundary  # noqa: E402
 from camels.core.requests import ChoiceRequest, GenerateRequest, LoglikelihoodRequest  # noqa: E402
 from camels.core.template import TuluFormat  # noqa: E402
 from camels.tiny import save_tiny_model, tiny_llama, tiny_tokenizer  # noqa: E402
@@ -173,15 +173,6 @@ def test_prefix_reuse_equals_no_reuse(model, tok):
     assert [(x.logprob, x.is_greedy) for x in la] == [(y.logprob, y.is_greedy) for y in lb]
     assert with_reuse.info.details["scoring_path"] == "prefix_blocks"
     assert without.info.details["scoring_path"] == "blocks"
-
-
-def test_prefix_groups_follow_subjects(tok):
-    b_ids = [split_at_boundary(tok, "<s>" + r.messages[0].content, " A")[0] for r in mmlu_like(3, 5)]
-    groups = group_by_prefix(b_ids, [len(x) - 1 for x in b_ids])
-    assert sorted(sorted(g.members) for g in groups) == [list(range(0, 5)), list(range(5, 10)), list(range(10, 15))]
-    for g in groups:
-        assert g.prefix_len >= len(split_at_boundary(tok, "<s>" + mmlu_like(1, 1)[0].messages[0].content
-                                                     .split("Question: is")[0], "x")[0]) - 2
 
 
 def test_scores_do_not_depend_on_batch_size_or_company(model, tok):

@@ -10,10 +10,6 @@ Two decisions live in this file:
   choice ``" A"`` after ``"Answer:"`` is scored as the token ``" A"`` the model would really produce there,
   and if the tokenizer merges a trailing prompt space into the continuation (``"Answer: "`` + ``"A"`` ->
   ``" A"``), the merged token is scored and the context loses that space, never the other way around.
-* **Which requests share a prefix** (:func:`group_by_prefix`): token sequences are sorted, and neighbours
-  are grouped while the tokens the group saves (its shared prefix counted once instead of once per member)
-  do not decrease. For 5-shot MMLU this puts each subject's questions in one group whose prefix is the
-  header and the five exemplars.
 """
 
 from __future__ import annotations
@@ -253,53 +249,6 @@ def common_prefix_len(a: Sequence[Any], b: Sequence[Any]) -> int:
         else:
             hi = mid - 1
     return lo
-
-
-@dataclass(frozen=True, slots=True)
-class PrefixGroup:
-    """Members (indices into the input) whose first ``prefix_len`` tokens are identical."""
-
-    prefix_len: int
-    members: tuple[int, ...]
-
-
-def group_by_prefix(
-    seqs: Sequence[Sequence[int]], limits: Sequence[int] | None = None, *, min_prefix: int = 16
-) -> list[PrefixGroup]:
-    """Group sequences that share a long token prefix; every index appears in exactly one group.
-
-    ``limits[i]`` caps the shared prefix for sequence ``i`` (a backend needs the positions it scores to be
-    outside the prefix). A group's prefix is the common prefix of all its members (capped); a sequence
-    joins the current group when ``k * new_prefix >= (k - 1) * old_prefix`` (the tokens saved do not
-    decrease) and the new prefix is at least ``min_prefix`` tokens. Groups of one have ``prefix_len`` 0.
-
-    >>> [(g.prefix_len, g.members) for g in group_by_prefix([[1] * 20 + [2], [5, 6], [1] * 20 + [3]])]
-    [(20, (0, 2)), (0, (1,))]
-    """
-    limits = list(limits) if limits is not None else [len(s) for s in seqs]
-    order = sorted(range(len(seqs)), key=lambda i: tuple(seqs[i]))
-    groups: list[PrefixGroup] = []
-    cur: list[int] = []
-    cur_p = 0
-
-    def close() -> None:
-        if cur:
-            groups.append(PrefixGroup(cur_p if len(cur) > 1 else 0, tuple(cur)))
-
-    for i in order:
-        if cur:
-            new_p = min(cur_p if len(cur) > 1 else limits[cur[0]], limits[i],
-                        common_prefix_len(seqs[cur[0]], seqs[i]))
-            old_saved = (len(cur) - 1) * (cur_p if len(cur) > 1 else 0)
-            if new_p >= min_prefix and len(cur) * new_p >= old_saved:
-                cur.append(i)
-                cur_p = new_p
-                continue
-            close()
-        cur = [i]
-        cur_p = 0
-    close()
-    return groups
 
 
 def stop_hit(text: str, stops: Sequence[str], scan_from: int = 0) -> int:

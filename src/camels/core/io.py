@@ -222,7 +222,7 @@ class Publication:
             for tmp, path in pairs:
                 os.replace(tmp, path)
             for folder in {p.parent for p in self.paths}:
-                _fsync_dir(folder)
+                fsync_dir(folder)
             if journal is not None:
                 journal.unlink()
                 self._journaled = False
@@ -244,7 +244,8 @@ def _journal(path: Path) -> Path:
     return path.with_name(f".{path.name}.publish.json")
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a rename or a new entry in ``folder`` durable (no-op where directories cannot be opened)."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:

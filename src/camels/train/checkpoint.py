@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError
+from camels.core.io import fsync_dir
 
 CHECKPOINTS = "checkpoints"
 MARKER = "COMPLETE"
@@ -255,15 +256,15 @@ def save_checkpoint(
         _write_json(tmp / "provenance.json", {"data_sha256": data_sha256, "num_processes": accelerator.num_processes,
                                               "versions": _versions()})
         files = _describe_files(tmp)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. a resumed run that had nothing left to do)
             (final / MARKER).unlink(missing_ok=True)
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         marker = {"version": MARKER_VERSION, "step": state.global_step, "files": files}
         _write_json(final / MARKER, marker)
-        _fsync_dir(final)
+        fsync_dir(final)
         prune(out_dir, keep_last)
     accelerator.wait_for_everyone()
     return final
@@ -296,7 +297,7 @@ def _describe_files(folder: Path) -> dict[str, dict[str, Any]]:
     digests = _hash_files(files, fsync=True)
     out = {p.relative_to(folder).as_posix(): {"sha256": d, "bytes": p.stat().st_size} for p, d in zip(files, digests)}
     for d in sorted({p.parent for p in folder.rglob("*")}):
-        _fsync_dir(d)
+        fsync_dir(d)
     return out
 
 
@@ -461,18 +462,6 @@ def _yaml(d: dict[str, Any]) -> str:
 
     return dump(d)
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _get(d: dict[str, Any], dotted: str) -> Any:

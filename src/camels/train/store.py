@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from camels.core.io import write_json
+from camels.core.io import fsync_dir, write_json
 from camels.core.template import ChatFormat
 from camels.train.encode import (
     IGNORE_INDEX,
@@ -214,14 +214,14 @@ def build_store(
                 "encode_s": round(time.perf_counter() - start, 3)}
         write_json(tmp / "meta.json", meta)
         write_json(tmp / MARKER, {"version": STORE_VERSION, "bytes": {n: (tmp / n).stat().st_size for n in FILES}})
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         try:
             os.rename(tmp, path)
         except OSError:
             if read_marker(path) is None:  # not another builder's complete copy: a real failure
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same store first
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -270,15 +270,3 @@ def _move_aside(path: Path) -> Path:
     os.rename(path, aside)
     return aside
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
