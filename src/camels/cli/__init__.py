@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "camels.cli.judge",
     "camels.cli.demo",
     "camels.cli.annotate",
+    "camels.cli.report",
 )
 
 
