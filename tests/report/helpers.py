@@ -59,3 +59,67 @@ def alpaca(model_dir: Path, prefs: list[float | None]) -> Path:
     return write_run(model_dir, "alpaca_eval", "alpaca_eval", {"reference": "text_davinci_003"}, "win_rate",
                      {"win_rate": 100 * sum(parsed) / len(parsed), "n_unparsed": len(prefs) - len(parsed)},
                      [(f"alpaca_eval:{i}", {"instruction": "x"}, {"preference": p}) for i, p in enumerate(prefs)])
+
+
+def sample_study(root: Path, seed: int = 0) -> dict[str, Any]:
+    """Three models' run folders over every study column, with seeded synthetic per-item scores (for the
+    HTML page and its screenshot), a training loss file per model and an annotate export."""
+    import json
+    import random
+
+    from camels.report.stats import pass_at_k
+
+    rng = random.Random(seed)
+    runs = root / "runs"
+    skill = {"base-7b": 0.35, "tulu-mix-7b": 0.55, "sharegpt-7b": 0.5}
+
+    def bern(p: float, n: int) -> list[int]:
+        return [int(rng.random() < p) for _ in range(n)]
+
+    training = {}
+    for name, p in skill.items():
+        d = runs / name
+        mmlu(d, bern(p + 0.05, 60), shots=0)
+        mmlu(d, bern(p + 0.08, 60), shots=5)
+        for cot, extra in ((False, -0.25), (True, -0.05)):
+            em = bern(max(0.02, p + extra), 40)
+            write_run(d, "gsm8k_cot" if cot else "gsm8k_direct", "gsm8k", {"cot": cot}, "exact_match",
+                      {"exact_match": sum(em) / len(em)},
+                      [(f"test:{i}", {}, {"exact_match": float(c)}) for i, c in enumerate(em)])
+            bbh(d, {t: bern(p + extra / 2, 10) for t in ("boolean_expressions", "date_understanding", "navigate")},
+                cot=cot)
+        for closed, extra in ((False, 0.1), (True, -0.3)):
+            items = [(f"{lang}-{i}", {"language": lang}, {"f1": round(min(1.0, max(0.0, rng.gauss(p + extra, 0.3))), 3),
+                                                          "language": lang})
+                     for lang in ("ar", "en", "fi", "sw") for i in range(12)]
+            by: dict[str, list[float]] = {}
+            for _, it, s in items:
+                by.setdefault(it["language"], []).append(s["f1"])
+            write_run(d, "tydiqa_closed_book" if closed else "tydiqa_goldp", "tydiqa", {"closed_book": closed}, "f1",
+                      {"f1": sum(sum(v) / len(v) for v in by.values()) / len(by)}, items)
+        for k in (1, 10):
+            probs = []
+            for i in range(30):
+                c = sum(bern(p * 0.5 * rng.random() ** 2, 20))
+                probs.append((f"HumanEval/{i}", {}, {"n": 20, "correct": c, f"pass@{k}": pass_at_k(20, c, k)}))
+            write_run(d, f"codex_eval_pass{k}", "humaneval", {"primary_k": k, "samples": 20}, f"pass@{k}",
+                      {f"pass@{k}": sum(s[f"pass@{k}"] for _, _, s in probs) / len(probs)}, probs)
+        toxigen(d, bern(0.5 - p * 0.6, 60))
+        mc2 = [round(rng.random() * (0.4 + p * 0.4), 4) for _ in range(50)]
+        write_run(d, "truthfulqa_mc", "truthfulqa", {"mode": "mc"}, "mc2", {"mc2": sum(mc2) / len(mc2)},
+                  [(f"tqa:{i}", {}, {"mc1": 0.0, "mc2": v}) for i, v in enumerate(mc2)])
+        if name != "base-7b":
+            alpaca(d, [rng.choice([1, 1.5, 2, 2, 1]) if rng.random() < p else 1 for _ in range(50)])
+        train = root / "train" / name
+        train.mkdir(parents=True, exist_ok=True)
+        loss, lines = 2.4 + rng.random() * 0.3, []
+        for step in range(1, 41):
+            loss = loss * (0.965 + 0.01 * rng.random())
+            lines.append(json.dumps({"step": step, "epoch": step // 20, "loss": round(loss, 4), "lr": 2e-5}) + "\n")
+        (train / "metrics.jsonl").write_text("".join(lines), encoding="utf-8")
+        training[name] = train
+    results = {"schema": 1, "kind": "camels.human_pairwise", "studies": [
+        {"study": "mix-vs-sharegpt", "model_a": "tulu-mix-7b", "model_b": "sharegpt-7b", "acceptance": {
+            "a": {"count": 31, "n": 50}, "b": {"count": 27, "n": 50}}}]}
+    (root / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    return {"runs": runs, "training": training, "human": root / "results.json"}

@@ -79,7 +79,7 @@ Columns by skill: Factual knowledge: MMLU 0-shot; Reasoning: BBH CoT; Open-ended
 
 Scores in percent; — = no result (never counted as 0).
 Intervals: 95% percentile bootstrap of the per-item scores (20000 resamples, seed 0); BBH resampled within subtasks and TydiQA within languages (their metrics are macro-averages); Codex-Eval from per-problem pass@k.
-Average: mean of the row's cells among MMLU 0-shot, BBH CoT, AlpacaEval win rate; (k/N) = cells present of N.
+Average: mean of the row's cells among MMLU 0-shot, BBH CoT, AlpacaEval; (k/N) = cells present of N.
 ToxiGen: share of toxic generations, lower is better; not in the average.
 Other: runs of tasks or options outside the study's columns, as the task wrote them.
 % of Ref: per benchmark score / reference score, averaged over the benchmarks both have (count in brackets); lower-is-better ToxiGen compares (100 - score) / (100 - reference).
@@ -103,8 +103,11 @@ def test_two_runs_reproduce_the_hand_written_table(tmp_path):
     assert outs.markdown.read_text(encoding="utf-8") == EXPECTED_MD
     assert outs.csv.read_text(encoding="utf-8") == EXPECTED_CSV
     text = outs.text.read_text(encoding="utf-8")
-    assert "model                  MMLU 0-shot    BBH CoT  ToxiGen  AlpacaEval win rate  mytask" in text
-    assert "alpha                         75.0       75.0     25.0                 62.5       —  70.8 (3/3)" in text
+    assert text.splitlines()[2:6] == [
+        "                 Factual knowledge  Reasoning  Open-ended/safety    Other",
+        "model                  MMLU 0-shot    BBH CoT  ToxiGen  AlpacaEval  mytask     Average    % of Ref",
+        "alpha                         75.0       75.0     25.0        62.5       —  70.8 (3/3)  122.9% (3)",
+        "beta                          25.0       50.0     50.0           —     3.5  37.5 (2/3)   65.3% (3)"]
 
 
 def test_outputs_are_byte_identical_and_path_free(tmp_path):

@@ -94,7 +94,8 @@ COLUMNS: tuple[Column, ...] = (
 OTHER_SCALES = {"instruct_em": ("exact_match", 100.0)}
 
 BY_KEY = {c.key: c for c in COLUMNS}
-SHORT = {"toxigen": "ToxiGen"}  # short headers for the terminal table and plots
+SHORT = {"toxigen": "ToxiGen", "codex_eval_pass1": "Codex P@1", "codex_eval_pass10": "Codex P@10",
+         "alpaca_eval": "AlpacaEval", "human_acceptance": "Accepted"}  # short headers of the terminal table
 
 
 def short_header(col: Column) -> str:

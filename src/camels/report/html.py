@@ -1,19 +1,140 @@
-"""The self-contained HTML page of a report: the table, intervals, tests, notes and plots (SVG, embedded)."""
+"""The self-contained HTML page of a report: the table with its intervals, the plots, the paired tests and
+the notes. No script, no network: styles are inline and every plot is an SVG drawn by
+:mod:`camels.report.svg`, embedded as a ``data:`` image."""
 
 from __future__ import annotations
 
 import html as _html
 
-from camels.report.table import Table, body, headers, legend
+from camels.report.columns import OTHER
+from camels.report.svg import GREY, bar_chart, colour, data_uri, line_chart, radar_chart
+from camels.report.table import (
+    MISSING,
+    PAIRED_HEADERS,
+    Table,
+    average_text,
+    cell_text,
+    fmt_ci,
+    legend,
+    paired_rows,
+    share_text,
+)
+
+STYLE = """
+body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px;color:#222;background:#fff;max-width:1500px}
+h1{font-size:22px;margin:0 0 12px}h2{font-size:17px;margin:28px 0 10px}
+table{border-collapse:collapse;font-size:12px;margin-bottom:8px}
+th,td{border:1px solid #d0d0d0;padding:3px 5px;text-align:right;vertical-align:top}
+td{white-space:nowrap}
+th{background:#f2f4f7}th.skill{background:#e4e9f0;text-align:center}
+td.model,th.model{text-align:left;white-space:nowrap}
+tr.published td{font-style:italic;background:#fafafa}
+.ci{display:block;color:#777;font-size:11px;white-space:nowrap}
+.missing{color:#aaa}.plots img{margin:0 18px 18px 0;vertical-align:top;border:1px solid #eee}
+p.note{font-size:13px;margin:4px 0}ul.notes{font-size:13px}
+"""
 
 
 def esc(text: str) -> str:
     return _html.escape(text, quote=True)
 
 
+def _img(svg: str, alt: str) -> str:
+    return f'<img src="{data_uri(svg)}" alt="{esc(alt)}">'
+
+
+def results_table(table: Table) -> str:
+    out = ["<table>", '<tr><th class="model" rowspan="2">model</th>']
+    for skill, cols in table.groups():
+        out.append(f'<th class="skill" colspan="{len(cols)}">{esc(skill)}</th>')
+    out.append('<th rowspan="2">Average</th>')
+    if table.reference is not None:
+        out.append(f'<th rowspan="2">% of {esc(table.reference)}</th>')
+    out.append("</tr><tr>" + "".join(f"<th>{esc(c.header)}</th>" for c in table.columns) + "</tr>")
+    for row in table.rows:
+        cls = ' class="published"' if row.published else ""
+        label = row.label + (" (reference)" if row.label == table.reference else "")
+        cells = [f'<td class="model">{esc(label)}</td>']
+        for col in table.columns:
+            text = cell_text(table, row, col)
+            cell = row.cells.get(col.key)
+            if text == MISSING:
+                cells.append(f'<td class="missing">{MISSING}</td>')
+                continue
+            ci = f'<span class="ci">{esc(fmt_ci(cell.ci))}</span>' if cell is not None and cell.ci else ""
+            cells.append(f"<td>{esc(text)}{ci}</td>")
+        cells.append(f"<td>{esc(average_text(table, row))}</td>")
+        if table.reference is not None:
+            cells.append(f"<td>{esc(MISSING if row.label == table.reference else share_text(table, row))}</td>")
+        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def skill_plots(table: Table) -> list[str]:
+    """One bar chart per skill (columns of a known scale), bars per model with their intervals."""
+    out = []
+    series = [r.label for r in table.rows]
+    colours = [GREY if r.label == table.reference else colour(i) for i, r in enumerate(table.rows)]
+    for skill, cols in table.groups():
+        cols = [c for c in cols if c.known_scale]
+        if not cols:
+            continue
+        values = [[r.cells[c.key].value if c.key in r.cells else None for c in cols] for r in table.rows]
+        cis = [[r.cells[c.key].ci if c.key in r.cells else None for c in cols] for r in table.rows]
+        headers = [c.header for c in cols]
+        out.append(_img(bar_chart(skill, headers, series, values, cis, colours=colours), f"{skill}: bars per model"))
+    return out
+
+
+def radar_plots(table: Table) -> list[str]:
+    """A radar chart per model over the columns of a known scale (ToxiGen as 100 - toxic, so that outward is
+    better everywhere), with the reference's polygon dashed when there is one."""
+    cols = [c for c in table.columns if c.known_scale and c.skill != OTHER]
+    if len(cols) < 3:
+        return []
+    axes = [("ToxiGen (100 - toxic)" if c.lower_is_better else c.header) for c in cols]
+
+    def values(row):
+        out = []
+        for c in cols:
+            cell = row.cells.get(c.key)
+            v = None if cell is None or cell.value is None else cell.value
+            out.append(None if v is None else (100.0 - v if c.lower_is_better else v))
+        return out
+
+    ref = next((r for r in table.rows if r.label == table.reference), None)
+    out = []
+    for i, row in enumerate(table.rows):
+        if row is ref:
+            continue
+        polys = [(row.label, values(row), colour(i), False)]
+        if ref is not None:
+            polys.append((ref.label, values(ref), GREY, True))
+        out.append(_img(radar_chart(row.label, axes, polys), f"radar chart of {row.label}"))
+    return out
+
+
 def to_html(table: Table, losses: dict[str, list[tuple[int, float]]] | None = None) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers(table))
-    rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in body(table))
-    notes = "".join(f"<p>{esc(n)}</p>" for n in legend(table) + table.notes)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(table.title)}</title>"
-            f"</head><body><h1>{esc(table.title)}</h1><table><tr>{head}</tr>{rows}</table>{notes}</body></html>\n")
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{esc(table.title)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>{esc(table.title)}</h1>", results_table(table)]
+    parts += [f'<p class="note">{esc(line)}</p>' for line in legend(table)]
+    bars = skill_plots(table)
+    if bars:
+        parts += ["<h2>By skill</h2>", '<div class="plots">', *bars, "</div>"]
+    radars = radar_plots(table)
+    if radars:
+        parts += ["<h2>Per model</h2>", '<div class="plots">', *radars, "</div>"]
+    if losses:
+        chart = line_chart("Training loss", [(label, [(float(s), v) for s, v in pts]) for label, pts in losses.items()])
+        parts += ["<h2>Training</h2>", '<div class="plots">', _img(chart, "training loss curves"), "</div>"]
+    if table.paired:
+        head = "".join(f"<th>{esc(h)}</th>" for h in PAIRED_HEADERS)
+        rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in paired_rows(table))
+        parts += [f"<h2>Paired tests against {esc(table.baseline or '')}</h2>", f"<table><tr>{head}</tr>{rows}</table>"]
+    if table.notes:
+        parts += ["<h2>Notes</h2>", '<ul class="notes">'] + [f"<li>{esc(n)}</li>" for n in table.notes] + ["</ul>"]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
