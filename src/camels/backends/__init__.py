@@ -53,7 +53,7 @@ def load_backend(name: str, model: str, **options: Any) -> Any:
         if e.name == module_name:
             raise ConfigError(f"backend {name!r} is not available in this version of camels") from None
         raise ConfigError(f"backend {name!r} needs the package {e.name!r}: install it "
-                          f"(e.g. pip install 'camels[{'vllm' if name == 'vllm' else 'eval'}]')") from None
+                          f"(e.g. pip install 'camels-instruct[{'vllm' if name == 'vllm' else 'eval'}]')") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ConfigError(f"backend module {module_name} has no {class_name}")

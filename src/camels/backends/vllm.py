@@ -1,4 +1,4 @@
-"""The vLLM backend (``pip install 'camels[vllm]'``, GPU): the same protocol as the HF backend, served by
+"""The vLLM backend (``pip install 'camels-instruct[vllm]'``, GPU): the same protocol as the HF backend, served by
 vLLM's offline engine. ``vllm`` is imported only when the backend is built.
 
 * Prompts are rendered with the model's chat contract exactly as in :mod:`camels.backends.hf` and sent as
@@ -113,7 +113,7 @@ class VLLMBackend(LocalPrompts):
             try:
                 from vllm import LLM, SamplingParams
             except ImportError as e:
-                raise BackendError("the vllm backend needs vLLM: pip install 'camels[vllm]' (GPU only)") from e
+                raise BackendError("the vllm backend needs vLLM: pip install 'camels-instruct[vllm]' (GPU only)") from e
             llm = LLM(model=self.model_name, tokenizer=tokenizer if isinstance(tokenizer, str) else None,
                       dtype=dtype, max_model_len=max_length, seed=seed, enable_prefix_caching=True,
                       **engine_options)

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from camels import __version__
+from camels import DISTRIBUTION, installed_version
 from camels.core.errors import CamelsError, file_error
 
 # Modules that define ``register(sub: argparse._SubParsersAction) -> None``; the order is the help order.
@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "camels.cli.train",
     "camels.cli.eval",
     "camels.cli.judge",
+    "camels.cli.pipeline",
     "camels.cli.demo",
     "camels.cli.annotate",
     "camels.cli.report",
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="camels",
         description="Open instruction datasets -> an instruction-tuned model, measured benchmark by benchmark.",
     )
-    parser.add_argument("--version", action="version", version=f"camels {__version__}")
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

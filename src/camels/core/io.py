@@ -332,7 +332,10 @@ def versions(*packages: str) -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version(), "platform": sys.platform}
-    for name in ("camels", *packages):
+    from camels import installed_version
+
+    out["camels"] = installed_version()  # distribution camels-instruct (a bare checkout: the source's version)
+    for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

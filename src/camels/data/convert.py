@@ -227,7 +227,7 @@ def _read_hub(spec: str) -> Iterator[tuple[Loc, Any]]:
     try:
         import datasets
     except ImportError:
-        raise ConfigError(f"{spec}: loading from the hub needs `datasets` (pip install camels[hub])") from None
+        raise ConfigError(f"{spec}: loading from the hub needs `datasets` (pip install camels-instruct[hub])") from None
     try:
         rows = datasets.load_dataset(name, config, split=split or "train", streaming=True)
     except Exception as e:  # the hub library raises many types; the user needs the sentence

