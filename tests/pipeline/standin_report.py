@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +38,14 @@ def build_report(runs, out_dir, *, names=None, reference=None, baseline=None, tr
     return ReportOutputs(out / "report.md", out / "report.csv", out / "report.html", out / "report.txt", rows)
 
 
-def install() -> bool:
-    """Put the stand-in in place when ``camels.report`` has no ``build_report``; True when installed."""
+def module() -> types.ModuleType | None:
+    """The stand-in as a ``camels.report`` module when the real one is absent, else None."""
     try:
         from camels.report import build_report as real  # noqa: F401
-        return False
+        return None
     except ImportError:
         pass
     mod = types.ModuleType("camels.report")
     mod.build_report = build_report
     mod.ReportOutputs = ReportOutputs
-    sys.modules["camels.report"] = mod
-    return True
+    return mod

@@ -22,7 +22,6 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from camels.core.io import atomic_write, read_json, write_json
 

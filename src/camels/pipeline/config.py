@@ -180,6 +180,7 @@ def from_dict(data: Mapping[str, Any], *, origin: str, lines: Mapping[str, int] 
         overridden.add(key)
     cfg = config.build(PipelineConfig, data, origin=origin, lines=lines, overridden=overridden)
     check_train(cfg, origin=origin, lines=lines or {}, overridden=overridden)
+    check_eval(cfg, origin=origin)
     return resolve_paths(cfg, base if base is not None else Path.cwd())
 
 
@@ -198,6 +199,24 @@ def check_train(cfg: PipelineConfig, *, origin: str, lines: Mapping[str, int],
         text = re.sub(rf"^((?:{re.escape(origin)}(?::\d+)?|{config.OVERRIDE}): )?",
                       lambda m: (m.group(1) or "") + "train.", str(e), count=1)
         raise ConfigError(text) from None
+
+
+def eval_plan(cfg: PipelineConfig) -> Any:
+    """The evaluation plan of ``cfg`` (:func:`camels.evals.suite.plan`: tasks built, options checked)."""
+    from camels.evals.suite import plan
+
+    ev = cfg.eval
+    if ev.suite is not None:
+        return plan(suite=ev.suite, options=ev.options, data=ev.data, task_data=ev.task_data)
+    return plan(tasks=ev.tasks, options=ev.options, data=ev.data, task_data=ev.task_data)
+
+
+def check_eval(cfg: PipelineConfig, *, origin: str) -> None:
+    """Check the tasks and their options now (a typo in a task option stops the run before the data stage)."""
+    try:
+        eval_plan(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{origin}: eval: {e}") from None
 
 
 def _rel(base: Path, p: str) -> str:

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camels.core.config import to_dict, write_resolved
+from camels.core.config import dump, to_dict, write_resolved
 from camels.core.errors import ConfigError
 from camels.pipeline.config import MixtureSection, PipelineConfig, ReportSection
+from camels.pipeline.config import eval_plan as config_eval_plan
 from camels.pipeline.stages import STATE_DIR, Hasher, Stage, stage_key
 
 
@@ -71,7 +72,9 @@ class Built:
         """The resolved config of each model's pipeline, and the remembered input hashes."""
         self.layout.root.mkdir(parents=True, exist_ok=True)
         for cfg in self.configs:
-            write_resolved(cfg, self.layout.root / f"pipeline.{cfg.name}.yaml")
+            path = self.layout.root / f"pipeline.{cfg.name}.yaml"
+            if not path.is_file() or path.read_text(encoding="utf-8") != dump(cfg):  # unchanged: left as it is
+                write_resolved(cfg, path)
         self.hasher.save()
 
 
@@ -304,24 +307,12 @@ def _train_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, data_key: 
 # -- eval ---------------------------------------------------------------------------------------------------
 
 
-def _eval_plan(cfg: PipelineConfig) -> Any:
-    from camels.evals.suite import plan
-
-    ev = cfg.eval
-    try:
-        if ev.suite is not None:
-            return plan(suite=ev.suite, options=ev.options, data=ev.data, task_data=ev.task_data)
-        return plan(tasks=ev.tasks, options=ev.options, data=ev.data, task_data=ev.task_data)
-    except ConfigError as e:
-        raise ConfigError(f"eval: {e}") from None
-
-
 def _eval_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, row: str, model: str, model_key: str,
                 command: Sequence[str]) -> Stage:
     from camels.evals.suite import load_suite
 
     ev = cfg.eval
-    eval_plan = _eval_plan(cfg)
+    eval_plan = config_eval_plan(cfg)
     labels = [t.label for t in eval_plan.tasks]
     data = {t.label: hasher.path(p) if p is not None and Path(p).exists() else (str(p) if p else None)
             for t, p in ((t, eval_plan.data.get(t.label)) for t in eval_plan.tasks)}

@@ -1,0 +1,73 @@
+"""Helpers of the pipeline tests: a pipeline file over the session's inputs, ``camels`` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parents[1] / "src"
+
+
+PIPELINE = """\
+name: {name}
+output: {output}
+data:
+  sources:
+    alpaca: {{files: [{inputs}/raw/alpaca_data.json]}}
+    dolly: {{files: [{inputs}/raw/databricks-dolly.jsonl]}}
+    sharegpt: {{files: [{inputs}/raw/sharegpt.json]}}
+  seed: 0
+  mixture: {{seed: 0}}
+  decontaminate: {{benchmarks: {{alpaca_eval: {inputs}/raw/heldout_benchmark}}, n: 5, threshold: 1.0}}
+train:
+  model: {inputs}/base-model
+  chat_format: tulu
+  max_length: 128
+  effective_batch_size: 4
+  learning_rate: 3.0e-3
+  max_steps: {steps}
+  seed: 0
+  dtype: fp32
+  save_every_steps: {save_every}
+  keep_last_checkpoints: 2
+  logging_every: 2
+  num_threads: 1
+eval:
+  tasks: [instruct_em]
+  options: {{instruct_em: {{group_field: skill, max_tokens: 8}}}}
+  data: {inputs}/raw/heldout.jsonl
+  chat_format: tulu
+  backend_options: {{batch_size: 16}}
+  untrained: base
+report: {{title: pipeline test, baseline: base}}
+"""
+
+
+def write_pipeline(folder: Path, inputs: Path, name: str = "tiny", output: str = "out", steps: int = 6,
+                   save_every: int = 0, extra: str = "") -> Path:
+    """A pipeline file in ``folder`` over the session's ``inputs``; its outputs go to ``folder/output``."""
+    path = folder / f"{name}-{output.replace('/', '_')}.yaml"
+    path.write_text(PIPELINE.format(name=name, output=output, steps=steps, save_every=save_every,
+                                    inputs=inputs) + extra)
+    return path
+
+
+def camels_subprocess(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
+    """``camels ARGS`` in a new process (with the report stand-in when needed), in its own process group."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(HERE)!r})
+        import standin_report
+        module = standin_report.module()
+        if module is not None:
+            sys.modules["camels.report"] = module
+        from camels.cli import main
+        sys.exit(main({args!r}))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)

@@ -1,0 +1,68 @@
+"""A ``camels run`` killed with SIGKILL during training, run again: the data stages are reused as they are,
+training resumes from its checkpoint, and the report is byte for byte an uninterrupted run's."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import pytest
+from pipeline_helpers import camels_subprocess, write_pipeline
+
+STEPS = 60
+
+
+def _checkpoints(run_dir):
+    root = run_dir / "checkpoints"
+    return sorted(p for p in root.glob("step-*") if (p / "COMPLETE").exists()) if root.is_dir() else []
+
+
+@pytest.mark.slow
+def test_kill_during_training_then_resume_matches_uninterrupted(tmp_path, inputs):
+    from camels.pipeline import run_pipeline
+
+    path = write_pipeline(tmp_path, inputs, output="killed", steps=STEPS, save_every=2)
+    out = tmp_path / "killed"
+    run_dir = out / "train" / "tiny"
+    proc = camels_subprocess(["run", str(path), "--no-progress"], cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        while not _checkpoints(run_dir):
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+        first = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert "train-tiny: run (not run before)" in first and "train-tiny: done" not in first
+    assert not (out / ".camels/stages/train-tiny.json").exists()
+    assert (out / ".camels/stages/train-tiny.started.json").exists()
+    data = sorted(p for p in (out / "data").rglob("*") if p.is_file())
+    stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in data}
+
+    proc = camels_subprocess(["run", str(path), "--no-progress"], cwd=tmp_path)
+    second = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, second
+    for stage in ("convert-alpaca", "convert-dolly", "convert-sharegpt", "mix-tiny", "decontaminate-tiny"):
+        assert re.search(rf"\] {stage}: reused \(done with the same key", second), second
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in data} == stamps  # not recomputed
+    assert "train-tiny: resume (interrupted run of the same key)" in second
+    resumed = re.search(r"RESUMING from \S+ at step (\d+)", second)
+    assert resumed, second
+    assert 2 <= int(resumed.group(1)) < STEPS
+    assert f"train tiny: resumed from step-{resumed.group(1)}, now at step {STEPS}" in second
+
+    # the same pipeline, never interrupted (in this process), into another folder
+    clean = write_pipeline(tmp_path, inputs, output="clean", steps=STEPS, save_every=2)
+    run_pipeline(clean, progress=False)
+    for name in ("report.md", "report.csv"):
+        a, b = (tmp_path / "killed/report" / name).read_bytes(), (tmp_path / "clean/report" / name).read_bytes()
+        assert a == b and b"tiny" in a
+    weights = "train/tiny/final/model.safetensors"
+    assert (tmp_path / "killed" / weights).read_bytes() == (tmp_path / "clean" / weights).read_bytes()
