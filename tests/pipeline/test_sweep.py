@@ -1,0 +1,86 @@
+"""``camels sweep``: one tiny model per training source, the conversions shared, one report with every row;
+with --launcher slurm, one job script per model and nothing run."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pipeline_helpers import write_pipeline
+
+from camels.cli import main
+from camels.pipeline.sweep import load_sweep
+
+
+def _sweep_file(tmp_path, inputs, extra: str = ""):
+    write_pipeline(tmp_path, inputs, name="study", output="unused", steps=3)
+    path = tmp_path / "sweep.yaml"
+    path.write_text("pipeline: study-unused.yaml\nsources: [alpaca, dolly]\noutput: sweep\n" + extra)
+    return path
+
+
+def test_two_source_sweep_ends_in_one_report(tmp_path, inputs, capsys):
+    path = _sweep_file(tmp_path, inputs)
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    ids = re.findall(r"^  (\S+)\s+[0-9a-f]{12}  run ", plan, flags=re.M)
+    assert ids == ["convert-alpaca", "convert-dolly", "convert-sharegpt", "mix-alpaca", "decontaminate-alpaca",
+                   "mix-dolly", "decontaminate-dolly", "train-alpaca", "train-dolly", "eval-base", "eval-alpaca",
+                   "eval-dolly", "report"]
+
+    assert main(["sweep", str(path), "--no-progress"]) == 0
+    log = capsys.readouterr().out
+    assert len(re.findall(r"\] convert-\w+: done", log)) == 3  # each source converted once, for both models
+    out = tmp_path / "sweep"
+    for name in ("alpaca", "dolly"):  # each model trained on its own source alone
+        manifest = json.loads((out / "data" / name / "mix.manifest.json").read_text())
+        assert set(manifest["per_source"]) == {name}
+        assert (out / "train" / name / "final" / "config.json").is_file()
+        assert json.loads((out / f"eval/{name}/instruct_em/metrics.json").read_text())["metrics"]["n"] == 12
+    report = (out / "report" / "report.md").read_text()
+    rows = {line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ")}
+    assert {"alpaca", "dolly", "base"} <= rows
+    csv = (out / "report" / "report.csv").read_text()
+    assert "alpaca" in csv and "dolly" in csv
+
+    # adding a model reuses what the first two made
+    assert main(["sweep", str(path), "--dry-run", "sources=[alpaca, dolly, sharegpt]"]) == 0
+    plan = capsys.readouterr().out
+    runs = re.findall(r"^  (\S+)\s+[0-9a-f]{12}  run ", plan, flags=re.M)
+    assert runs == ["mix-sharegpt", "decontaminate-sharegpt", "train-sharegpt", "eval-sharegpt", "report"]
+
+
+def test_slurm_launcher_writes_one_job_per_model(tmp_path, inputs, capsys):
+    path = _sweep_file(tmp_path, inputs, "mixtures: {both: {sources: {alpaca: {count: 20}, dolly: {count: all}}}}\n"
+                                         "slurm: {gpus_per_node: 4, partition: gpu, setup: [source .venv/bin/activate]}\n")
+    assert main(["sweep", str(path), "--launcher", "slurm"]) == 0
+    jobs = tmp_path / "sweep" / "jobs"
+    assert sorted(p.name for p in jobs.iterdir()) == ["README.md", "alpaca.sbatch", "alpaca.yaml", "both.sbatch",
+                                                     "both.yaml", "dolly.sbatch", "dolly.yaml"]
+    script = (jobs / "both.sbatch").read_text()
+    assert "#SBATCH --gpus-per-node=4\n" in script and "#SBATCH --partition=gpu\n" in script
+    assert f"accelerate launch --num_processes 4 -m camels run {jobs / 'both.yaml'} --only train\n" in script
+    assert script.index("source .venv/bin/activate") < script.index("--only data") < script.index("--only train")
+    assert "camels report " in (jobs / "README.md").read_text()
+    assert not (tmp_path / "sweep" / "data").exists()  # nothing ran
+    # each job's pipeline file is the model's own pipeline: the same stages and keys as the sweep's
+    from camels.pipeline import load_pipeline
+    from camels.pipeline.plan import build
+
+    sweep = load_sweep(path)
+    whole = {s.id: s.key for s in build(sweep.members, root=sweep.root, report=sweep.report).stages}
+    alone = build([load_pipeline(jobs / "both.yaml")]).stages
+    assert [s.id for s in alone] == ["convert-alpaca", "convert-dolly", "convert-sharegpt", "mix-both",
+                                     "decontaminate-both", "train-both", "eval-both"]
+    assert all(whole[s.id] == s.key for s in alone)
+    assert load_pipeline(jobs / "alpaca.yaml").eval.untrained == "base"  # the untrained row: first job only
+    assert load_pipeline(jobs / "dolly.yaml").eval.untrained is None
+
+
+def test_bad_sweep_config(tmp_path, inputs, capsys):
+    path = _sweep_file(tmp_path, inputs, "per_sorce: true\n")
+    assert main(["sweep", str(path)]) == 1
+    assert capsys.readouterr().err == f"camels: error: {path}:4: per_sorce: unknown key (did you mean per_source?)\n"
+    path = _sweep_file(tmp_path, inputs)
+    assert main(["sweep", str(path), "sources=[alpaca, oasst1]"]) == 1
+    assert "sources: 'oasst1' is not a source of the pipeline's data.sources" in capsys.readouterr().err
