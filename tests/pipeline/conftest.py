@@ -1,26 +1,15 @@
-"""Fixtures of the pipeline tests: a small pipeline folder (the demo's skills data in four raw formats, a
-tiny LLaMA) and, while ``camels.report`` is not in the tree, its stand-in (standin_report.py)."""
+"""Fixtures of the pipeline tests: the inputs of a small pipeline (the demo's skills data in three raw
+formats, the held-out set, a tiny LLaMA)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[1] / "src"
-
-
-@pytest.fixture(autouse=True)
-def report_standin(monkeypatch):
-    import standin_report
-
-    module = standin_report.module()
-    if module is not None:
-        monkeypatch.setitem(sys.modules, "camels.report", module)
-    yield
 
 
 @pytest.fixture(scope="session")

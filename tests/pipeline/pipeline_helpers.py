@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-SRC = HERE.parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 PIPELINE = """\
@@ -57,17 +55,7 @@ def write_pipeline(folder: Path, inputs: Path, name: str = "tiny", output: str =
 
 
 def camels_subprocess(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
-    """``camels ARGS`` in a new process (with the report stand-in when needed), in its own process group."""
-    code = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(HERE)!r})
-        import standin_report
-        module = standin_report.module()
-        if module is not None:
-            sys.modules["camels.report"] = module
-        from camels.cli import main
-        sys.exit(main({args!r}))
-    """)
+    """``camels ARGS`` (this tree's) in a new process, in its own process group (to kill it whole)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "camels", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)

@@ -67,3 +67,23 @@ def test_cli_bad_config_exits_1_with_one_line(tmp_path, inputs, capsys):
     err = capsys.readouterr().err
     assert err == "camels: error: override: train.learnin_rate: unknown key (did you mean learning_rate?)\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_docs_reference_tables_are_current():
+    from pathlib import Path
+
+    from camels.pipeline.config import markdown_reference
+    from camels.pipeline.sweep import markdown_reference as sweep_reference
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "pipeline.md").read_text()
+    assert markdown_reference() in doc and sweep_reference() in doc
+
+
+def test_version_names_the_distribution(capsys):
+    import camels
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == f"camels-instruct {camels.installed_version()}\n"
+    assert camels.DISTRIBUTION == "camels-instruct"

@@ -42,8 +42,11 @@ def test_run_reuse_and_dry_run(tmp_path, inputs, capsys):
     assert (out / "train/tiny/final/config.json").is_file()
     for row in ("base", "tiny"):
         assert json.loads((out / f"eval/{row}/instruct_em/metrics.json").read_text())["metrics"]["n"] == 12
-    assert "| tiny | instruct_em |" in (out / "report/report.md").read_text() or \
-        "tiny" in (out / "report/report.md").read_text()
+    csv = (out / "report/report.csv").read_text().splitlines()
+    assert csv[0].startswith("model,published,other:instruct_em,")
+    assert [line.split(",")[0] for line in csv[1:]] == ["base", "tiny"]
+    assert [line.split(",")[5] for line in csv[1:]] == ["12", "12"]  # items behind each score
+    assert "## Paired tests against base" in (out / "report/report.md").read_text()
     marker = json.loads((out / ".camels/stages/train-tiny.json").read_text())
     assert marker["stage"] == "train-tiny" and len(marker["key"]) == 64
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and ".camels" not in p.parts}

@@ -37,11 +37,13 @@ def test_two_source_sweep_ends_in_one_report(tmp_path, inputs, capsys):
         assert set(manifest["per_source"]) == {name}
         assert (out / "train" / name / "final" / "config.json").is_file()
         assert json.loads((out / f"eval/{name}/instruct_em/metrics.json").read_text())["metrics"]["n"] == 12
-    report = (out / "report" / "report.md").read_text()
-    rows = {line.split("|")[1].strip() for line in report.splitlines() if line.startswith("| ")}
-    assert {"alpaca", "dolly", "base"} <= rows
-    csv = (out / "report" / "report.csv").read_text()
-    assert "alpaca" in csv and "dolly" in csv
+    csv = (out / "report" / "report.csv").read_text().splitlines()
+    assert csv[0].startswith("model,published,other:instruct_em,")
+    assert [line.split(",")[0] for line in csv[1:]] == ["base", "alpaca", "dolly"]  # one report, every row
+    scores = {line.split(",")[0]: line.split(",")[2] for line in csv[1:]}
+    for name in ("alpaca", "dolly"):
+        em = json.loads((out / f"eval/{name}/instruct_em/metrics.json").read_text())["metrics"]["exact_match"]
+        assert float(scores[name]) == round(100 * em, 1)
 
     # adding a model reuses what the first two made
     assert main(["sweep", str(path), "--dry-run", "sources=[alpaca, dolly, sharegpt]"]) == 0

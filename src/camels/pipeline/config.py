@@ -260,3 +260,31 @@ def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
 
 def to_dict(cfg: PipelineConfig) -> dict[str, Any]:
     return config.to_dict(cfg)
+
+
+# -- docs ------------------------------------------------------------------------------------------------
+
+
+def _table(rows: list[tuple[str, str, Any, str]]) -> str:
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, tp, default, help_ in rows:
+        d = default if isinstance(default, str) and default == "(required)" else f"`{default!r}`"
+        lines.append(f"| `{key}` | {tp.replace('|', '&#124;')} | {d} | {help_} |")
+    return "\n".join(lines)
+
+
+def markdown_reference() -> str:
+    """The config reference tables of ``docs/pipeline.md`` (from the fields' help texts)."""
+    rows = []
+    nested = {"data.sources": (SourceInput, "data.sources.<name>."),
+              "data.mixture": (MixtureSection, "data.mixture."),
+              "data.decontaminate": (DecontamSection, "data.decontaminate.")}
+    for row in config.field_help(PipelineConfig):
+        rows.append(row)
+        if row[0] in nested:
+            cls, prefix = nested[row[0]]
+            for sub in config.field_help(cls, prefix):
+                rows.append(sub)
+                if sub[0] == "data.mixture.sources":
+                    rows.extend(config.field_help(MixSource, "data.mixture.sources.<name>."))
+    return _table(rows)

@@ -217,3 +217,10 @@ stage runs.)
 def _rows(sweep: Sweep) -> list[str]:
     rows = [sweep.base.eval.untrained] if sweep.base.eval.untrained else []
     return rows + [m.name for m in sweep.members]
+
+
+def markdown_reference() -> str:
+    """The sweep file's reference table in ``docs/pipeline.md``."""
+    from camels.pipeline.config import _table
+
+    return _table(config.field_help(SweepConfig))
