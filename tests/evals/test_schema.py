@@ -117,5 +117,5 @@ def test_hub_without_datasets_says_what_to_do(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "datasets", None)
-    with pytest.raises(ConfigError, match=r"pip install 'camels\[hub\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'camels-instruct\[hub\]'"):
         get_task("gsm8k_cot").load(None)

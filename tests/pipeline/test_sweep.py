@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import re
 
-from pipeline_helpers import write_pipeline
-
 from camels.cli import main
 from camels.pipeline.sweep import load_sweep
+
+from .pipeline_helpers import write_pipeline
 
 
 def _sweep_file(tmp_path, inputs, extra: str = ""):

@@ -9,7 +9,8 @@ import signal
 import time
 
 import pytest
-from pipeline_helpers import camels_subprocess, write_pipeline
+
+from .pipeline_helpers import camels_subprocess, write_pipeline
 
 STEPS = 60
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-from pipeline_helpers import write_pipeline
-
 from camels.cli import main
+
+from .pipeline_helpers import write_pipeline
 
 STAGES = ["convert-alpaca", "convert-dolly", "convert-sharegpt", "mix-tiny", "decontaminate-tiny", "train-tiny",
           "eval-base", "eval-tiny", "report"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from pipeline_helpers import write_pipeline
 
 from camels.cli import main
 from camels.core.errors import ConfigError
 from camels.pipeline import load_pipeline
+
+from .pipeline_helpers import write_pipeline
 
 
 def _line(path, needle: str) -> int:

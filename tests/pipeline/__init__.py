@@ -1,0 +1,1 @@
+"""Tests of camels.pipeline: camels run, camels sweep."""
