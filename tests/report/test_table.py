@@ -81,7 +81,7 @@ Scores in percent; — = no result (never counted as 0).
 Intervals: 95% percentile bootstrap of the per-item scores (20000 resamples, seed 0); BBH resampled within subtasks and TydiQA within languages (their metrics are macro-averages); Codex-Eval from per-problem pass@k.
 Average: mean of the row's cells among MMLU 0-shot, BBH CoT, AlpacaEval; (k/N) = cells present of N.
 ToxiGen: share of toxic generations, lower is better; not in the average.
-Other: runs of tasks or options outside the study's columns, as the task wrote them.
+Other: runs outside the study's columns (other tasks or options, second runs), not averaged; known tasks in percent, unknown ones as the task wrote them.
 % of Ref: per benchmark score / reference score, averaged over the benchmarks both have (count in brackets); lower-is-better ToxiGen compares (100 - score) / (100 - reference).
 Paired tests: row minus baseline on the items both have (matched by item id), in percent points; paired bootstrap CI; p two-sided, McNemar exact for 0/1 scores, else a sign-flip permutation test (exact up to 16 differing items, else 10000 seeded flips).
 """
@@ -153,11 +153,13 @@ def test_missing_and_skipped_runs_are_said(tmp_path):
     (runs / "alpha" / ".gsm8k_cot.partial-999999").mkdir()
     (runs / "alpha" / "broken").mkdir()
     (runs / "beta" / "toxigen" / "predictions.jsonl").unlink()
+    (runs / "gamma" / ".mmlu_0shot.partial-999999").mkdir(parents=True)  # a model whose only run died
     outs = build_report([runs], tmp_path / "out", n_boot=100)
     md = outs.markdown.read_text(encoding="utf-8")
     assert "- alpha: unfinished run folder .gsm8k_cot.partial-999999 not shown" in md
     assert "- alpha: broken has no metrics.json; not shown" in md
     assert "- beta: toxigen has no predictions.jsonl; no interval" in md
+    assert "- gamma: no finished run folder inside; not shown" in md
     assert "| beta | 25.0 | 50.0 | 50.0 | — | 3.5 | 37.5 (2/3) |" in md  # the value stays, from metrics.json
     with pytest.raises(ConfigError, match="no such folder"):
         build_report([tmp_path / "nowhere"], tmp_path / "out")
@@ -210,3 +212,43 @@ def test_human_acceptance_and_losses(tmp_path):
     assert "| beta | 25.0 | 50.0 | 50.0 | — | 50.0 | 3.5 |" in md
     assert "[48.1, 85.5]" in md and "[23.7, 76.3]" in md
     assert "- human acceptance of 'gpt' (9/10) matches no row (rows are named alpha, beta)" in md
+
+
+def test_reference_forms_and_column_matching(tmp_path):
+    runs = two_models(tmp_path)
+    # a model folder as the reference: beta's runs; alpha's share over MMLU, BBH, ToxiGen (Other is left out)
+    outs = build_report([runs / "alpha"], tmp_path / "o1", reference=runs / "beta", n_boot=50)
+    share = outs.table.shares["alpha"]
+    assert share.ratios == {"bbh_cot": 1.5, "mmlu_0shot": 3.0, "toxigen": 1.5}  # tox: (100-25)/(100-50)
+    assert "| beta (reference) | 25.0 | 50.0 | 50.0 | — | 3.5 | 37.5 (2/3) | — |" in outs.markdown.read_text("utf-8")
+    # FILE.yaml:NAME picks one model of several
+    two = tmp_path / "two.yaml"
+    two.write_text("models:\n  x: {scores: {mmlu_0shot: 10}}\n  y: {label: Why, scores: {mmlu_0shot: 20}}\n",
+                   encoding="utf-8")
+    assert read_reference(f"{two}:y").cells["mmlu_0shot"].value == 20.0
+    with pytest.raises(ConfigError, match="holds 2 models"):
+        read_reference(two)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  x:\n    scores:\n      mmlu_0shot: 10\n      mmlu_9shot: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad.yaml:5: models.x.scores.mmlu_9shot: unknown column"):
+        read_reference(bad)
+    # a second run for a column (a manifest saying mmlu 0-shot under another name) goes to Other, said so;
+    # an MMLU run with other options (3 shots) also lands in Other; a run without manifest named after a
+    # column fills it
+    write_run(runs / "alpha", "zz_mmlu_again", "mmlu", {"shots": 0}, "accuracy", {"accuracy": 0.25},
+              [("q0", {}, {"correct": 0.0}), ("q1", {}, {"correct": 1.0})])
+    mmlu(runs / "alpha", [1, 1, 1, 1], shots=3)
+    nomani = mmlu(runs / "beta", [1, 1, 0, 0], shots=5)
+    (nomani / "manifest.json").unlink()
+    outs = build_report([runs], tmp_path / "o2", n_boot=50)
+    cols = [c.key for c in outs.table.columns]
+    assert cols == ["mmlu_0shot", "mmlu_5shot", "bbh_cot", "toxigen", "alpaca_eval", "other:mmlu_3shot",
+                    "other:mytask", "other:zz_mmlu_again"]
+    md = outs.markdown.read_text("utf-8")
+    assert "- alpha: zz_mmlu_again is a second run for MMLU 0-shot (first: mmlu_0shot); shown under Other" in md
+    # known tasks in Other keep their scale (percent); the zz run's metrics.json disagrees with its items
+    assert "| alpha | 75.0 | — | 75.0 | 25.0 | 62.5 | 100.0 | — | 25.0 | 70.8 (3/4) |" in md
+    assert ("- alpha: zz_mmlu_again: the per-item scores average 50.0000, zz_mmlu_again/metrics.json says 25.0000; "
+            "the interval is of the per-item scores") in md
+    beta = next(r for r in outs.table.rows if r.label == "beta")
+    assert beta.cells["mmlu_5shot"].value == 50.0 and beta.cells["mmlu_5shot"].ci is not None

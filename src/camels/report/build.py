@@ -49,7 +49,8 @@ def _add_human(rows: list[ModelRuns], human: Mapping[str, tuple[int, int]], note
         row.cells[col.key] = Cell(100.0 * count / n, n=n, ci=(100.0 * lo, 100.0 * hi), source="human")
 
 
-def load_rows(runs: list[str | Path] | str | Path, names: Mapping[str, str] | None = None) -> list[ModelRuns]:
+def load_rows(runs: list[str | Path] | str | Path, names: Mapping[str, str] | None = None,
+              notes: list[str] | None = None) -> list[ModelRuns]:
     """The rows of the given model folders / runs roots (see :func:`camels.report.load.model_folders`),
     each named after its folder or ``names[path]`` (a path as given, or the folder's name)."""
     if isinstance(runs, (str, Path)):
@@ -57,7 +58,7 @@ def load_rows(runs: list[str | Path] | str | Path, names: Mapping[str, str] | No
     names = dict(names or {})
     resolved = {str(Path(k).resolve()): v for k, v in names.items()}
     rows = []
-    for folder in model_folders(list(runs)):
+    for folder in model_folders(list(runs), notes):
         label = resolved.get(str(folder.resolve())) or names.get(folder.name) or folder.name
         rows.append(read_model(folder, label))
     return rows
@@ -77,10 +78,10 @@ def build_report(runs: list[str | Path] | str | Path, out_dir: str | Path, *, na
     """
     if n_boot < 1:
         raise ConfigError(f"n_boot must be at least 1, got {n_boot}")
-    rows = load_rows(runs, names)
+    extra_notes: list[str] = []
+    rows = load_rows(runs, names, extra_notes)
     if not rows:
         raise ConfigError("no model folder to report on")
-    extra_notes: list[str] = []
     ref = read_reference(reference) if reference is not None else None
     if ref is not None:
         same = next((r for r in rows if r.label == ref.label), None)

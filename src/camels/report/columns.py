@@ -22,8 +22,8 @@ Human acceptance    Acceptance                share of outputs acceptable     fr
 
 Everything is shown in percent (0-100): tasks that write fractions are multiplied by 100. A run of a task
 the report does not know, or of a known task with other options (MMLU 3-shot), still appears, in the
-"Other" group under its folder's name, with the value the task wrote (not rescaled, and kept out of the
-averages, since its scale is unknown).
+"Other" group under its folder's name; a known task keeps its scale, an unknown one is shown as written (not
+rescaled). Other columns are kept out of the averages.
 """
 
 from __future__ import annotations
@@ -122,8 +122,14 @@ def _same(got: Any, want: Any) -> bool:
 
 
 def other_column(label: str, task: Mapping[str, Any], primary: str) -> Column:
-    """The "Other" column of a run no study column fits (named after its folder)."""
+    """The "Other" column of a run no study column takes (named after its folder). A known task with other
+    options (MMLU 3-shot, a second MMLU 0-shot run) keeps what is known of its metric (scale, per-item key,
+    grouping, direction); an unknown task is shown as written. Other columns are never averaged."""
     base = task.get("task") or task.get("name") or label
+    known = next((c for c in COLUMNS if c.task == base and c.metric == primary), None)
+    if known is not None:
+        return Column(f"other:{label}", label, OTHER, base, (), primary, known.item_key, known.group_by,
+                      known.lower_is_better, known.scale, in_average=False)
     metric, scale = OTHER_SCALES.get(base, (primary, None))
     if metric != primary:
         scale = None

@@ -62,10 +62,11 @@ def _is_model(path: Path) -> bool:
     return path.is_dir() and any(_is_run(p) for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def model_folders(paths: list[str | Path]) -> list[Path]:
+def model_folders(paths: list[str | Path], notes: list[str] | None = None) -> list[Path]:
     """Expand the inputs into model folders, in the order given: a model folder (holding run folders)
-    stays; a runs root (holding model folders) gives its model folders sorted by name; a run folder gives
-    its model folder. Anything else is an error naming the path."""
+    stays; a runs root (holding model folders) gives its model folders sorted by name (its other folders
+    are named in ``notes``); a run folder gives its model folder. Anything else is an error naming the
+    path."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -76,7 +77,10 @@ def model_folders(paths: list[str | Path]) -> list[Path]:
         elif _is_model(p):
             found = [p]
         else:
-            found = sorted(c for c in p.iterdir() if not c.name.startswith(".") and _is_model(c))
+            subs = sorted(c for c in p.iterdir() if c.is_dir() and not c.name.startswith("."))
+            found = [c for c in subs if _is_model(c)]
+            if notes is not None:
+                notes.extend(f"{c.name}: no finished run folder inside; not shown" for c in subs if c not in found)
             if not found:
                 raise ConfigError(f"{p}: holds no run folder (a folder with {METRICS_FILE}) nor model folders "
                                   "of them")
@@ -96,7 +100,7 @@ def _group_of(where: str, pred: Mapping[str, Any]) -> str | None:
 def _item_score(col: Column, scores: Mapping[str, Any], file: str, line: int) -> float | None:
     """The per-item score a column averages, in the task's own per-item scale (fractions), or None for an
     item the metric leaves out (an unparsed judge verdict)."""
-    if col.key == "alpaca_eval":
+    if col.task == "alpaca_eval" and col.metric == "win_rate":
         pref = scores.get("preference")
         if pref is None:
             return None

@@ -227,7 +227,8 @@ def legend(table: Table) -> list[str]:
     if any(c.skill == HUMAN for c in table.columns):
         out.append("Human acceptance: share of outputs annotators accepted (annotate export), not in the average.")
     if any(c.skill == OTHER for c in table.columns):
-        out.append("Other: runs of tasks or options outside the study's columns, as the task wrote them.")
+        out.append("Other: runs outside the study's columns (other tasks or options, second runs), not averaged; "
+                   "known tasks in percent, unknown ones as the task wrote them.")
     if table.reference is not None:
         out.append(f"% of {table.reference}: per benchmark score / reference score, averaged over the benchmarks "
                    "both have (count in brackets); lower-is-better ToxiGen compares (100 - score) / "
