@@ -78,7 +78,7 @@ Columns by skill: Factual knowledge: MMLU 0-shot; Reasoning: BBH CoT; Open-ended
 | alpha | beta | ToxiGen (lower is better) | 4 | -25.00 | [-100.0, 50.0] | 1.0000 | mcnemar-exact |
 
 Scores in percent; — = no result (never counted as 0).
-Intervals: 95% percentile bootstrap of the per-item scores (20000 resamples, seed 0); BBH resampled within subtasks and TydiQA within languages (their metrics are macro-averages); Codex-Eval from per-problem pass@k.
+Intervals: 95% percentile bootstrap of the per-item scores (20000 resamples, seed 0); resampled BBH within subtasks (macro-averaged metrics).
 Average: mean of the row's cells among MMLU 0-shot, BBH CoT, AlpacaEval; (k/N) = cells present of N.
 ToxiGen: share of toxic generations, lower is better; not in the average.
 Other: runs outside the study's columns (other tasks or options, second runs), not averaged; known tasks in percent, unknown ones as the task wrote them.
@@ -252,3 +252,13 @@ def test_reference_forms_and_column_matching(tmp_path):
             "the interval is of the per-item scores") in md
     beta = next(r for r in outs.table.rows if r.label == "beta")
     assert beta.cells["mmlu_5shot"].value == 50.0 and beta.cells["mmlu_5shot"].ci is not None
+
+
+def test_only_other_columns_has_no_average(tmp_path):
+    write_run(tmp_path / "runs" / "m", "skills", "instruct_em", {}, "exact_match", {"exact_match": 0.5},
+              [("s0", {}, {"exact_match": 1.0}), ("s1", {}, {"exact_match": 0.0})])
+    outs = build_report([tmp_path / "runs"], tmp_path / "out", n_boot=100)
+    md = outs.markdown.read_text("utf-8")
+    assert "| model | skills |\n| --- | ---: |\n| m | 50.0 |\n" in md  # instruct_em: a fraction, shown in percent
+    assert "Average" not in md and "Average" not in outs.html.read_text("utf-8")
+    assert outs.csv.read_text("utf-8").splitlines()[1] == "m,no,50.0,0.0,100.0,2,,0,,"

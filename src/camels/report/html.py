@@ -47,7 +47,8 @@ def results_table(table: Table) -> str:
     out = ["<table>", '<tr><th class="model" rowspan="2">model</th>']
     for skill, cols in table.groups():
         out.append(f'<th class="skill" colspan="{len(cols)}">{esc(skill)}</th>')
-    out.append('<th rowspan="2">Average</th>')
+    if table.average_columns:
+        out.append('<th rowspan="2">Average</th>')
     if table.reference is not None:
         out.append(f'<th rowspan="2">% of {esc(table.reference)}</th>')
     out.append("</tr><tr>" + "".join(f"<th>{esc(c.header)}</th>" for c in table.columns) + "</tr>")
@@ -63,7 +64,8 @@ def results_table(table: Table) -> str:
                 continue
             ci = f'<span class="ci">{esc(fmt_ci(cell.ci))}</span>' if cell is not None and cell.ci else ""
             cells.append(f"<td>{esc(text)}{ci}</td>")
-        cells.append(f"<td>{esc(average_text(table, row))}</td>")
+        if table.average_columns:
+            cells.append(f"<td>{esc(average_text(table, row))}</td>")
         if table.reference is not None:
             cells.append(f"<td>{esc(MISSING if row.label == table.reference else share_text(table, row))}</td>")
         out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")

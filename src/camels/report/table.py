@@ -178,7 +178,8 @@ def share_text(table: Table, row: ModelRuns) -> str:
 
 def headers(table: Table, short: bool = False) -> list[str]:
     out = ["model"] + [short_header(c) if short else c.header for c in table.columns]
-    out.append("Average")
+    if table.average_columns:
+        out.append("Average")
     if table.reference is not None:
         out.append(f"% of {table.reference}")
     return out
@@ -188,7 +189,9 @@ def body(table: Table) -> list[list[str]]:
     out = []
     for row in table.rows:
         label = row.label + (" (reference)" if row.label == table.reference else "")
-        cells = [label] + [cell_text(table, row, c) for c in table.columns] + [average_text(table, row)]
+        cells = [label] + [cell_text(table, row, c) for c in table.columns]
+        if table.average_columns:
+            cells.append(average_text(table, row))
         if table.reference is not None:
             cells.append(MISSING if row.label == table.reference else share_text(table, row))
         out.append(cells)
@@ -214,14 +217,20 @@ PAIRED_HEADERS = ["model", "baseline", "benchmark", "n shared", "difference", "9
 
 def legend(table: Table) -> list[str]:
     """The sentences under the table: scales, what the intervals, averages and shares are."""
-    avg = ", ".join(short_header(c) for c in table.average_columns) or "none"
-    out = [
-        f"Scores in percent; {MISSING} = no result (never counted as 0).",
-        f"Intervals: 95% percentile bootstrap of the per-item scores ({table.n_boot} resamples, seed "
-        f"{table.seed}); BBH resampled within subtasks and TydiQA within languages (their metrics are "
-        "macro-averages); Codex-Eval from per-problem pass@k.",
-        f"Average: mean of the row's cells among {avg}; (k/N) = cells present of N.",
-    ]
+    tasks = {c.task for c in table.columns}
+    within = [text for task, text in (("bbh", "BBH within subtasks"), ("tydiqa", "TydiQA within languages"))
+              if task in tasks]
+    intervals = f"Intervals: 95% percentile bootstrap of the per-item scores ({table.n_boot} resamples, seed {table.seed})"
+    if within:
+        intervals += f"; resampled {' and '.join(within)} (macro-averaged metrics)"
+    if "humaneval" in tasks:
+        intervals += "; Codex-Eval from per-problem pass@k"
+    if any(c.skill == HUMAN for c in table.columns):
+        intervals += "; human acceptance: Wilson interval"
+    out = [f"Scores in percent; {MISSING} = no result (never counted as 0).", intervals + "."]
+    if table.average_columns:
+        avg = ", ".join(short_header(c) for c in table.average_columns)
+        out.append(f"Average: mean of the row's cells among {avg}; (k/N) = cells present of N.")
     if any(c.lower_is_better for c in table.columns):
         out.append("ToxiGen: share of toxic generations, lower is better; not in the average.")
     if any(c.skill == HUMAN for c in table.columns):
