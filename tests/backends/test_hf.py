@@ -393,3 +393,31 @@ def test_generation_reuses_a_shared_few_shot_prefix(model, tok):
             assert a.texts[0] == tok.decode(ref, skip_special_tokens=False)
         assert a.prompt_tokens == len(ids)
     assert prompt_len > 160
+
+
+def test_blocks_end_where_few_shot_prompts_part(model, tok):
+    """Blocks end at blank lines, so the exemplars of a few-shot prompt form whole blocks and the last
+    block of each question starts where its exemplars end: the shared prefix runs once and only the few
+    tokens the questions have in common after it ("Question:") run again. Scores equal one plain forward per
+    prompt (float32 rounding) and the letters are the same."""
+    from camels.backends.hf import _padded_width
+
+    reqs = mmlu_like(3, 7)
+    b = backend(model, tok, batch_size=4)
+    prompts = [tuple(b.encode(b.prompt_text(r))) for r in reqs]
+    ends = [b._block_ends(p) for p in prompts]
+    for s in range(3):
+        group = list(range(7 * s, 7 * s + 7))
+        part = min(next(i for i, (x, y) in enumerate(zip(prompts[group[0]], prompts[g])) if x != y)
+                   for g in group[1:])
+        cuts = {max(e for e in ends[g] if e <= part) for g in group}
+        assert len(cuts) == 1 and 0 < part - cuts.pop() <= 4 and part > 100
+        assert all(ends[g][-1] == len(prompts[g]) and len(ends[g]) >= 4 for g in group)
+    got = [r.logprobs for r in b.choose(reqs)]
+    blocks = {p[:e]: e - start for p, es in zip(prompts, ends) for start, e in zip([0, *es], es)}
+    assert b.stats["forward_tokens"] == sum(_padded_width(w) for w in blocks.values())
+    assert b.stats["forward_tokens"] < 0.45 * sum(len(p) for p in prompts)
+    want = _full_forward_letters(model, tok, b, reqs)
+    for g, w in zip(got, want):
+        assert g == pytest.approx(w, abs=1e-5)
+    assert [max(range(4), key=lambda k: g[k]) for g in got] == [max(range(4), key=lambda k: w[k]) for w in want]

@@ -74,7 +74,7 @@ class GenerationLoop:
         # sorted by prompt tokens: prompts sharing a prefix (the shots of a few-shot prompt) side by side, so
         # the prefix's stored blocks serve batch after batch; identical prompts share their prefill
         order = sorted(range(len(rows)), key=lambda i: (rows[i].prompt_ids, i))
-        store: dict[Any, Any] = {}
+        store = self._block_store()
         for start in range(0, len(order), self.batch_size):
             following = order[start + self.batch_size:start + self.batch_size + 1]
             self._generate_batch([rows[i] for i in order[start:start + self.batch_size]], store,
@@ -93,7 +93,7 @@ class GenerationLoop:
             ))
         return out
 
-    def _generate_batch(self, batch: list[_Row], store: dict[Any, Any], following: tuple[int, ...] | None) -> None:
+    def _generate_batch(self, batch: list[_Row], store: Any, following: tuple[int, ...] | None) -> None:
         import torch
 
         # prefill each distinct prompt once (blocks shared with other prompts come from ``store``), then

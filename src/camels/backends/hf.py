@@ -131,18 +131,42 @@ def _weights_digest_state(model: Any) -> str:
     return h.hexdigest()
 
 
+@dataclass(eq=False)
+class _Node:
+    """A block of prompt tokens ``[start, end)`` after the blocks of ``parent``; shared by every prompt with
+    the same tokens up to ``end`` (see :meth:`HFBackend._block_ends`)."""
+
+    parent: _Node | None
+    start: int
+    end: int
+    tokens: tuple[int, ...]
+    depth: int
+    width: int  # queries in its forward (its length rounded up, :func:`_padded_width`)
+    children: dict[tuple[int, ...], _Node] = field(default_factory=dict)
+    kv: Any = None  # keys/values of positions [0, end) per layer, while a later block needs them
+
+
 @dataclass
+class _BlockStore:
+    """The tree of blocks of the prompts seen so far; ``held`` lists the nodes whose keys/values are kept."""
+
+    root: dict[tuple[int, ...], _Node] = field(default_factory=dict)
+    held: list[_Node] = field(default_factory=list)
+
+
+@dataclass(eq=False)
 class _ScoreItem:
-    """One forward to run: ``ids``; read log-probs at positions ``first..`` of ``targets[k]`` (k-th position)."""
+    """One prompt to run: ``ids``; read log-probs at positions ``first..`` of ``targets[k]`` (k-th position)."""
 
     ids: tuple[int, ...]
     first: int  # the first position whose next-token distribution is needed
     targets: tuple[tuple[int, ...], ...]  # per needed position, the token ids whose log-probs are read
     logprobs: list[list[float]] = field(default_factory=list)
     argmax: list[int] = field(default_factory=list)
-    prefill: bool = False  # generation: keep the logits after the last token and the last block's keys/values
+    prefill: bool = False  # generation: keep the logits after the last token and the prompt's keys/values
     logits: Any = None
-    tail: Any = None
+    kv: Any = None
+    nodes: list[_Node] = field(default_factory=list)
 
 
 class HFBackend(LocalPrompts, GenerationLoop):
@@ -170,7 +194,7 @@ class HFBackend(LocalPrompts, GenerationLoop):
         device: str = "auto",
         max_length: int | None = None,
         prefix_reuse: bool = True,
-        block_size: int = 64,
+        block_size: int = 256,
         trust_remote_code: bool = False,
         progress: bool = False,
     ) -> None:
@@ -220,6 +244,7 @@ class HFBackend(LocalPrompts, GenerationLoop):
         self._attn_impl = str(getattr(self.model.config, "_attn_implementation", None) or "eager")
         self._float_mask = self._attn_impl in ("sdpa", "eager")
         self.stats = {"forward_tokens": 0, "prefix_tokens_reused": 0, "forwards": 0}
+        self._nl_flags: tuple[Any, Any, Any] | None = None
         cfg = self.model.config
         # sliding-window layers keep only the window in their cache: such models score each request alone
         self._whole = bool(getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True))
@@ -387,11 +412,11 @@ class HFBackend(LocalPrompts, GenerationLoop):
                 "(shorten the prompt, e.g. fewer shots)")
 
     def _score(self, items: list[_ScoreItem]) -> None:
-        """Fill ``logprobs``/``argmax`` of every item (see :meth:`_score_wave`).
+        """Fill ``logprobs``/``argmax`` of every item (see :meth:`_run_wave`).
 
-        Items are sorted by token ids, so items that share a prefix are neighbours, and scored in waves of
-        ``batch_size`` items. Between waves only the stored blocks that begin the next wave's first item are
-        kept: by the sort, no later item can use any other.
+        Items are sorted by token ids, so items that share a prefix are neighbours, and scored in waves
+        (:meth:`_waves`). Between waves only the stored blocks that begin the next wave's first item are
+        kept: by the sort, no later item can share any other block with the items already scored.
         """
         if not items:
             return
@@ -399,109 +424,190 @@ class HFBackend(LocalPrompts, GenerationLoop):
             for it in items:
                 self._score_alone(it)
             return
-        order = sorted(range(len(items)), key=lambda i: items[i].ids)
-        store: dict[Any, list[tuple[Any, Any]]] = {}
-        for start in range(0, len(order), self.batch_size):
-            self._score_wave([items[i] for i in order[start:start + self.batch_size]], store)
-            following = order[start + self.batch_size:start + self.batch_size + 1]
-            if not self.prefix_reuse or not following:
-                store.clear()
-                continue
-            nxt = items[following[0]].ids
-            for key in [k for k in store if nxt[:len(k)] != k]:
-                del store[key]
+        ordered = sorted(items, key=lambda it: it.ids)
+        store = _BlockStore()
+        for wave, following in self._waves(ordered, store):
+            self._run_wave(wave, store, following)
 
-    def _score_wave(self, wave: list[_ScoreItem], store: dict[Any, list[tuple[Any, Any]]]) -> None:
-        """Score a few items block by block: level ``j`` runs, for every item that reads a position at or
-        after ``j * block_size``, its tokens ``[j * block_size, (j + 1) * block_size)`` (the last block
-        right-padded) after the keys/values of its earlier blocks.
+    # -- blocks ----------------------------------------------------------------------------------------
+    def _blank_line_flags(self) -> tuple[Any, Any]:
+        """Per token id: whether its text ends with a newline, and whether it ends a blank line by itself
+        (ends with two newlines, or is only newlines: then a blank line ends if the token before it ended
+        with a newline). Computed once from the tokenizer."""
+        if self._nl_flags is None:
+            import numpy as np
 
-        A block is named by the tokens up to its end, so items sharing a prefix share its full blocks: they
-        are computed once (``store``) and only gathered into each row's cache. Every forward has the same
-        shape per row (``block_size`` queries after ``j * block_size`` cached positions), whatever else is
-        in the batch, which is what makes the scores independent of batch size and of which requests
-        arrive together (see docs/backends.md, "Batch invariance")."""
+            n = max(len(self.tokenizer), int(getattr(self.model.config, "vocab_size", 0) or 0))
+            texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))],
+                                                skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            ends = np.zeros(n, dtype=bool)
+            blank = np.zeros(n, dtype=bool)
+            only = np.zeros(n, dtype=bool)
+            for i, t in enumerate(texts):
+                if t.endswith("\n"):
+                    ends[i] = True
+                    blank[i] = t.endswith("\n\n")
+                    only[i] = not t.strip("\n")
+            self._nl_flags = (ends, blank, only)
+        return self._nl_flags
 
-        blk = self.block_size
+    def _block_ends(self, ids: Sequence[int]) -> list[int]:
+        """Where the blocks of a token sequence end: after a token that ends a blank line (the usual
+        separator of few-shot exemplars) once the block has at least 16 tokens, and at the latest after
+        ``block_size`` tokens. The rule reads only the tokens up to the cut, so sequences that share a prefix
+        share its blocks (and a block that ends where two prompts part is shared whole, with nothing run
+        twice)."""
+        import numpy as np
+
+        n = len(ids)
+        ends_nl, blank, only_nl = self._blank_line_flags()
+        arr = np.fromiter(ids, dtype=np.int64, count=n)
+        arr = np.clip(arr, 0, len(ends_nl) - 1)
+        hit = blank[arr].copy()
+        if n > 1:
+            hit[1:] |= only_nl[arr[1:]] & ends_nl[arr[:-1]]
+        cuts = (np.flatnonzero(hit) + 1).tolist()
+        out, start, c = [], 0, 0
+        while start < n:
+            while c < len(cuts) and cuts[c] - start < 16:
+                c += 1
+            limit = min(start + self.block_size, n)
+            end = cuts[c] if c < len(cuts) and cuts[c] <= limit else limit
+            out.append(end)
+            start = end
+        return out
+
+    def _plan(self, it: _ScoreItem, store: _BlockStore) -> None:
+        """``it.nodes``: its blocks (shared nodes of ``store``'s tree) up to the one holding its last read."""
+        need = it.first + len(it.targets)  # tokens that must go through the model
+        children = store.root if self.prefix_reuse else {}
+        parent, start, nodes = None, 0, []
+        for end in self._block_ends(it.ids[:need]):
+            toks = it.ids[start:end]
+            node = children.get(toks)
+            if node is None:
+                node = children[toks] = _Node(parent, start, end, toks, len(nodes), _padded_width(end - start))
+            nodes.append(node)
+            parent, start, children = node, end, node.children
+        it.nodes = nodes
+
+    def _waves(self, ordered: list[_ScoreItem], store: _BlockStore) -> Any:
+        """Consecutive items scored together, with the first item of the next wave (or None).
+
+        A wave grows while the keys/values it must hold for later blocks (blocks not shared with items
+        already in it) stay within ``batch_size`` prompts, and up to ``16 * batch_size`` items: items that
+        share a long prefix (a few-shot header) cost one prompt however many they are, so their last blocks
+        run together in large forwards."""
+        wave: list[_ScoreItem] = []
+        seen: set[int] = set()
+        held, longest = 0, 0
+        for it in ordered:
+            self._plan(it, store)
+            fresh = max((nd.end for nd in it.nodes[:-1] if nd.kv is None and id(nd) not in seen), default=0)
+            longest_next = max(longest, len(it.ids))
+            if wave and (held + fresh > self.batch_size * longest_next or len(wave) >= 16 * self.batch_size):
+                yield wave, it
+                wave, seen, held, longest_next = [], set(), 0, len(it.ids)
+                fresh = max((nd.end for nd in it.nodes[:-1] if nd.kv is None), default=0)
+            wave.append(it)
+            seen.update(id(nd) for nd in it.nodes)
+            held += fresh
+            longest = longest_next
+        if wave:
+            yield wave, None
+
+    def _run_wave(self, wave: list[_ScoreItem], store: _BlockStore, following: _ScoreItem | None) -> None:
+        """Score a few items block by block, shallow blocks first.
+
+        Every block that is not stored, or holds a position some item reads, runs once (shared by every item
+        whose prompt has the same tokens up to its end) as one row of a forward of ``width`` queries (its
+        length rounded up, :func:`_padded_width`) after the keys/values of its earlier blocks. A forward
+        takes only blocks of the same start and width: each row has the same shape whatever else is in the
+        batch, which is what makes the scores independent of batch size and of which requests arrive
+        together (see docs/backends.md, "Batch invariance")."""
         for it in wave:
             it.logprobs = [[] for _ in it.targets]
             it.argmax = [0] * len(it.targets)
-        last = [(it.first + len(it.targets) - 1) // blk for it in wave]
+        keep = {id(nd) for nd in following.nodes} if following is not None and self.prefix_reuse else set()
+        reads: dict[int, list[tuple[_ScoreItem, int, int]]] = {}  # node -> (item, k, column)
+        run: dict[int, _Node] = {}
+        for it in wave:
+            for k in range(len(it.targets)):
+                p = it.first + k
+                node = next(nd for nd in it.nodes if nd.start <= p < nd.end)
+                reads.setdefault(id(node), []).append((it, k, p - node.start))
+            for nd in it.nodes:
+                self.stats["prefix_tokens_reused"] += nd.width
+                if nd.kv is None or id(nd) in reads:
+                    run[id(nd)] = nd
+        # which computed blocks must keep their keys/values: those a block run later continues, the blocks
+        # the next wave starts with, and a prefilled prompt's last block
+        wanted = {id(nd.parent) for nd in run.values() if nd.parent is not None} | keep
+        finals = {id(it.nodes[-1]) for it in wave if it.prefill}
+        wanted |= finals
+        by_depth: dict[int, list[_Node]] = {}
+        for nd in run.values():
+            by_depth.setdefault(nd.depth, []).append(nd)
+            self.stats["prefix_tokens_reused"] -= nd.width
+        for depth in sorted(by_depth):
+            groups: dict[tuple[int, int], list[_Node]] = {}
+            for nd in by_depth[depth]:
+                groups.setdefault((nd.start, nd.width), []).append(nd)
+            for (start, width), nodes in sorted(groups.items()):
+                nodes.sort(key=lambda nd: id(nd.parent))
+                for b in range(0, len(nodes), self.batch_size):
+                    self._run_blocks(nodes[b:b + self.batch_size], start, width, reads, wanted, store)
+            for nd in by_depth[depth]:  # their parents served every block of this depth
+                if nd.parent is not None and id(nd.parent) not in keep | finals:
+                    nd.parent.kv = None
+        for it in wave:
+            if it.prefill:
+                it.kv = it.nodes[-1].kv
+        for nd in store.held:
+            if id(nd) not in keep:
+                nd.kv = None
+        store.held = [nd for nd in store.held if nd.kv is not None]
 
-        def key(w: int, end: int) -> Any:
-            return self._block_key(wave[w], end)
-
-        for j in range(max(last) + 1):
-            rows: dict[Any, list[int]] = {}  # block name -> wave members that need it
-            for w, it in enumerate(wave):
-                if last[w] >= j:
-                    rows.setdefault(key(w, min(len(it.ids), (j + 1) * blk)), []).append(w)
-            todo = [(k, ws) for k, ws in rows.items() if k not in store or _reads_in(wave, ws, j, blk)]
-            run = {k for k, _ in todo}
-            self.stats["prefix_tokens_reused"] += sum(
-                (min(len(wave[ws[0]].ids), (j + 1) * blk) - j * blk) * (len(ws) - (k in run))
-                for k, ws in rows.items())
-            for b in range(0, len(todo), self.batch_size):
-                self._score_block(wave, todo[b:b + self.batch_size], j, store, key)
-
-    def _block_key(self, it: _ScoreItem, end: int) -> Any:
-        """The name of the block of ``it`` that ends at ``end``: its tokens up to there (shared by every
-        request with the same tokens), or a name of its own when prefix reuse is off."""
-        return it.ids[:end] if self.prefix_reuse else (id(it), end)
-
-    def _score_block(self, wave: list[_ScoreItem], rows: list[tuple[Any, list[int]]], j: int,
-                     store: dict[Any, list[tuple[Any, Any]]], key: Any) -> None:
-        """One forward of block ``j`` for ``rows`` (block name, wave members); stores the full blocks'
-        keys/values and fills the members' log-probs read in this block."""
+    def _run_blocks(self, nodes: list[_Node], start: int, width: int,
+                    reads: dict[int, list[tuple[_ScoreItem, int, int]]], wanted: set[int], store: _BlockStore) -> None:
+        """One forward of blocks that all start at ``start`` and are ``width`` queries wide; keeps the
+        keys/values of the ``wanted`` ones and fills the log-probs read in them."""
         import torch
 
-        blk = self.block_size
-        n = len(rows)
-        ids = torch.full((n, blk), self.pad_id, dtype=torch.long)
-        for r, (_, ws) in enumerate(rows):
-            toks = wave[ws[0]].ids[j * blk:(j + 1) * blk]
-            ids[r, :len(toks)] = torch.tensor(toks)
+        n = len(nodes)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        for r, nd in enumerate(nodes):
+            ids[r, :nd.end - nd.start] = torch.tensor(nd.tokens)
         ids = ids.to(self.device)
         cache = None
-        if j > 0:
+        if start > 0:
             from transformers import DynamicCache
 
             cache = DynamicCache(config=self.model.config)
-            for layer in range(len(store[key(rows[0][1][0], blk)])):
-                ks, vs = [], []
-                for _, ws in rows:
-                    parts = [store[key(ws[0], (t + 1) * blk)][layer] for t in range(j)]
-                    ks.append(torch.cat([p[0] for p in parts], dim=-2))
-                    vs.append(torch.cat([p[1] for p in parts], dim=-2))
-                cache.update(torch.stack(ks), torch.stack(vs), layer)
-        positions = (torch.arange(blk, device=self.device) + j * blk).expand(n, -1)
-        # reads: (row, column, member, k) for every position read in this block
-        reads = []
-        for r, (_, ws) in enumerate(rows):
-            for w in ws:
-                it = wave[w]
-                for k in range(len(it.targets)):
-                    p = it.first + k
-                    if j * blk <= p < (j + 1) * blk:
-                        reads.append((r, p - j * blk, w, k))
+            parents = [nd.parent for nd in nodes]
+            one = all(p is parents[0] for p in parents)
+            for layer in range(len(parents[0].kv)):
+                if one:
+                    k, v = parents[0].kv[layer]
+                    k, v = k.unsqueeze(0).expand(n, -1, -1, -1), v.unsqueeze(0).expand(n, -1, -1, -1)
+                else:
+                    k = torch.stack([p.kv[layer][0] for p in parents])
+                    v = torch.stack([p.kv[layer][1] for p in parents])
+                cache.update(k, v, layer)
+        positions = (torch.arange(width, device=self.device) + start).expand(n, -1)
+        at = [(r, col, it, k) for r, nd in enumerate(nodes) for it, k, col in reads.get(id(nd), ())]
         with torch.inference_mode():
-            full, hidden, out_cache = self._forward(ids, self._block_mask(n, j), positions, cache, want_hidden=True)
-            for r, (name, ws) in enumerate(rows):
-                if len(wave[ws[0]].ids) >= (j + 1) * blk and name not in store:  # a full block: later ones need it
-                    store[name] = [(layer.keys[r, :, j * blk:].clone(), layer.values[r, :, j * blk:].clone())
-                                   for layer in out_cache.layers]
-            for r, (_, ws) in enumerate(rows):
-                for w in ws:
-                    it = wave[w]
-                    if it.prefill and (len(it.ids) - 1) // blk == j:  # its last block: keep the real part
-                        n_real = len(it.ids) - j * blk
-                        it.tail = [(layer.keys[r, :, j * blk:j * blk + n_real].clone(),
-                                    layer.values[r, :, j * blk:j * blk + n_real].clone())
-                                   for layer in out_cache.layers]
-            if not reads:
+            full, hidden, out_cache = self._forward(ids, self._block_mask(n, start, width), positions, cache,
+                                                    want_hidden=True)
+            for r, nd in enumerate(nodes):
+                if id(nd) in wanted:
+                    nd.kv = [(layer.keys[r, :, :nd.end].clone(), layer.values[r, :, :nd.end].clone())
+                             for layer in out_cache.layers]
+                    store.held.append(nd)
+            if not at:
                 return
-            at_r = torch.tensor([x[0] for x in reads], device=self.device)
-            at_c = torch.tensor([x[1] for x in reads], device=self.device)
+            at_r = torch.tensor([x[0] for x in at], device=self.device)
+            at_c = torch.tensor([x[1] for x in at], device=self.device)
             if hidden is not None:
                 # the head over at least 16 rows: small matrix products take other kernels (other rounding)
                 h = hidden[at_r, at_c]
@@ -513,8 +619,7 @@ class HFBackend(LocalPrompts, GenerationLoop):
             logp = torch.log_softmax(logits.float(), dim=-1)
             best = logp.argmax(dim=-1).tolist()
         logp_cpu = logp.cpu()
-        for m, (_, _, w, k) in enumerate(reads):
-            it = wave[w]
+        for m, (_, _, it, k) in enumerate(at):
             if it.prefill:
                 it.logits = logits[m]
                 continue
@@ -534,10 +639,14 @@ class HFBackend(LocalPrompts, GenerationLoop):
         it.logprobs = [[float(logp[k, t]) for t in ts] for k, ts in enumerate(it.targets)]
         it.argmax = logp.argmax(dim=-1).tolist()
 
-    def _prefill(self, prompts: list[tuple[int, ...]], store: dict[Any, Any], following: tuple[int, ...] | None
+    def _block_store(self) -> _BlockStore:
+        """A store of computed blocks that lives across the batches of one ``generate`` call."""
+        return _BlockStore()
+
+    def _prefill(self, prompts: list[tuple[int, ...]], store: _BlockStore, following: tuple[int, ...] | None
                  ) -> tuple[Any, Any, Any, Any]:
-        """Prefill for generation, through the scoring blocks: full blocks shared with earlier prompts come
-        from ``store``. Returns the logits after each prompt's last token ``(n, vocab)``, a cache with the
+        """Prefill for generation, through the scoring blocks: blocks shared with earlier prompts come from
+        ``store``. Returns the logits after each prompt's last token ``(n, vocab)``, a cache with the
         prompts' keys/values left-padded to one width, its 2D padding mask and each row's next position.
         ``following`` is the next batch's first prompt: the stored blocks that begin it are kept."""
         import torch
@@ -546,29 +655,27 @@ class HFBackend(LocalPrompts, GenerationLoop):
         if self._whole:
             return self._prefill_plain(prompts)
         items = [_ScoreItem(p, len(p) - 1, ((),), prefill=True) for p in prompts]
-        self._score_wave(items, store)
-        blk = self.block_size
+        for it in items:
+            self._plan(it, store)
+        nxt = None
+        if following is not None:
+            nxt = _ScoreItem(following, len(following) - 1, ((),))
+            self._plan(nxt, store)
+        self._run_wave(items, store, nxt)
         width = max(len(p) for p in prompts)
         cache = DynamicCache(config=self.model.config)
-        for layer in range(len(items[0].tail)):
+        for layer in range(len(items[0].kv)):
             ks, vs = [], []
             for it in items:
-                parts = [store[self._block_key(it, (t + 1) * blk)][layer] for t in range((len(it.ids) - 1) // blk)]
-                parts.append(it.tail[layer])
-                k = torch.cat([p[0] for p in parts], dim=-2)
-                v = torch.cat([p[1] for p in parts], dim=-2)
+                k, v = it.kv[layer]
                 pad = width - k.shape[-2]  # left padding: every row's last token in the same column
-                ks.append(torch.cat([k.new_zeros((k.shape[0], pad, k.shape[2])), k], dim=-2))
-                vs.append(torch.cat([v.new_zeros((v.shape[0], pad, v.shape[2])), v], dim=-2))
+                ks.append(torch.cat([k.new_zeros((k.shape[0], pad, k.shape[2])), k], dim=-2) if pad else k)
+                vs.append(torch.cat([v.new_zeros((v.shape[0], pad, v.shape[2])), v], dim=-2) if pad else v)
             cache.update(torch.stack(ks), torch.stack(vs), layer)
         mask = torch.zeros((len(items), width), dtype=torch.long)
         for i, it in enumerate(items):
             mask[i, width - len(it.ids):] = 1
-        if not self.prefix_reuse or following is None:
-            store.clear()
-        else:
-            for name in [k for k in store if following[:len(k)] != k]:
-                del store[name]
+            it.kv = None
         logits = torch.stack([it.logits for it in items])
         return logits, cache, mask.to(self.device), torch.tensor([len(p) for p in prompts], device=self.device)
 
@@ -588,23 +695,22 @@ class HFBackend(LocalPrompts, GenerationLoop):
             logits, _, cache = self._forward(ids, mask, positions, None, want_hidden=False)
         return logits[:, -1], cache, mask, positions[:, -1] + 1
 
-    def _block_mask(self, n: int, j: int) -> Any:
-        """The attention mask of a block of ``block_size`` queries after ``j`` stored blocks.
+    def _block_mask(self, n: int, start: int, width: int) -> Any:
+        """The attention mask of blocks of ``width`` queries after ``start`` cached positions.
 
-        For SDPA and eager attention: one additive float mask ``(1, 1, block, (j + 1) * block)`` broadcast over
-        the rows: each query sees every earlier position. A last block is padded on the right, so a real
-        query never sees a padding key and no per-row mask is needed (PyTorch's CPU attention also runs
-        markedly faster with a float mask than with the boolean one transformers would build). Other
-        attention implementations (flash attention ...) build their causal mask themselves (None)."""
+        For SDPA and eager attention: one additive float mask ``(1, 1, width, start + width)`` broadcast over
+        the rows: each query sees every earlier position. A block is padded on the right, so a real query
+        never sees a padding key and no per-row mask is needed (PyTorch's CPU attention also runs markedly
+        faster with a float mask than with the boolean one transformers would build). Other attention
+        implementations (flash attention ...) build their causal mask themselves (None)."""
         import torch
 
         if not self._float_mask:
             return None
-        blk = self.block_size
         dtype = next(self.model.parameters()).dtype
-        m = torch.zeros((1, 1, blk, (j + 1) * blk), dtype=dtype, device=self.device)
-        hide = torch.ones((blk, blk), dtype=torch.bool, device=self.device).triu(1)
-        m[0, 0, :, j * blk:].masked_fill_(hide, torch.finfo(dtype).min)
+        m = torch.zeros((1, 1, width, start + width), dtype=dtype, device=self.device)
+        hide = torch.ones((width, width), dtype=torch.bool, device=self.device).triu(1)
+        m[0, 0, :, start:].masked_fill_(hide, torch.finfo(dtype).min)
         return m.expand(n, -1, -1, -1)
 
     def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any, *, want_hidden: bool) -> tuple:
@@ -633,9 +739,12 @@ class HFBackend(LocalPrompts, GenerationLoop):
         return logits[rows, cols]
 
 
-def _reads_in(wave: list[_ScoreItem], members: list[int], j: int, blk: int) -> bool:
-    """Whether any of ``members`` reads a position of block ``j``."""
-    return any(it.first < (j + 1) * blk and it.first + len(it.targets) > j * blk for it in (wave[w] for w in members))
+def _padded_width(n: int) -> int:
+    """The query width of a block of ``n`` tokens: at least 16, rounded up to a quarter of its power of two
+    (16, 32, 48, 64, 80 ... 128, 160 ... 256, 320 ...), so blocks of similar lengths share a forward and
+    padding stays under a quarter."""
+    q = max(16, 1 << max(0, n.bit_length() - 3))
+    return -(-n // q) * q
 
 
 def _out_cache(out: Any) -> Any:
