@@ -421,3 +421,27 @@ def test_blocks_end_where_few_shot_prompts_part(model, tok):
     for g, w in zip(got, want):
         assert g == pytest.approx(w, abs=1e-5)
     assert [max(range(4), key=lambda k: g[k]) for g in got] == [max(range(4), key=lambda k: w[k]) for w in want]
+
+
+def test_cache_with_room_holds_what_a_dynamic_cache_holds():
+    """Decoding writes each step's keys/values into spare room instead of concatenating: after any steps
+    and row removals the layer holds exactly the tensors a plain DynamicCache holds."""
+    from transformers import DynamicCache
+
+    from camels.backends.generation import with_room
+
+    g = torch.Generator().manual_seed(0)
+    plain, roomy = DynamicCache(), DynamicCache()
+    k0, v0 = torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 5, 4, generator=g)
+    for c in (plain, roomy):
+        c.update(k0, v0, 0)
+    roomy = with_room(roomy, 2)  # less room than steps: the buffer grows
+    assert type(roomy.layers[0]).__name__ == "RoomyLayer"
+    for step in range(4):
+        k, v = torch.randn(3 - (step > 1), 2, 1, 4, generator=g), torch.randn(3 - (step > 1), 2, 1, 4, generator=g)
+        if step == 2:
+            for c in (plain, roomy):
+                c.batch_select_indices(torch.tensor([0, 2]))
+        a, b = plain.update(k, v, 0), roomy.update(k, v, 0)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert roomy.get_seq_length() == plain.get_seq_length() == 6 + step

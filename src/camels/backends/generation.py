@@ -107,6 +107,7 @@ class GenerationLoop:
         if len(uniq) != len(batch) or src != list(range(len(batch))):
             cache.batch_select_indices(index)
             logits, mask, next_pos = logits[index], mask[index], next_pos[index]
+        cache = with_room(cache, max(r.budget for r in batch))
         active = list(batch)
         while True:
             tokens = self._pick(logits, active)
@@ -175,6 +176,68 @@ class GenerationLoop:
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+_ROOMY: Any = None
+
+
+def with_room(cache: Any, room: int) -> Any:
+    """``cache`` (a transformers ``DynamicCache``) with room for ``room`` more positions in every layer.
+
+    A ``DynamicCache`` layer concatenates each decoding step's keys/values to the cache, which copies the
+    whole cache at every step; here each layer keeps its keys/values in a buffer with room to spare and
+    writes the new positions in place (the layer's ``keys``/``values`` are views of the filled part: the
+    same values in the same order, so attention computes exactly what it computed before). Caches of other
+    kinds, or of a transformers version without cache layers, are returned unchanged."""
+    global _ROOMY
+    layers = getattr(cache, "layers", None)
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:  # pragma: no cover - a transformers version without cache layers
+        return cache
+    if not layers or any(type(layer) is not DynamicLayer or not layer.is_initialized for layer in layers):
+        return cache
+    if _ROOMY is None:
+        _ROOMY = _roomy_layer_class(DynamicLayer)
+    cache.layers = [_ROOMY(layer.keys, layer.values, room) for layer in layers]
+    return cache
+
+
+def _roomy_layer_class(base: Any) -> Any:
+    class RoomyLayer(base):
+        """A ``DynamicLayer`` whose keys/values are views of buffers with room for more positions."""
+
+        def __init__(self, keys: Any, values: Any, room: int) -> None:
+            super().__init__()
+            self.is_initialized = True
+            self.device = keys.device
+            self.dtype = keys.dtype
+            self.length = keys.shape[-2]
+            self._set(keys, values, self.length + room)
+
+        def _set(self, keys: Any, values: Any, capacity: int) -> None:
+            n, h, length, d = keys.shape
+            self.kbuf = keys.new_empty((n, h, capacity, d))
+            self.vbuf = values.new_empty((n, values.shape[1], capacity, values.shape[3]))
+            self.kbuf[:, :, :length] = keys
+            self.vbuf[:, :, :length] = values
+            self.keys, self.values = self.kbuf[:, :, :length], self.vbuf[:, :, :length]
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            end = self.length + key_states.shape[-2]
+            if end > self.kbuf.shape[-2]:
+                self._set(self.keys, self.values, 2 * end)
+            self.kbuf[:, :, self.length:end] = key_states
+            self.vbuf[:, :, self.length:end] = value_states
+            self.length = end
+            self.keys, self.values = self.kbuf[:, :, :end], self.vbuf[:, :, :end]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: Any) -> None:
+            self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+            self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+
+    return RoomyLayer
 
 
 def stop_window(stops: Sequence[str]) -> int:
