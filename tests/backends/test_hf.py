@@ -327,6 +327,17 @@ def test_split_choices_shared_equals_per_prompt(tok):
     assert got[2] == [split_at_boundary(tok, prompts[1], c) for c in conts[1]]
 
 
+def test_encode_with_offsets_equals_the_tokenizer_call(tok):
+    """The Rust tokenizer called directly gives what the tokenizer's ``__call__`` gives."""
+    from camels.backends.tokens import encode_with_offsets
+
+    texts = ["<s>" + r.messages[0].content for r in mmlu_like(1, 2)] + ["", "é \n\n x</s>", "<pad> A"]
+    enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+    want = ([list(x) for x in enc["input_ids"]], [[tuple(o) for o in x] for x in enc["offset_mapping"]])
+    ids, offsets = encode_with_offsets(tok, texts)
+    assert (ids, [[tuple(o) for o in x] for x in offsets]) == want
+
+
 def _full_forward_letters(model, tok, b, reqs):
     """Log-probs of the four letters after each prompt from one plain forward of the whole prompt."""
     ids = [tok.convert_tokens_to_ids("Ġ" + c.strip()) for c in LETTERS]

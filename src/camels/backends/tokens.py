@@ -77,17 +77,31 @@ def split_choices(
     return out
 
 
+def encode_with_offsets(tokenizer: Any, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """Token ids and character offsets of each text (``add_special_tokens=False``), in one call.
+
+    A fast tokenizer with no truncation or padding set is called through its Rust ``backend_tokenizer``
+    (the same encoding, without the Python conversion of every result into a ``BatchEncoding``); any other
+    tokenizer through its ``__call__``."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (backend is not None and backend.truncation is None and backend.padding is None
+            and bool(getattr(backend, "encode_special_tokens", False))
+            == bool(getattr(tokenizer, "split_special_tokens", False))):
+        encs = backend.encode_batch(list(texts), add_special_tokens=False)
+        return [e.ids for e in encs], [e.offsets for e in encs]
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    return [list(x) for x in enc["input_ids"]], [list(x) for x in enc["offset_mapping"]]
+
+
 def _split_many(tokenizer: Any, prompt: str, continuations: Sequence[str]) -> list[tuple[list[int], list[int]]]:
     """:func:`split_at_boundary` for each continuation, in one tokenizer call (a fast tokenizer)."""
     try:
-        enc = tokenizer([prompt + x for x in continuations], add_special_tokens=False,
-                        return_offsets_mapping=True)
-        all_offsets = enc["offset_mapping"]
+        all_ids, all_offsets = encode_with_offsets(tokenizer, [prompt + x for x in continuations])
     except (NotImplementedError, ValueError, TypeError):
         return [split_at_boundary(tokenizer, prompt, x) for x in continuations]
     out = []
     boundary = len(prompt)
-    for ids, offsets in zip(enc["input_ids"], all_offsets):
+    for ids, offsets in zip(all_ids, all_offsets):
         ids = list(ids)
         j = len(ids)
         for t, (_, end) in enumerate(offsets):
@@ -145,7 +159,7 @@ def _split_last_lines_many(tokenizer: Any, prompts: Sequence[str], continuations
     if not texts:
         return out
     try:
-        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        all_ids, all_offsets = encode_with_offsets(tokenizer, texts)
     except (NotImplementedError, ValueError, TypeError):
         return out
     at = 0
@@ -155,7 +169,7 @@ def _split_last_lines_many(tokenizer: Any, prompts: Sequence[str], continuations
         cut, mine = plan
         span = slice(at, at + len(mine))
         at += len(mine)
-        out[i] = _last_lines_finish(prompts[i], cut, enc["input_ids"][span], enc["offset_mapping"][span], margin)
+        out[i] = _last_lines_finish(prompts[i], cut, all_ids[span], all_offsets[span], margin)
     return out
 
 
