@@ -8,10 +8,11 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run data -> train -> eval on built-in skills data with a tiny model (CPU, a few minutes)",
-        description="Write built-in skills data in four raw source formats, convert, mix, decontaminate and "
-                    "describe it, finetune a tiny randomly initialised LLaMA on it, and evaluate the model "
-                    "before and after on held-out items. Writes report.md under --out.",
+        help="the pipeline on built-in skills data with a tiny model (CPU, about a minute)",
+        description="Write built-in skills data in four raw source formats and a tiny randomly initialised "
+                    "LLaMA under --out, then `camels run` the shipped pipeline configs/pipelines/demo.yaml "
+                    "there: convert, mix, decontaminate, finetune, evaluate the untrained and the trained "
+                    "model on held-out items, and write the report (report/report.md, report.html).",
     )
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--train-examples", type=int, default=2000, help="training examples (default: 2000)")
