@@ -15,6 +15,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
+# An install from before the distribution was renamed (`camels` -> `camels-instruct`, the same code) is
+# replaced, so that one distribution owns the `camels` package and command.
+if .venv/bin/python -m pip show camels 2>/dev/null | grep -qx "Editable project location: $PWD"; then
+  .venv/bin/python -m pip uninstall -q -y camels
+fi
 .venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
 echo "camels installed in .venv ($(.venv/bin/camels --version))"
 
