@@ -54,8 +54,10 @@ def write_pipeline(folder: Path, inputs: Path, name: str = "tiny", output: str =
     return path
 
 
-def camels_subprocess(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
-    """``camels ARGS`` (this tree's) in a new process, in its own process group (to kill it whole)."""
+def camels_subprocess(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    """``camels ARGS`` (this tree's) in a new process and process group (to kill it whole), its output
+    going to ``log`` (a file, not a pipe: a pipe nobody reads while the test waits could block it)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "camels", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "camels", *args], cwd=cwd, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)

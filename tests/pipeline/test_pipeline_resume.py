@@ -27,15 +27,17 @@ def test_kill_during_training_then_resume_matches_uninterrupted(tmp_path, inputs
     path = write_pipeline(tmp_path, inputs, output="killed", steps=STEPS, save_every=2)
     out = tmp_path / "killed"
     run_dir = out / "train" / "tiny"
-    proc = camels_subprocess(["run", str(path), "--no-progress"], cwd=tmp_path)
+    log = tmp_path / "first.log"
+    proc = camels_subprocess(["run", str(path), "--no-progress"], cwd=tmp_path, log=log)
     try:
         deadline = time.time() + 120
         while not _checkpoints(run_dir):
-            assert proc.poll() is None, proc.communicate()[0]
+            assert proc.poll() is None, log.read_text()
             assert time.time() < deadline, "no checkpoint appeared"
             time.sleep(0.01)
         os.killpg(proc.pid, signal.SIGKILL)
-        first = proc.communicate(timeout=60)[0]
+        proc.wait(timeout=60)
+        first = log.read_text()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -47,8 +49,10 @@ def test_kill_during_training_then_resume_matches_uninterrupted(tmp_path, inputs
     data = sorted(p for p in (out / "data").rglob("*") if p.is_file())
     stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in data}
 
-    proc = camels_subprocess(["run", str(path), "--no-progress"], cwd=tmp_path)
-    second = proc.communicate(timeout=300)[0]
+    log = tmp_path / "second.log"
+    proc = camels_subprocess(["run", str(path), "--no-progress"], cwd=tmp_path, log=log)
+    proc.wait(timeout=300)
+    second = log.read_text()
     assert proc.returncode == 0, second
     for stage in ("convert-alpaca", "convert-dolly", "convert-sharegpt", "mix-tiny", "decontaminate-tiny"):
         assert re.search(rf"\] {stage}: reused \(done with the same key", second), second

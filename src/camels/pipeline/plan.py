@@ -18,7 +18,7 @@ evaluate, build_report): the pipeline adds keys and order, not another way of do
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +83,8 @@ def _say(msg: str) -> None:
 
 
 def build(configs: Sequence[PipelineConfig], *, root: str | Path | None = None,
-          report: ReportSection | None = None, progress: bool = True, command: Sequence[str] | None = None,
-          say: Callable[[str], None] = _say) -> Built:
+          report: ReportSection | None = None, progress: bool = True,
+          command: Sequence[str] | None = None) -> Built:
     """The stages of the pipelines ``configs`` (one per model; the first one's data sources, eval and report
     settings are shared) over the output folder ``root`` (default: the first config's ``output``)."""
     if not configs:
