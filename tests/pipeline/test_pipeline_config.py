@@ -88,3 +88,16 @@ def test_version_names_the_distribution(capsys):
     assert e.value.code == 0
     assert capsys.readouterr().out == f"camels-instruct {camels.installed_version()}\n"
     assert camels.DISTRIBUTION == "camels-instruct"
+
+
+def test_recipe_gives_the_train_defaults(tmp_path, inputs):
+    path = write_pipeline(tmp_path, inputs)
+    text = path.read_text().replace("train:\n", "train:\n  recipe: tiny-cpu\n")
+    path.write_text(text)
+    cfg = load_pipeline(path)
+    assert "recipe" not in cfg.train
+    assert cfg.train["max_tokens_per_batch"] == 2048 and cfg.train["num_epochs"] == 20  # from the recipe
+    assert cfg.train["max_length"] == 128 and cfg.train["save_every_steps"] == 0  # the section's own win
+    path.write_text(text.replace("recipe: tiny-cpu", "recipe: tulu-v9"))
+    assert _error(path).startswith(f"{path}: train.recipe: 'tulu-v9' is neither a file nor a shipped recipe "
+                                   "(shipped: tiny-cpu, tulu-v1, ")

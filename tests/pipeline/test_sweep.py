@@ -86,3 +86,38 @@ def test_bad_sweep_config(tmp_path, inputs, capsys):
     path = _sweep_file(tmp_path, inputs)
     assert main(["sweep", str(path), "sources=[alpaca, oasst1]"]) == 1
     assert "sources: 'oasst1' is not a source of the pipeline's data.sources" in capsys.readouterr().err
+
+
+def test_shipped_study_sweep_plans_one_model_per_source(tmp_path, capsys):
+    """configs/pipelines/tulu-v1-sources.yaml over (empty) raw files under the study's names: 9 models, each
+    source converted once, the recipe and the mixtures resolved; nothing runs in a dry run."""
+    import shutil
+    from pathlib import Path
+
+    import camels
+    from camels.pipeline import load_pipeline
+
+    shipped = Path(camels.__file__).parent / "configs" / "pipelines"
+    for name in ("tulu-v1-7b.yaml", "tulu-v1-sources.yaml"):
+        shutil.copy(shipped / name, tmp_path / name)
+    study = load_pipeline(tmp_path / "tulu-v1-7b.yaml")
+    for src in study.data.sources.values():
+        for f in src.files:
+            Path(f).parent.mkdir(parents=True, exist_ok=True)
+            Path(f).touch()
+    # the recipe's fields are the train section's defaults; the section's own come on top
+    assert study.train["learning_rate"] == 2e-5 and study.train["effective_batch_size"] == 128
+    assert study.train["model"] == "meta-llama/Llama-2-7b-hf" and "recipe" not in study.train
+    sweep = load_sweep(tmp_path / "tulu-v1-sources.yaml")
+    assert [m.name for m in sweep.members] == ["flan_v2", "oasst1", "dolly", "gpt4_alpaca", "code_alpaca",
+                                               "sharegpt", "cot", "human", "tulu-v1"]
+    assert main(["sweep", str(tmp_path / "tulu-v1-sources.yaml"), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    ids = re.findall(r"^  (\S+)\s+[0-9a-f]{12}  run ", plan, flags=re.M)
+    assert len(ids) == 8 + 9 + 9 + 10 + 1  # conversions, mixtures, trainings, evaluations (+ untrained), report
+    assert sum(i.startswith("convert-") for i in ids) == 8 and ids[-1] == "report"
+    assert not (tmp_path / "runs").exists()
+    assert main(["sweep", str(tmp_path / "tulu-v1-sources.yaml"), "--launcher", "slurm"]) == 0
+    jobs = tmp_path / "runs" / "sources" / "jobs"
+    assert len(list(jobs.glob("*.sbatch"))) == 9
+    assert "--config_file configs/accelerate/deepspeed_zero3.yaml -m camels run" in (jobs / "human.sbatch").read_text()

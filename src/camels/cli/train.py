@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from camels.train.config import recipe_path  # noqa: F401 (also imported from here)
+
 INSPECT_USAGE = "camels train inspect DATA.jsonl --tokenizer PATH [--n 1] [--format tulu] [--max-length 2048]"
 MERGE_USAGE = "camels train merge ADAPTER_DIR -o OUT [--base MODEL] [--dtype auto] [--format tulu]"
 
@@ -118,14 +120,6 @@ def _merge(args: argparse.Namespace) -> int:
                              config_dict={"merged_from": str(adapter), "base": str(base)})
     print(f"merged {adapter} into {base} -> {out}")
     return 0
-
-
-def recipe_path(config: str) -> str:
-    """A config path as given, or the recipe of that name shipped with camels (``tulu-v1``, ``tiny-cpu``)."""
-    from pathlib import Path
-
-    shipped = Path(__file__).resolve().parents[1] / "configs" / "train" / f"{config}.yaml"
-    return str(shipped) if not Path(config).exists() and shipped.is_file() else config
 
 
 def _train(config: str, overrides: list[str]) -> int:

@@ -55,6 +55,8 @@ class SourceInput:
     preset: str | None = _h(help="Conversion preset: tulu-v1 (the study's rules, default) or camels.")
     options: dict[str, Any] = _h(factory=dict, help="Converter options (as camels data convert -O key=value).")
     lenient: bool = _h(False, help="Skip bad records (counted by reason in the manifest) instead of stopping.")
+    tokenizer: str | None = _h(help="Tokenizer that measures length budgets (ShareGPT's 2048-token chunks); "
+                                    "default: whitespace words.")
 
 
 @dataclass
@@ -124,7 +126,8 @@ class PipelineConfig:
     name: str = field(metadata={"help": "The model's name: its folders and its row in the report."})
     output: str = field(metadata={"help": "Folder below which every stage writes (relative: to this file)."})
     data: DataSection = field(metadata={"help": "Sources, mixture, decontamination."})
-    train: dict[str, Any] = field(metadata={"help": "camels train's fields, without train_files and output_dir."})
+    train: dict[str, Any] = field(metadata={"help": "camels train's fields, without train_files and output_dir; "
+                                                   "recipe: a training config (tulu-v1) as their defaults."})
     eval: EvalSection = field(metadata={"help": "What the trained model is evaluated on."})
     report: ReportSection = _h(factory=ReportSection, help="The report across the evaluated models.")
     description: str = _h("", help="Free text.")
@@ -141,7 +144,7 @@ class PipelineConfig:
             check_name("eval.untrained", self.eval.untrained)
             if self.eval.untrained == self.name:
                 raise ConfigError(f"eval.untrained: {self.name!r} is already the trained model's name")
-        for key in ("train_files", "output_dir", "resume"):
+        for key in OWNED:
             if key in self.train:
                 raise ConfigError(f"train.{key}: set by the pipeline (the data stage's output, the train "
                                   "folder, resume after an interruption); remove it")
@@ -178,10 +181,36 @@ def from_dict(data: Mapping[str, Any], *, origin: str, lines: Mapping[str, int] 
     for key, value in pairs:
         config._set_path(data, key, value)
         overridden.add(key)
+    if isinstance(data.get("train"), Mapping) and "recipe" in data["train"]:
+        data["train"] = with_recipe(data["train"], base if base is not None else Path.cwd(), origin)
     cfg = config.build(PipelineConfig, data, origin=origin, lines=lines, overridden=overridden)
     check_train(cfg, origin=origin, lines=lines or {}, overridden=overridden)
     check_eval(cfg, origin=origin)
     return resolve_paths(cfg, base if base is not None else Path.cwd())
+
+
+OWNED = ("train_files", "output_dir", "resume")  # train fields the pipeline sets itself
+
+
+def with_recipe(train: Mapping[str, Any], base: Path, origin: str) -> dict[str, Any]:
+    """``train.recipe`` (a training config file, or the name of a shipped recipe: ``tulu-v1``) as the
+    defaults of the ``train`` section: the recipe's fields (but train_files, output_dir, resume), then the
+    section's own on top. The resolved config holds the merged fields, so it stands on its own."""
+    from camels.train.config import recipe_path
+
+    name = train["recipe"]
+    if not isinstance(name, str):
+        raise ConfigError(f"{origin}: train.recipe: expected a recipe name or a YAML path, got {name!r}")
+    path = base / name if (base / name).is_file() else Path(recipe_path(name))
+    if not path.is_file():
+        shipped = sorted(p.stem for p in Path(recipe_path("tulu-v1")).parent.glob("*.yaml"))
+        raise ConfigError(f"{origin}: train.recipe: {name!r} is neither a file nor a shipped recipe "
+                          f"(shipped: {', '.join(shipped)})")
+    loaded, _ = config.read_yaml(path)
+    if not isinstance(loaded, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of training fields")
+    recipe = {k: v for k, v in config._plain(dict(loaded)).items() if k not in OWNED}
+    return {**recipe, **{k: v for k, v in train.items() if k != "recipe"}}
 
 
 def check_train(cfg: PipelineConfig, *, origin: str, lines: Mapping[str, int],
@@ -241,6 +270,7 @@ def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
     cfg.output = _rel(base, cfg.output)
     for s in cfg.data.sources.values():
         s.files = [_rel(base, f) for f in s.files]
+        s.tokenizer = _rel_if_exists(base, s.tokenizer)
     if isinstance(cfg.data.mixture, str):
         m = cfg.data.mixture
         cfg.data.mixture = _rel(base, m) if m.endswith((".yaml", ".yml")) else m

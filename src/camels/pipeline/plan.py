@@ -156,7 +156,8 @@ def _convert_stages(cfg: PipelineConfig, layout: Layout, hasher: Hasher, progres
         hashes = [f if f.startswith("hf:") else hasher.file(f) for f in inputs]
         source = src.source or name
         key = stage_key("convert", source=source, inputs=hashes, options=src.options, preset=src.preset,
-                        lenient=src.lenient, seed=cfg.data.seed)
+                        lenient=src.lenient, seed=cfg.data.seed,
+                        tokenizer=hasher.model(src.tokenizer) if src.tokenizer else None)
         target = layout.source(name)
 
         def run(action: str, source: str = source, inputs: list[str] = inputs, target: Path = target,
@@ -165,7 +166,7 @@ def _convert_stages(cfg: PipelineConfig, layout: Layout, hasher: Hasher, progres
 
             target.parent.mkdir(parents=True, exist_ok=True)
             m = convert(source, inputs, target, lenient=src.lenient, seed=cfg.data.seed, options=src.options,
-                        preset=src.preset, progress=progress)
+                        preset=src.preset, tokenizer=src.tokenizer, progress=progress)
             _say(f"convert {source}: {m.conversations_out} conversations from {m.records_in} records "
                  f"({sum(m.skipped.values())} skipped) -> {target}")
 

@@ -182,7 +182,10 @@ def write_slurm_jobs(sweep: Sweep, *, dry_run: bool = False) -> list[Path]:
     rows = " ".join(shlex.quote(str(sweep.root / "eval" / r)) for r in _rows(sweep))
     rep = sweep.report
     flags = "".join([f" --reference {shlex.quote(rep.reference)}" if rep.reference else "",
-                     f" --baseline {shlex.quote(rep.baseline)}" if rep.baseline else ""])
+                     f" --baseline {shlex.quote(rep.baseline)}" if rep.baseline else "",
+                     f" --title {shlex.quote(rep.title)}",
+                     *(f" \\\n  --training {shlex.quote(m.name + '=' + str(sweep.root / 'train' / m.name))}"
+                       for m in sweep.members)])
     text = f"""# Jobs of the sweep {sweep.path.name}
 
 One Slurm batch script per model, each with the pipeline file it runs (`<model>.yaml`): its data stages,
@@ -202,7 +205,7 @@ When every job has finished, collect the one report across all models:
 camels report {rows}{flags} --out {shlex.quote(str(sweep.root / 'report'))}
 ```
 
-(or run `camels sweep {shlex.quote(str(sweep.path))}` on one machine: every stage is reused and the report
+(or run `camels sweep {shlex.quote(str(sweep.path.resolve()))}` on one machine: every stage is reused and the report
 stage runs.)
 """
     if not dry_run:

@@ -219,6 +219,12 @@ class TrainConfig:
         return config.load(cls, path, overrides, **kw)
 
 
+def recipe_path(config: str) -> str:
+    """A config path as given, or the recipe of that name shipped with camels (``tulu-v1``, ``tiny-cpu``)."""
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "train" / f"{config}.yaml"
+    return str(shipped) if not Path(config).exists() and shipped.is_file() else config
+
+
 # -- help and docs -------------------------------------------------------------------------------------
 
 
