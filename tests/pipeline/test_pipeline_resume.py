@@ -71,3 +71,41 @@ def test_kill_during_training_then_resume_matches_uninterrupted(tmp_path, inputs
         assert a == b and b"tiny" in a
     weights = "train/tiny/final/model.safetensors"
     assert (tmp_path / "killed" / weights).read_bytes() == (tmp_path / "clean" / weights).read_bytes()
+
+
+@pytest.mark.slow
+def test_training_stage_under_accelerate_launch(tmp_path, inputs):
+    """The Slurm jobs' middle step: `accelerate launch -m camels run --only train` with 2 CPU processes
+    trains once, writes the stage marker once, and the next `camels run` reuses that training."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from camels.cli import main
+
+    path = write_pipeline(tmp_path, inputs, steps=4)
+    assert main(["run", str(path), "--only", "data", "--no-progress"]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ddp = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "ddp.yaml"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ddp),
+                           "--num_processes", "2", "--main_process_port", str(port), "-m", "camels", "run",
+                           str(path), "--only", "train", "--no-progress"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.count("train-tiny: run (not run before)") == 1 and out.count("train-tiny: done in") == 1
+    assert out.count("camels run tiny: 9 stages") == 1 and "convert-" not in out and "eval-" not in out
+    assert (tmp_path / "out/.camels/stages/train-tiny.json").is_file()
+    assert (tmp_path / "out/train/tiny/final/model.safetensors").is_file()
+    assert main(["run", str(path), "--dry-run"]) == 0
+    log = tmp_path / "after.log"
+    proc = camels_subprocess(["run", str(path), "--no-progress"], cwd=tmp_path, log=log)
+    assert proc.wait(timeout=300) == 0, log.read_text()
+    text = log.read_text()
+    assert "train-tiny: reused (done with the same key" in text and "report: done in" in text

@@ -15,7 +15,7 @@ from typing import Any
 
 from camels.pipeline.config import PipelineConfig, load_pipeline
 from camels.pipeline.plan import Built, build
-from camels.pipeline.stages import Stage, Status, execute, plan_table
+from camels.pipeline.stages import Stage, Status, execute, is_main_process, plan_table
 
 __all__ = ["PipelineConfig", "RunResult", "load_pipeline", "run_built", "run_pipeline"]
 
@@ -50,8 +50,9 @@ def run_built(built: Built, *, dry_run: bool = False, only: Iterable[str] = (), 
               f"{len(statuses) - n_run} reused, {n_run} to run", flush=True)
         print(plan_table([s for s, _ in statuses], [st for _, st in statuses]), flush=True)
         return RunResult(built, statuses, True)
-    built.write_configs()
-    say(f"{title or 'run'}: {len(built.stages)} stages under {built.layout.root}")
+    if is_main_process():  # under accelerate launch every process runs this; the first one writes and says
+        built.write_configs()
+        say(f"{title or 'run'}: {len(built.stages)} stages under {built.layout.root}")
     return RunResult(built, execute(built.stages, built.layout.root, only=only, say=say), False)
 
 

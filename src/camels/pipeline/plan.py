@@ -27,7 +27,7 @@ from camels.core.config import dump, to_dict, write_resolved
 from camels.core.errors import ConfigError
 from camels.pipeline.config import MixtureSection, PipelineConfig, ReportSection
 from camels.pipeline.config import eval_plan as config_eval_plan
-from camels.pipeline.stages import STATE_DIR, Hasher, Stage, stage_key
+from camels.pipeline.stages import STATE_DIR, Hasher, Stage, is_main_process, stage_key
 
 
 @dataclass
@@ -79,7 +79,8 @@ class Built:
 
 
 def _say(msg: str) -> None:
-    print(f"[camels run] {msg}", flush=True)
+    if is_main_process():  # under accelerate launch: once, not once per process
+        print(f"[camels run] {msg}", flush=True)
 
 
 def build(configs: Sequence[PipelineConfig], *, root: str | Path | None = None,
