@@ -6,21 +6,23 @@ What it guarantees, and how:
   (``chat_format.json`` in a camels checkpoint or export), else the tokenizer's own chat template, else the
   ``plain`` format for base models. The contract writes BOS into the text and every text is tokenized with
   ``add_special_tokens=False``, so there is exactly one BOS.
-* **Scores that do not depend on the batch, to the bit.** A scoring request is computed in blocks of
-  ``block_size`` tokens at fixed positions (0, 64, 128, ... by default): block ``j`` of a request runs as
-  one row of a forward of ``block_size`` queries after the ``j * block_size`` cached keys/values of its
-  earlier blocks, the last block padded on the right. Every row of every forward has that same shape
-  whatever else is in the batch and whichever requests arrive together, so the floats of a score do not
-  depend on ``batch_size`` nor on how the runner chunks requests (tested byte for byte on
+* **Scores that do not depend on the batch, to the bit.** A scoring request is computed in blocks that its
+  own tokens define (:meth:`HFBackend._block_ends`: a block ends at a blank line once it has 16 tokens, and
+  after ``block_size`` tokens at the latest). A block of ``n`` tokens starting at ``s`` runs as one row of
+  a forward of :func:`_padded_width` ``(n)`` queries after the ``s`` cached keys/values of its earlier
+  blocks, padded on the right, in a forward that takes only rows of the same start and width. Every row
+  has a shape and inputs set by its own request, whatever else is in the batch, so the floats of a score
+  do not depend on ``batch_size`` nor on how the runner chunks requests (tested byte for byte on
   ``predictions.jsonl``, float32 and bfloat16, on the CPU).
 * **Shared prefixes computed once.** A block is named by all the tokens up to its end, so requests that
-  share a prompt prefix (5-shot MMLU: the header and exemplars of a subject, about 80% of each prompt)
-  share its full blocks: each is computed once, stored, and gathered into the cache of every row that
-  continues it (transformers' ``DynamicCache``, a 4D additive mask and explicit ``position_ids``: public
-  APIs only, any dtype, CPU or GPU). Scores equal those of one plain forward per prompt up to float
-  rounding, and with ``prefix_reuse`` off (the same blocks, none shared) they are bit-identical. The path
-  that ran is ``info.details["scoring_path"]`` (copied into every run's manifest). The shared prompt text
-  is tokenized once per group (:func:`camels.backends.tokens.split_choices_shared`).
+  share a prompt prefix (5-shot MMLU: the header and exemplars of a subject, about 85% of each prompt)
+  share its blocks, which end where the exemplars do: each is computed once, kept while later blocks need
+  it, and broadcast into the cache of every row that continues it (transformers' ``DynamicCache``, a 4D
+  additive mask and explicit ``position_ids``: public APIs only, any dtype, CPU or GPU). Scores equal
+  those of one plain forward per prompt up to float rounding, and with ``prefix_reuse`` off (the same
+  blocks, none shared) they are bit-identical. The path that ran is ``info.details["scoring_path"]``
+  (copied into every run's manifest). The shared prompt text is tokenized once per group
+  (:func:`camels.backends.tokens.split_choices_shared`).
 * **Generation** pads on the left with position ids counted from each row's first real token. Sampling
   uses one ``torch.Generator`` per sample, seeded from the request's seed and the sample index, so a
   sample is the same whatever else is in the batch (up to float rounding of the logits).
@@ -32,7 +34,9 @@ What it guarantees, and how:
 Limits: one device, no tensor parallelism (use the vLLM backend for large models); the model must accept
 a KV cache and ``position_ids`` like the decoder-only models of transformers. Models with sliding-window
 attention score each request alone in one plain forward (``scoring_path`` ``whole``: no prefix reuse).
-Each row's earlier blocks are copied into the batch's cache (memory ``batch_size`` times a prompt's KV).
+Each row's earlier blocks are copied into the batch's cache (memory ``batch_size`` times a prompt's KV);
+prompts that share no prefix and have blank lines at different places run their later blocks in smaller
+forwards.
 """
 
 from __future__ import annotations
@@ -178,7 +182,7 @@ class HFBackend(LocalPrompts, GenerationLoop):
     ``auto`` (float32 on CPU, the checkpoint's dtype on GPU) or a torch dtype name; ``device`` ``auto``
     (CUDA when available); ``max_length`` the context size (default: the model config's);
     ``prefix_reuse`` turns the reuse of shared prompt prefixes on or off (scores are the same either way);
-    ``block_size`` is the number of tokens per scoring block (see :meth:`_score_wave`).
+    ``block_size`` is the most tokens per scoring block (see :meth:`_run_wave`).
     """
 
     name = "hf"
