@@ -280,8 +280,8 @@ def _train_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, data_key: 
     run_dir = layout.train(cfg.name)
     resolved = train_config(cfg, train_file, run_dir, False).to_dict()
     for k in ("train_files", "output_dir", "resume", "model", "tokenizer", "token_cache", "report_to",
-              "logging_every"):
-        resolved.pop(k, None)  # paths and bookkeeping: not what the model becomes
+              "logging_every", "save_every_steps", "keep_last_checkpoints"):
+        resolved.pop(k, None)  # paths and bookkeeping: not what the model becomes (checkpoints: same weights)
     model_key = hasher.model(cfg.train["model"])
     tok = cfg.train.get("tokenizer")
     key = stage_key("train", data=data_key, model=model_key, tokenizer=hasher.model(tok) if tok else None,
@@ -309,6 +309,10 @@ def _train_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, data_key: 
 # -- eval ---------------------------------------------------------------------------------------------------
 
 
+#: Backend options the answers do not depend on (``camels eval --batch-size``: same results): not in the key.
+UNKEYED_BACKEND_OPTIONS = ("batch_size",)
+
+
 def _eval_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, row: str, model: str, model_key: str,
                 command: Sequence[str]) -> Stage:
     from camels.evals.suite import load_suite
@@ -325,7 +329,8 @@ def _eval_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, row: str, m
     tasks = {t.label: {"task": t.name, "version": getattr(t, "version", None), "config": to_dict(t.config)}
              for t in eval_plan.tasks}
     key = stage_key("eval", model=model_key, tasks=tasks, suite=suite, data=data, backend=ev.backend,
-                    backend_options=ev.backend_options, chat_format=ev.chat_format, pending=eval_plan.pending)
+                    backend_options={k: v for k, v in ev.backend_options.items() if k not in UNKEYED_BACKEND_OPTIONS},
+                    chat_format=ev.chat_format, pending=eval_plan.pending)
     runs = [layout.eval / row / label for label in labels]
 
     def run(action: str) -> None:
