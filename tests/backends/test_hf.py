@@ -456,3 +456,24 @@ def test_cache_with_room_holds_what_a_dynamic_cache_holds():
         a, b = plain.update(k, v, 0), roomy.update(k, v, 0)
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
         assert roomy.get_seq_length() == plain.get_seq_length() == 6 + step
+
+
+def test_loglikelihood_reads_across_shared_blocks(model, tok):
+    """Continuations that span several blocks (blank lines inside them, blocks of 16 tokens) and share
+    their first blocks with each other and with another request's context: log-probs equal one plain
+    forward per request, bit-identical with batch size 1 and 16 and with prefix reuse off."""
+    shots = "".join(f"Q: what is {k} and {k + 1}?\nA: {2 * k + 1}\n\n" for k in range(4))
+    conts = [" 7\n\nQ: and then?\nA: 9", " 7\n\nQ: and then?\nA: 11 or so", " 7", " 8\n\n\n\nQ: no"]
+    reqs = [LoglikelihoodRequest([("user", shots + "Q: what is 3 and 4?\nA:")], c) for c in conts]
+    reqs.append(LoglikelihoodRequest([("user", shots + "Q: what is 3 and 4?\nA: 7\n\nQ: and then?\nA:")], " 9"))
+    runs = [backend(model, tok, batch_size=bs, block_size=16, prefix_reuse=reuse).loglikelihood(reqs)
+            for bs, reuse in ((1, True), (16, True), (16, False))]
+    assert [r.logprob for r in runs[0]] == [r.logprob for r in runs[1]] == [r.logprob for r in runs[2]]
+    b = backend(model, tok)
+    for req, r in zip(reqs, runs[1]):
+        ctx, cont = split_at_boundary(tok, b.prompt_text(req), req.continuation)
+        lp = manual_logprobs(model, ctx + cont)
+        want = float(sum(lp[len(ctx) - 1 + k, t] for k, t in enumerate(cont)))
+        assert r.logprob == pytest.approx(want, abs=1e-4)
+        assert r.is_greedy == all(int(lp[len(ctx) - 1 + k].argmax()) == t for k, t in enumerate(cont))
+        assert r.n_tokens == len(cont) and len(cont) > (3 if "so" in req.continuation else 0)
