@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 from camels.cli import main
 
@@ -88,3 +89,28 @@ def test_only_needs_earlier_stages_done(tmp_path, inputs, capsys):
     log = capsys.readouterr().out
     assert "train-tiny" not in log and (tmp_path / "out/data/tiny/train.jsonl").is_file()
     assert not (tmp_path / "out/train").exists()
+
+
+def test_interrupted_evaluation_resumes_from_the_request_cache(tmp_path, inputs, capsys):
+    path = write_pipeline(tmp_path, inputs, steps=2)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--no-progress"]) == 0
+    first = json.loads((out / "eval/tiny/instruct_em/manifest.json").read_text())["counts"]
+    assert first["computed"] == 12 and first["cache_hits"] == 0
+    predictions = (out / "eval/tiny/instruct_em/predictions.jsonl").read_bytes()
+    # as a process killed while evaluating leaves it: the stage started (its key noted), not done, the run
+    # folder not yet published; the answers it had computed are in the request cache
+    stages = out / ".camels/stages"
+    key = json.loads((stages / "eval-tiny.json").read_text())["key"]
+    (stages / "eval-tiny.json").unlink()
+    (stages / "eval-tiny.started.json").write_text(json.dumps({"stage": "eval-tiny", "key": key}))
+    shutil.rmtree(out / "eval/tiny/instruct_em")
+    capsys.readouterr()
+    plan = _plan(capsys, path)
+    assert plan["eval-tiny"] == ("resume", "interrupted run of the same key")
+    assert {a for s, (a, _) in plan.items() if s != "eval-tiny"} == {"reuse"}
+    assert main(["run", str(path), "--no-progress"]) == 0
+    again = json.loads((out / "eval/tiny/instruct_em/manifest.json").read_text())["counts"]
+    assert again["computed"] == 0 and again["cache_hits"] == 12  # nothing answered twice
+    assert (out / "eval/tiny/instruct_em/predictions.jsonl").read_bytes() == predictions
+    assert not (stages / "eval-tiny.started.json").exists() and (stages / "eval-tiny.json").exists()
