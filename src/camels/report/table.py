@@ -101,6 +101,8 @@ def build_table(rows: list[ModelRuns], *, title: str = "camels report", referenc
                 table.notes.append(f"{row.label}: {col.header}: the per-item scores average {mean:.4f}, "
                                    f"{cell.source}/metrics.json says {cell.value:.4f}; the interval is of the "
                                    "per-item scores")
+    for col in table.columns:
+        _note_item_sets(table, col)
     avg_cols = table.average_columns
     for row in all_rows:
         vals = [row.cells[c.key].value for c in avg_cols if c.key in row.cells and row.cells[c.key].value is not None]
@@ -136,6 +138,19 @@ def build_table(rows: list[ModelRuns], *, title: str = "camels report", referenc
                 if res is not None:
                     table.paired.append(Paired(row.label, baseline, col, res))
     return table
+
+
+def _note_item_sets(table: Table, col: Column) -> None:
+    """A note when the rows of ``col`` were scored on different items (their cells are then not comparable
+    one to one; the paired tests compare the shared items)."""
+    sets = [(r.label, set(r.cells[col.key].items)) for r in table.rows
+            if col.key in r.cells and r.cells[col.key].items]
+    if len(sets) < 2 or all(ids == sets[0][1] for _, ids in sets[1:]):
+        return
+    shared = set.intersection(*(ids for _, ids in sets))
+    counts = ", ".join(f"{label} {len(ids)}" for label, ids in sets)
+    table.notes.append(f"{col.header}: rows scored on different items ({counts}; {len(shared)} shared by all): "
+                       "compare them on the shared items (paired tests with --baseline)")
 
 
 # --- formatting ----------------------------------------------------------------------------------------------

@@ -1,0 +1,24 @@
+"""Rows scored on different items (a run made with --limit, an older benchmark file) are not comparable cell
+by cell: the report says so in a note naming the column, each row's item count and the items they share."""
+
+from __future__ import annotations
+
+from camels.report import build_report
+
+from .helpers import mmlu, toxigen
+
+
+def test_rows_on_different_items_are_noted(tmp_path):
+    runs = tmp_path / "runs"
+    mmlu(runs / "alpha", [1, 1, 0, 1])          # items q0..q3
+    mmlu(runs / "beta", [1, 0])                 # items q0, q1 only
+    toxigen(runs / "alpha", [0, 1])
+    toxigen(runs / "beta", [1, 1])              # same items t0, t1: no note
+    out = build_report([runs], tmp_path / "out", n_boot=50)
+    notes = [n for n in out.table.notes if "different items" in n]
+    assert notes == ["MMLU 0-shot: rows scored on different items (alpha 4, beta 2; 2 shared by all): compare "
+                     "them on the shared items (paired tests with --baseline)"]
+    assert f"- {notes[0]}" in out.markdown.read_text()
+    # the same items in another order: no note
+    mmlu(runs / "beta", [1, 0, 0, 0])
+    assert not [n for n in build_report([runs], tmp_path / "out2", n_boot=50).table.notes if "different" in n]
