@@ -3,6 +3,7 @@ training resumes from its checkpoint, and the report is byte for byte an uninter
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -71,6 +72,10 @@ def test_kill_during_training_then_resume_matches_uninterrupted(tmp_path, inputs
         assert a == b and b"tiny" in a
     weights = "train/tiny/final/model.safetensors"
     assert (tmp_path / "killed" / weights).read_bytes() == (tmp_path / "clean" / weights).read_bytes()
+    # the training log (the report's loss curve) holds each step once, with the uninterrupted run's losses
+    curves = [[(r["step"], r["loss"]) for r in map(json.loads, (tmp_path / d / "train/tiny/metrics.jsonl")
+                                                      .read_text().splitlines())] for d in ("killed", "clean")]
+    assert curves[0] == curves[1] and [s for s, _ in curves[0]] == sorted({s for s, _ in curves[0]})
 
 
 @pytest.mark.slow

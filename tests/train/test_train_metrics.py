@@ -97,3 +97,17 @@ def test_progress_bar_shows_loss_lr_tokens_per_s_and_eta(tmp_path, monkeypatch, 
     last = text.replace("\r", "\n").strip().splitlines()[-1]
     assert "2/4" in last and "loss=0.7500" in last and "lr=2.00e-05" in last and "tok_s=" in last
     assert "<" in last  # tqdm's elapsed<remaining: the ETA
+
+
+def test_resumed_logger_drops_the_steps_it_will_train_again(tmp_path, monkeypatch):
+    # a run killed at step 4 after its checkpoint at step 2 logged steps 3 and 4 (and half a line):
+    # the resumed run trains them again, so they must not stay in the file twice
+    monkeypatch.setenv("CAMELS_PROGRESS", "0")
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 10.0 - s}) + "\n" for s in (1, 2, 3, 4))
+                    + '{"step": 5, "lo')
+    log = MetricsLogger(path, total_steps=4, start_step=2, every=1)
+    for step in (3, 4):
+        log.step(step, torch.tensor(float(step)), lr=0.01, tokens=7, trained=3, epoch=0)
+    log.close()
+    assert [(r["step"], r["loss"]) for r in _rows(path)] == [(1, 9.0), (2, 8.0), (3, 3.0), (4, 4.0)]

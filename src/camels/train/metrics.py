@@ -15,6 +15,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+from camels.core.io import atomic_write
+
+
+def _keep_rows_up_to(path: Path, step: int) -> None:
+    """Before a resumed run appends to ``path``: drop the rows of steps after ``step`` (the checkpoint).
+
+    A run killed after its last checkpoint logged steps that the resumed run trains again; without this, the
+    file would hold those steps twice. A line cut short by the kill is dropped too. A fresh run (``step``
+    0) starts from an empty file.
+    """
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # the torn last line of a killed run
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) != len(lines):
+        with atomic_write(path) as f:
+            f.writelines(kept)
+
 
 class MetricsLogger:
     """Collects per-step figures and writes them every ``every`` steps (main process only)."""
@@ -34,6 +59,8 @@ class MetricsLogger:
         self.total_steps = total_steps
         self.accelerator = accelerator
         self.use_trackers = use_trackers
+        if path is not None:
+            _keep_rows_up_to(path, start_step)
         self._file = open(path, "a", encoding="utf-8") if path is not None else None
         self._losses: list[Any] = []
         self._tokens = 0
