@@ -188,7 +188,9 @@ def test_chat_generation_in_order_and_ledger(server, tmp_path):
 
 
 def test_faults_are_retried_nothing_lost(server):
-    b = client(server, timeout=3.0)  # the server's "timeout" fault answers after 4 s
+    # the "timeout" fault answers after 8.5 s; 8 s leaves a real answer room on a loaded machine
+    server.timeout_sleep = 8.5
+    b = client(server, timeout=8.0)
     slept = []
     b._sleep = slept.append
     server.faults[:] = ["429", "500", "timeout", "malformed", "shape", "500", "429"]
