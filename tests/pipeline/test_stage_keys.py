@@ -33,3 +33,25 @@ def test_output_changes_change_their_stage_and_later_ones(tmp_path, inputs):
                             ("eval.backend_options.dtype=bfloat16", {"eval-base", "eval-tiny", "report"})):
         keys = _keys(path, change)
         assert {s for s in base if keys[s] != base[s]} == changed, change
+
+
+def test_eval_key_covers_the_folder_each_task_reads(tmp_path, inputs, fixtures):
+    """A benchmarks root (``eval.data: ../shared/realdata``) holds every benchmark: each task's key covers
+    only the folder it reads (ROOT/<task's folder>), so adding or editing another benchmark's files leaves
+    the evaluation as it is, and editing the task's own file runs it again."""
+    import shutil
+
+    root = tmp_path / "bench"
+    shutil.copytree(fixtures / "evals" / "gsm8k", root / "gsm8k")
+    (root / "toxigen").mkdir()
+    (root / "toxigen" / "prompts.txt").write_text("one\n")
+    path = write_pipeline(tmp_path, inputs, steps=4)
+    over = ["eval.tasks=[instruct_em, gsm8k_direct]", f"eval.task_data.gsm8k_direct={root}"]
+    base = _keys(path, *over)
+    (root / "toxigen" / "prompts.txt").write_text("one\ntwo\n")
+    (root / "notes.md").write_text("a new file beside the benchmarks\n")
+    assert _keys(path, *over) == base
+    test = root / "gsm8k" / "test.jsonl"
+    test.write_text(test.read_text().replace("\n", "\n\n", 1))
+    keys = _keys(path, *over)
+    assert {s for s in base if keys[s] != base[s]} == {"eval-base", "eval-tiny", "report"}

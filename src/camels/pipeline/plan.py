@@ -320,8 +320,9 @@ def _eval_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, row: str, m
     ev = cfg.eval
     eval_plan = config_eval_plan(cfg)
     labels = [t.label for t in eval_plan.tasks]
-    data = {t.label: hasher.path(p) if p is not None and Path(p).exists() else (str(p) if p else None)
-            for t, p in ((t, eval_plan.data.get(t.label)) for t in eval_plan.tasks)}
+    # each task by the folder it reads (ROOT/<its folder> under a benchmarks root), not the whole root
+    data = {t.label: hasher.path(t.resolve_data_path(p)) if p is not None and Path(p).exists()
+            else (str(p) if p else None) for t, p in ((t, eval_plan.data.get(t.label)) for t in eval_plan.tasks)}
     suite = None
     if ev.suite is not None:
         s = load_suite(ev.suite)
