@@ -7,7 +7,7 @@ Layout of an output folder (one model, or every model of a sweep)::
       data/sources/<source>.jsonl   converted sources (+ manifests), shared by every model
       data/<name>/mix.jsonl         the model's mixture; train.jsonl: after decontamination; stats.csv
       train/<name>/                 camels train's run folder (checkpoints/, metrics.jsonl, final/)
-      eval/<name>/<task>/           camels eval's run folders; eval/.cache/ the request cache
+      eval/<name>/<task>/           camels eval's run folders; eval/.cache/<name>.sqlite its request cache
       report/                       report.md, report.csv, report.html
       .camels/stages/               the done-markers (camels.pipeline.stages)
 
@@ -352,8 +352,11 @@ def _eval_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, row: str, m
                 _say(f"eval {row} {r.task.label}: " + (f"{primary} {value:.4f}" if isinstance(value, float)
                                                        else "done") + f" -> {r.run_dir}")
 
+        # one cache file per model: the jobs of a sweep evaluate at once on several machines, and SQLite must
+        # not be written by several of them over a network file system (answers are keyed by model anyway)
         evaluate(eval_plan, backend, model=model, output=layout.eval, run_name=row, loaded=loaded,
-                 command=list(command), on_result=said, batch_tasks=ev.batch_tasks)
+                 command=list(command), on_result=said, batch_tasks=ev.batch_tasks,
+                 cache_path=layout.eval / ".cache" / f"{row}.sqlite")
 
     return Stage(id=f"eval-{row}", kind="eval", key=key, outputs=[r / "metrics.json" for r in runs], run=run,
                  what=f"evaluate {row} on {', '.join(labels)} -> {layout.eval / row}", resumable=True)
