@@ -22,3 +22,22 @@ def test_rows_on_different_items_are_noted(tmp_path):
     # the same items in another order: no note
     mmlu(runs / "beta", [1, 0, 0, 0])
     assert not [n for n in build_report([runs], tmp_path / "out2", n_boot=50).table.notes if "different" in n]
+
+
+def test_paired_tests_left_out_are_said(tmp_path):
+    """A baseline without per-item scores (published numbers, a run without predictions.jsonl) gets no paired
+    test, and the report says why instead of leaving the section out silently."""
+    runs = tmp_path / "runs"
+    mmlu(runs / "alpha", [1, 1, 0, 1])
+    (tmp_path / "ref.yaml").write_text("models:\n  ref:\n    label: Ref\n    scores: {mmlu_0shot: 50}\n")
+    out = build_report([runs], tmp_path / "out", reference=tmp_path / "ref.yaml", baseline="Ref", n_boot=50)
+    assert out.table.paired == []
+    assert [n for n in out.table.notes if "paired" in n] == [
+        "no paired tests against Ref: published numbers have no per-item scores"]
+    # a run without predictions.jsonl: named with its columns
+    mmlu(runs / "beta", [1, 0, 0, 0])
+    (runs / "beta" / "mmlu_0shot" / "predictions.jsonl").unlink()
+    out = build_report([runs], tmp_path / "out", baseline="alpha", n_boot=50)
+    assert [n for n in out.table.notes if "paired" in n] == [
+        "beta: no paired test against alpha on MMLU 0-shot (one of the two runs has no per-item scores in "
+        "predictions.jsonl)"]

@@ -126,17 +126,27 @@ def build_table(rows: list[ModelRuns], *, title: str = "camels report", referenc
 
             raise ConfigError(f"baseline {baseline!r} is not a row (rows: {', '.join(r.label for r in all_rows)})")
         base = next(r for r in all_rows if r.label == baseline)
+        untested: dict[str, list[str]] = {}
+        if base.published:
+            table.notes.append(f"no paired tests against {baseline}: published numbers have no per-item scores")
         for row in all_rows:
             if row is base:
                 continue
             for col in table.columns:
                 a, b = row.cells.get(col.key), base.cells.get(col.key)
-                if a is None or b is None or not a.items or not b.items:
+                if a is None or b is None or a.value is None or b.value is None:
+                    continue
+                if not a.items or not b.items:
+                    if not row.published and not base.published:
+                        untested.setdefault(row.label, []).append(col.header)
                     continue
                 groups = {**(b.groups or {}), **(a.groups or {})} if col.group_by else None
                 res = paired_test(a.items, b.items, groups, n_boot=n_boot, seed=seed)
                 if res is not None:
                     table.paired.append(Paired(row.label, baseline, col, res))
+        for label, headers_ in untested.items():
+            table.notes.append(f"{label}: no paired test against {baseline} on {', '.join(headers_)} (one of the two "
+                               "runs has no per-item scores in predictions.jsonl)")
     return table
 
 
