@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,18 +285,29 @@ def check_backend_options(cfg: PipelineConfig, *, origin: str, lines: Mapping[st
                           overridden: set[str] | None = None) -> None:
     """Check ``eval.backend_options`` against the options the backend takes, when the config is read (an
     unknown option or a wrong type would otherwise surface only at the eval stage, after the training)."""
-    params = backend_parameters(cfg.eval.backend)
-    if params is None:
-        return
     where = config._Where(origin, lines, overridden)
-    names = set(params) - {"chat_format"}  # eval.chat_format sets that one
-    for key, value in list(cfg.eval.backend_options.items()):
-        full = f"eval.backend_options.{key}"
+    cfg.eval.backend_options = coerce_backend_options(cfg.eval.backend, cfg.eval.backend_options,
+                                                      label=lambda k: f"eval.backend_options.{k}", where=where)
+
+
+def coerce_backend_options(backend: str, options: Mapping[str, Any], *, label: Callable[[str], str],
+                           where: Callable[[str], str] = lambda _: "") -> dict[str, Any]:
+    """``options`` checked against :func:`backend_parameters` (lossless conversions only); an unknown name or
+    a wrong type is a :class:`ConfigError` naming ``label(key)`` after ``where(label(key))`` (file and line).
+    Options of a backend that takes any (or of one of your own) are returned as they are."""
+    params = backend_parameters(backend)
+    if params is None:
+        return dict(options)
+    names = set(params)
+    out = {}
+    for key, value in options.items():
+        full = label(key)
         if key not in names:
             close = difflib.get_close_matches(key, sorted(names), n=1)
             hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(names))}"
-            raise ConfigError(f"{where(full)}{full}: not an option of backend {cfg.eval.backend} ({hint})")
-        cfg.eval.backend_options[key] = config._coerce(full, params[key], value, where)
+            raise ConfigError(f"{where(full)}{full}: not an option of backend {backend} ({hint})")
+        out[key] = config._coerce(full, params[key], value, where)
+    return out
 
 
 def _rel(base: Path, p: str) -> str:
