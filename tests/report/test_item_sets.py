@@ -41,3 +41,13 @@ def test_paired_tests_left_out_are_said(tmp_path):
     assert [n for n in out.table.notes if "paired" in n] == [
         "beta: no paired test against alpha on MMLU 0-shot (one of the two runs has no per-item scores in "
         "predictions.jsonl)"]
+
+
+def test_cli_takes_output_like_camels_eval(tmp_path, capsys):
+    """``camels eval --output`` names its folder so; ``camels report`` takes the same spelling as --out."""
+    from camels.cli import main
+
+    runs = tmp_path / "runs"
+    mmlu(runs / "alpha", [1, 1, 0, 1])
+    assert main(["report", str(runs), "--output", str(tmp_path / "rep"), "--quiet", "--n-boot", "20"]) == 0
+    assert (tmp_path / "rep" / "report.csv").read_text().splitlines()[1].startswith("alpha,no,75.0,")

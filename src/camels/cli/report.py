@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "baseline and the share of a reference model's scores.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR",
                    help="a model folder of run folders (runs/<model>/), or a folder holding several")
-    p.add_argument("--out", default="report", help="output folder (default: report/)")
+    p.add_argument("--out", "--output", dest="out", default="report", help="output folder (default: report/)")
     p.add_argument("--reference", metavar="RUN_DIR_OR_YAML",
                    help="reference model: a model folder, a YAML of published numbers (FILE.yaml[:NAME]) or a "
                         "shipped reference name (tulu-7b, tulu-30b)")
