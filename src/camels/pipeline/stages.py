@@ -13,7 +13,8 @@ rerun after a crash knows whether what it finds belongs to the same inputs: trai
 its latest checkpoint and evaluation takes every answer it already has from the request cache; output of
 other inputs is cleared first.
 
-Content hashes of input files are remembered in ``<output>/.camels/hashes.json`` by (path, size, mtime),
+Content hashes of input files are remembered in ``<output>/.camels/hashes.json`` by (path, size, mtime,
+ctime: a file replaced by another version with its old mtime put back is read again),
 so a base model of many gigabytes is read once, not at every run.
 """
 
@@ -61,14 +62,15 @@ class Hasher:
         p = Path(path).resolve()
         st = p.stat()
         seen = self._known.get(str(p))
-        if seen and seen[0] == st.st_size and seen[1] == st.st_mtime_ns:
-            return str(seen[2])
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]  # ctime: no copy or unpacking tool sets it back
+        if seen and len(seen) == 4 and seen[:3] == stamp:
+            return str(seen[3])
         h = hashlib.sha256()
         with open(p, "rb") as f:
             while block := f.read(1 << 20):
                 h.update(block)
         digest = h.hexdigest()
-        self._known[str(p)] = [st.st_size, st.st_mtime_ns, digest]
+        self._known[str(p)] = [*stamp, digest]
         self._dirty = True
         return digest
 
