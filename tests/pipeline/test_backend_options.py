@@ -37,3 +37,11 @@ def test_backend_options_checked_when_read(tmp_path, inputs):
     # a backend whose options are open (vLLM passes the rest to its engine) takes any name
     cfg = load_pipeline(path, ["eval.backend=vllm", "eval.backend_options.gpu_memory_utilization=0.8"])
     assert cfg.eval.backend_options["gpu_memory_utilization"] == 0.8
+
+
+def test_default_backend_options_fit_every_backend(tmp_path, inputs):
+    """A pipeline that sets no backend options can switch to the API backend (which has no batch size)."""
+    path = write_pipeline(tmp_path, inputs)
+    path.write_text(path.read_text().replace("  backend_options: {batch_size: 16}\n", ""))
+    assert load_pipeline(path, ["eval.backend=api"]).eval.backend_options == {}
+    assert load_pipeline(path).eval.backend_options == {}  # the hf backend's own default batch size then

@@ -105,8 +105,8 @@ class EvalSection:
     data: str | None = _h(help="Folder (or file) of the benchmarks' raw files.")
     task_data: dict[str, str] = _h(factory=dict, help="Task or run name -> its own data path.")
     backend: str = _h("hf", help="Backend: hf, vllm, api or package.module:Class.")
-    backend_options: dict[str, Any] = _h(factory=lambda: {"batch_size": 16},
-                                         help="Options of the backend (batch_size, device, ...).")
+    backend_options: dict[str, Any] = _h(factory=dict, help="Options of the backend (batch_size, device, ...; "
+                                                           "checked against the backend's own).")
     chat_format: str | None = _h(help="Chat format of the evaluated models (default: the checkpoint's).")
     untrained: str | None = _h(help="Also evaluate the base model, as a row of this name (e.g. base).")
     batch_tasks: bool = _h(False, help="Answer all tasks' requests in one pass over the backend.")
