@@ -121,3 +121,20 @@ def test_shipped_study_sweep_plans_one_model_per_source(tmp_path, capsys):
     jobs = tmp_path / "runs" / "sources" / "jobs"
     assert len(list(jobs.glob("*.sbatch"))) == 9
     assert "--config_file configs/accelerate/deepspeed_zero3.yaml -m camels run" in (jobs / "human.sbatch").read_text()
+
+
+def test_sweep_overrides_reach_a_pipeline_file(tmp_path, inputs, capsys):
+    # `pipeline.KEY=VALUE` on the command line changes every member's pipeline, also when the sweep names a
+    # pipeline file; other keys stay the sweep's own, and a bad pipeline key names the pipeline's field
+    path = _sweep_file(tmp_path, inputs)
+    sweep = load_sweep(path, ["pipeline.train.learning_rate=0.0125", "sources=[dolly]"])
+    assert [m.name for m in sweep.members] == ["dolly"]
+    assert [m.train["learning_rate"] for m in sweep.members] == [0.0125]
+    assert sweep.base.train["learning_rate"] == 0.0125
+    inline = tmp_path / "inline.yaml"
+    inline.write_text("pipeline:\n" + "".join(f"  {line}\n" for line in
+                                              (tmp_path / "study-unused.yaml").read_text().splitlines())
+                      + "sources: [alpaca]\noutput: sweep\n")
+    assert [m.train["learning_rate"] for m in load_sweep(inline, {"pipeline.train.learning_rate": 0.5}).members] == [0.5]
+    assert main(["sweep", str(path), "--dry-run", "pipeline.train.learning_rat=1"]) == 1
+    assert "learning_rat" in capsys.readouterr().err

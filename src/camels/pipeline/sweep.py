@@ -79,14 +79,18 @@ class Sweep:
 def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Sweep:
     """Read a sweep file and make one pipeline config per model."""
     path = Path(path)
-    sweep = config.load(SweepConfig, path, overrides)
+    # `pipeline.KEY=VALUE` changes the pipeline (a file or inline alike); every other key is the sweep's
+    pairs = list(overrides.items()) if isinstance(overrides, Mapping) else config.parse_overrides(overrides)
+    prefix = "pipeline."
+    to_pipeline = {k[len(prefix):]: v for k, v in pairs if k.startswith(prefix)}
+    sweep = config.load(SweepConfig, path, {k: v for k, v in pairs if not k.startswith(prefix)})
     here = path.resolve().parent
     if isinstance(sweep.pipeline, str):
         p = Path(sweep.pipeline)
-        base = load_pipeline(p if p.is_absolute() else here / p)
+        base = load_pipeline(p if p.is_absolute() else here / p, to_pipeline)
     else:
-        sub = {k[len("pipeline."):]: v for k, v in config.read_yaml(path)[1].items() if k.startswith("pipeline.")}
-        base = from_dict(sweep.pipeline, origin=f"{path} (pipeline)", lines=sub, base=here)
+        sub = {k[len(prefix):]: v for k, v in config.read_yaml(path)[1].items() if k.startswith(prefix)}
+        base = from_dict(sweep.pipeline, origin=f"{path} (pipeline)", lines=sub, base=here, overrides=to_pipeline)
     root = Path(sweep.output).expanduser() if sweep.output else Path(base.output)
     root = (root if root.is_absolute() else here / root).resolve()
     mixtures: dict[str, MixtureSection | str] = {}
