@@ -34,12 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import realdata_root
+
 WORDS = ("the of and to in is that it for you was with on as have be at by this from or an but not what all "
          "were when we there can more if will one about how which their time would so them some make like "
          "into than then its two way our could write explain list summarize describe river mountain city "
          "history science music language model data plant water energy market school health story").split()
 STAGES = ("convert", "validate", "mix", "mix_inmemory", "decontaminate", "stats")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _text(rng: random.Random, mean_words: int) -> str:
@@ -58,12 +59,6 @@ def generate(path: Path, n: int, seed: int = 0) -> None:
                 "category": rng.choice(["open_qa", "closed_qa", "brainstorming", "summarization"]),
             }
             f.write(json.dumps(row) + "\n")
-
-
-def _realdata() -> Path:
-    import os
-
-    return Path(os.environ.get("CAMELS_REALDATA", ROOT.parent / "shared" / "realdata"))
 
 
 def _rss_now_mb() -> float:
@@ -101,7 +96,7 @@ def run_stage(stage: str, workdir: Path, n: int) -> dict:
     elif stage == "decontaminate":
         from camels.data.decontam import decontaminate, resolve_benchmarks
 
-        found = resolve_benchmarks([str(_realdata())])
+        found = resolve_benchmarks([str(realdata_root())])
         bench = {k: found[k] for k in ("gsm8k", "mmlu", "bbh")}
         res = decontaminate(conv, bench, output=workdir / f"clean_{n}.jsonl", show_progress=False)
         done = res.report.to_dict()["conversations"]
@@ -153,7 +148,7 @@ def main() -> None:
         for n in sizes:
             generate(workdir / f"dolly_raw_{n}.jsonl", n)
             for stage in STAGES:
-                if stage == "decontaminate" and not (_realdata() / "gsm8k").is_dir():
+                if stage == "decontaminate" and not (realdata_root() / "gsm8k").is_dir():
                     continue
                 r = child(stage, workdir, n)
                 results.append(r)

@@ -29,34 +29,14 @@ import argparse
 import csv
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import build_eval_model, realdata
+
 SUBJECTS = ("abstract_algebra", "anatomy", "astronomy", "college_physics", "marketing")
 LETTERS = ("A", "B", "C", "D")
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def realdata_mmlu() -> Path:
-    base = Path(os.environ.get("CAMELS_REALDATA", ROOT.parent / "shared" / "realdata"))
-    path = base / "mmlu" / "data" / "mmlu"
-    if not path.is_dir():
-        sys.exit(f"MMLU files not found at {path} (set CAMELS_REALDATA)")
-    return path
-
-
-def build_model(folder: Path) -> int:
-    """Save a ~1M-parameter random LLaMA + the tiny tokenizer to ``folder``; return the parameter count."""
-    from camels.tiny import tiny_llama, tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    model = tiny_llama(tok, seed=0, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return sum(p.numel() for p in model.parameters())
 
 
 # -- camels side ------------------------------------------------------------------------------------------
@@ -218,13 +198,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    data = realdata_mmlu()
+    data = realdata("mmlu", "data", "mmlu", what="MMLU files")
     counts = count_rows(data)
     print(f"subjects: {', '.join(f'{s} ({n})' for s, n in counts.items())}; questions: {sum(counts.values())}")
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "tiny-llama"
-        n_params = build_model(model_dir)
+        n_params = build_eval_model(model_dir)
         print(f"model: random-init LLaMA, {n_params:,} parameters, CPU, {torch.get_num_threads()} threads")
         for dtype in args.dtypes.split(","):
             lines.append(compare(model_dir, data, dtype, [int(x) for x in args.lm_eval_batch_sizes.split(",")]))

@@ -25,32 +25,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import build_eval_model, realdata
+
 SPECIALS = ("<s>", "</s>", "<pad>", "<unk>")
-
-
-def realdata_gsm8k() -> Path:
-    base = Path(os.environ.get("CAMELS_REALDATA", ROOT.parent / "shared" / "realdata"))
-    path = base / "gsm8k"
-    if not path.is_dir():
-        sys.exit(f"GSM8K files not found at {path} (set CAMELS_REALDATA)")
-    return path
-
-
-def build_model(folder: Path) -> int:
-    from camels.tiny import tiny_llama, tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    model = tiny_llama(tok, seed=0, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return sum(p.numel() for p in model.parameters())
 
 
 def camels_requests(backend, data: Path, questions: int, max_tokens: int):
@@ -108,10 +89,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    data = realdata_gsm8k()
+    data = realdata("gsm8k", what="GSM8K files")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "tiny-llama"
-        n_params = build_model(model_dir)
+        n_params = build_eval_model(model_dir)
         print(f"model: random-init LLaMA, {n_params:,} parameters, float32, CPU, {torch.get_num_threads()} threads")
         texts_c, requests, t_c, backend = run_camels(model_dir, data, args.questions, args.max_tokens)
         n = len(texts_c)
