@@ -8,22 +8,16 @@ The screenshot goes to the test's tmp folder; with ``CAMELS_SAVE_SCREENSHOT=1`` 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from camels.report import build_report
+from headless import require_chromium, start_chromium
 
 from .helpers import sample_study
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip("Debian's chromium and chromium-driver are not installed "
-                "(apt-get install chromium chromium-driver)", allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the [web] extra)")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+require_chromium()
 from selenium.webdriver.common.by import By  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -33,13 +27,7 @@ README_PICTURE = ROOT / "docs" / "images" / "report.png"
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", "--disable-extensions", "--hide-scrollbars"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = start_chromium(window="1400,1000", args=("--hide-scrollbars",), console_log=True)
     yield driver
     driver.quit()
 
