@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camels.core.io import atomic_write, read_json, write_json
+from camels.core.layout import run_dir
+from camels.core.results import METRICS_FILE
+from camels.data.manifest import read_manifest
 
 PLANTED = 3  # held-out items copied into the training data, for decontamination to find
 
@@ -61,6 +64,7 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
 
     from camels.demo.skills import prompt_text, write_raw
     from camels.pipeline import load_pipeline, run_pipeline
+    from camels.report.load import read_losses
     from camels.tiny import save_tiny_model
 
     t0 = time.time()
@@ -90,20 +94,18 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
     _say(f"running the demo pipeline: camels run {config} "
          + " ".join(f"{k}={v}" for k, v in overrides.items()))
     cfg = load_pipeline(config, overrides)
-    run_pipeline(cfg, progress=progress, command=["camels", "demo"])
+    built = run_pipeline(cfg, progress=progress, command=["camels", "demo"]).built
 
-    root = Path(cfg.output)
-    data = root / "data" / cfg.name
-    metrics = {row: read_json(root / "eval" / row / "instruct_em" / "metrics.json")["metrics"]
-               for row in ("base", cfg.name)}
-    per_group = {g: (metrics["base"]["per_group"][g]["exact_match"], v["exact_match"])
+    untrained, train_file = cfg.eval.untrained, built.train_files[cfg.name]
+    metrics = {row: read_json(run_dir(built.layout.eval, str(built.models[row]), "instruct_em", run_name=row)
+                              / METRICS_FILE)["metrics"] for row in (untrained, cfg.name)}
+    per_group = {g: (metrics[untrained]["per_group"][g]["exact_match"], v["exact_match"])
                  for g, v in metrics[cfg.name]["per_group"].items()}
-    losses = [json.loads(line)["loss"] for line in (root / "train" / cfg.name / "metrics.jsonl").read_text()
-              .splitlines() if '"loss"' in line]
-    conversations = read_json(data / "mix.manifest.json")["conversations_out"]
-    demo = DemoResult(out=out, mixture=data / "mix.jsonl", conversations=conversations,
-                      contaminated_dropped=sum(sum(c.values()) for c in _dropped(data / "train.jsonl").values()),
-                      final_model=root / "train" / cfg.name / "final", base_score=metrics["base"]["exact_match"],
+    losses = [loss for _, loss in read_losses(built.training_runs[cfg.name])]
+    mixture = train_file.parent / "mix.jsonl"
+    demo = DemoResult(out=out, mixture=mixture, conversations=(read_manifest(mixture) or {})["conversations_out"],
+                      contaminated_dropped=sum(sum(c.values()) for c in _dropped(train_file).values()),
+                      final_model=built.models[cfg.name], base_score=metrics[untrained]["exact_match"],
                       trained_score=metrics[cfg.name]["exact_match"], per_group=per_group,
                       first_loss=losses[0] if losses else float("nan"),
                       final_loss=losses[-1] if losses else float("nan"), seconds=time.time() - t0)
@@ -112,8 +114,6 @@ def run_demo(out: str | Path = "demo_out", *, n_train: int = 2000, n_eval: int =
 
 
 def _dropped(output: Path) -> dict[str, dict[str, int]]:
-    from camels.data.manifest import read_manifest
-
     manifest = read_manifest(output) or {}
     return manifest.get("dropped", {})
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.pipeline.config import PipelineConfig, load_pipeline
-from camels.pipeline.plan import Built, build
+from camels.pipeline.plan import Built, _say, build
 from camels.pipeline.stages import Stage, Status, execute, is_main_process, plan_table
 
 __all__ = ["PipelineConfig", "RunResult", "load_pipeline", "run_built", "run_pipeline"]
@@ -36,15 +36,11 @@ class RunResult:
         return next(st.action for s, st in self.statuses if s.id == stage_id)
 
 
-def _say(msg: str) -> None:
-    print(f"[camels run] {msg}", flush=True)
-
-
 def run_built(built: Built, *, dry_run: bool = False, only: Iterable[str] = (), title: str = "",
               say: Callable[[str], None] = _say) -> RunResult:
     """Run (or plan) the stages of ``built``; with ``dry_run`` print the plan and write nothing."""
-    statuses = execute(built.stages, built.layout.root, dry_run=True, only=only)
     if dry_run:
+        statuses = execute(built.stages, built.layout.root, dry_run=True, only=only)
         n_run = sum(st.action != "reuse" for _, st in statuses)
         print(f"{title or 'plan'}: {len(statuses)} stages under {built.layout.root}, "
               f"{len(statuses) - n_run} reused, {n_run} to run", flush=True)

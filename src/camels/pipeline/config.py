@@ -350,10 +350,6 @@ def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
     return cfg
 
 
-def to_dict(cfg: PipelineConfig) -> dict[str, Any]:
-    return config.to_dict(cfg)
-
-
 # -- docs ------------------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 from camels.core.config import dump, to_dict, write_resolved
 from camels.core.errors import ConfigError
+from camels.core.layout import run_dir
+from camels.core.results import METRICS_FILE
 from camels.pipeline.config import MixtureSection, PipelineConfig, ReportSection
 from camels.pipeline.config import eval_plan as config_eval_plan
 from camels.pipeline.stages import STATE_DIR, Hasher, Stage, is_main_process, stage_key
@@ -277,8 +279,8 @@ def train_config(cfg: PipelineConfig, train_file: Path, output_dir: Path, resume
 
 
 def _train_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, data_key: str, train_file: Path) -> Stage:
-    run_dir = layout.train(cfg.name)
-    resolved = train_config(cfg, train_file, run_dir, False).to_dict()
+    train_dir = layout.train(cfg.name)
+    resolved = train_config(cfg, train_file, train_dir, False).to_dict()
     for k in ("train_files", "output_dir", "resume", "model", "tokenizer", "token_cache", "report_to",
               "logging_every", "save_every_steps", "keep_last_checkpoints"):
         resolved.pop(k, None)  # paths and bookkeeping: not what the model becomes (checkpoints: same weights)
@@ -290,20 +292,20 @@ def _train_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, data_key: 
     def can_resume() -> bool:
         from camels.train.checkpoint import list_checkpoints
 
-        return bool(list_checkpoints(run_dir))
+        return bool(list_checkpoints(train_dir))
 
     def run(action: str) -> None:
         from camels.train.loop import train
 
-        tc = train_config(cfg, train_file, run_dir, action == "resume")
+        tc = train_config(cfg, train_file, train_dir, action == "resume")
         res = train(tc)
         if res.resumed_from is not None:
             _say(f"train {cfg.name}: resumed from {res.resumed_from.name}, now at step {res.steps}")
         _say(f"train {cfg.name}: {res.steps} steps, final loss {res.final_loss:.4f} -> {res.final_model}")
 
-    return Stage(id=f"train-{cfg.name}", kind="train", key=key, outputs=[run_dir / "final" / "config.json"],
-                 run=run, what=f"train {cfg.train['model']} on {train_file.name} -> {run_dir}",
-                 clean=[run_dir], resumable=True, can_resume=can_resume)
+    return Stage(id=f"train-{cfg.name}", kind="train", key=key, outputs=[train_dir / "final" / "config.json"],
+                 run=run, what=f"train {cfg.train['model']} on {train_file.name} -> {train_dir}",
+                 clean=[train_dir], resumable=True, can_resume=can_resume)
 
 
 # -- eval ---------------------------------------------------------------------------------------------------
@@ -332,7 +334,7 @@ def _eval_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, row: str, m
     key = stage_key("eval", model=model_key, tasks=tasks, suite=suite, data=data, backend=ev.backend,
                     backend_options={k: v for k, v in ev.backend_options.items() if k not in UNKEYED_BACKEND_OPTIONS},
                     chat_format=ev.chat_format, pending=eval_plan.pending)
-    runs = [layout.eval / row / label for label in labels]
+    runs = [run_dir(layout.eval, model, label, run_name=row) for label in labels]
 
     def run(action: str) -> None:
         from camels.backends import load_backend
@@ -358,7 +360,7 @@ def _eval_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, row: str, m
                  command=list(command), on_result=said, batch_tasks=ev.batch_tasks,
                  cache_path=layout.eval / ".cache" / f"{row}.sqlite")
 
-    return Stage(id=f"eval-{row}", kind="eval", key=key, outputs=[r / "metrics.json" for r in runs], run=run,
+    return Stage(id=f"eval-{row}", kind="eval", key=key, outputs=[r / METRICS_FILE for r in runs], run=run,
                  what=f"evaluate {row} on {', '.join(labels)} -> {layout.eval / row}", resumable=True)
 
 

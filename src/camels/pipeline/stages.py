@@ -20,7 +20,6 @@ so a base model of many gigabytes is read once, not at every run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError
-from camels.core.io import read_json, write_json
+from camels.core.io import read_json, sha256_file, sha256_text, write_json
 
 FORMAT = 1  # changes when what a key covers changes: every stage then runs again
 STATE_DIR = ".camels"
@@ -42,7 +41,7 @@ def stage_key(kind: str, **parts: Any) -> str:
     """The key of a stage: sha256 of its kind and parts as canonical JSON."""
     text = json.dumps({"format": FORMAT, "kind": kind, **parts}, sort_keys=True, ensure_ascii=False,
                       separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_text(text)
 
 
 class Hasher:
@@ -65,11 +64,7 @@ class Hasher:
         stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]  # ctime: no copy or unpacking tool sets it back
         if seen and len(seen) == 4 and seen[:3] == stamp:
             return str(seen[3])
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        digest = h.hexdigest()
+        digest = sha256_file(p)
         self._known[str(p)] = [*stamp, digest]
         self._dirty = True
         return digest
