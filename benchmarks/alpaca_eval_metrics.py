@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-from _common import realdata
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("win_rate", "standard_error", "discrete_win_rate", "n_wins", "n_losses", "n_ties", "n_total")
@@ -80,8 +79,11 @@ def synthetic_gamed(path: Path, n: int = 805, seed: int = 0) -> None:
 
 
 def real_file() -> Path:
-    return realdata("alpaca_eval", "results", "tulu-2-dpo-7b", "alpaca_eval_gpt4", "annotations.json",
-                    what="annotations")
+    base = Path(os.environ.get("CAMELS_REALDATA", ROOT.parent / "shared" / "realdata"))
+    path = base / "alpaca_eval" / "results" / "tulu-2-dpo-7b" / "alpaca_eval_gpt4" / "annotations.json"
+    if not path.is_file():
+        sys.exit(f"annotations not found at {path} (set CAMELS_REALDATA)")
+    return path
 
 
 def edited_rows(rows: list[dict]) -> list[dict]:
