@@ -1,6 +1,6 @@
 """The report on run folders written by the evaluation engine itself (real tasks, fixture data, a fake
 model): each cell is the task's primary metric in percent, and each interval equals the one the task
-computed itself with the same seed and resamples (evals' own bootstrap code, written independently)."""
+computed itself with the same seed and resamples (the report regroups the per-item scores itself)."""
 
 from __future__ import annotations
 

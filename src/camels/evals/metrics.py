@@ -1,4 +1,4 @@
-"""Scoring functions shared by the tasks: pure, stdlib-only, deterministic.
+"""Scoring functions shared by the tasks: pure and deterministic.
 
 * :func:`accuracy`, :func:`mean`, :func:`stderr` -- plain aggregates over per-item scores.
 * :func:`normalize_answer` / :func:`exact_match` -- case, punctuation and whitespace insensitive match.
@@ -8,11 +8,8 @@
 * :func:`squad_normalize`, :func:`squad_f1`, :func:`squad_em` -- SQuAD-style answer scoring (lowercase,
   drop punctuation and the articles a/an/the, collapse whitespace; F1 over bag-of-token overlap; the best
   score over all gold answers).
-* :func:`pass_at_k` -- the unbiased pass@k estimator in its numerically stable product form.
-* :func:`bootstrap_ci` -- percentile bootstrap confidence interval of the mean, seeded.
-
-Pure Python except the bootstrap, which uses numpy's frozen legacy random stream for speed (a million
-resampled items in well under a second) without giving up reproducible bytes.
+* :func:`pass_at_k`, :func:`bootstrap_ci`, :func:`stratified_ci` -- from :mod:`camels.core.stats` (the
+  report uses the same ones): the unbiased pass@k, exact in integers; seeded percentile bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -23,6 +20,9 @@ import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
+
+from camels.core import stats
+from camels.core.stats import pass_at_k  # noqa: F401 (the tasks find their scoring functions here)
 
 
 def mean(values: Sequence[float]) -> float:
@@ -49,63 +49,20 @@ def stderr(values: Sequence[float]) -> float:
 def bootstrap_ci(
     values: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values``.
-
-    ``n_resamples`` resamples of size n drawn with replacement; the interval is the (1-c)/2 and (1+c)/2
-    quantiles of the resampled means (nearest rank on the sorted means). Indices come from numpy's legacy
-    ``RandomState(seed)``, whose stream numpy keeps frozen across versions and platforms, so the same
-    values and seed give the same interval everywhere (and ``camels rescore`` the same bytes).
+    """Percentile bootstrap interval of the mean of ``values`` (:func:`camels.core.stats.bootstrap_ci`).
 
     >>> bootstrap_ci([1.0, 1.0, 1.0])
     (1.0, 1.0)
     """
-    import numpy as np
-
-    n = len(values)
-    if n == 0:
-        raise ValueError("bootstrap of no values")
-    if not 0 < confidence < 1:
-        raise ValueError("confidence must be in (0, 1)")
-    rng = np.random.RandomState(seed)
-    vals = np.asarray(values, dtype=np.float64)
-    means = np.empty(n_resamples, dtype=np.float64)
-    step = max(1, 4_000_000 // n)  # bound memory: about 32 MB of indices at a time
-    for start in range(0, n_resamples, step):
-        stop = min(n_resamples, start + step)
-        idx = rng.randint(0, n, size=(stop - start, n))
-        means[start:stop] = vals[idx].sum(axis=1) / n
-    means.sort()
-    alpha = (1 - confidence) / 2
-    lo = means[max(0, math.ceil(alpha * n_resamples) - 1)]
-    hi = means[min(n_resamples - 1, math.ceil((1 - alpha) * n_resamples) - 1)]
-    return float(lo), float(hi)
+    return stats.bootstrap_ci(values, n_boot=n_resamples, seed=seed, confidence=confidence)
 
 
 def stratified_ci(groups: Sequence[Sequence[float]], *, n_resamples: int = 1000, seed: int = 0,
                   confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of the group means (the macro-average).
-
-    Each resample redraws every group's values with replacement within the group (sizes kept), so the
-    statistic is always a macro-average of group means: all-correct items give ``(1.0, 1.0)`` whatever the
-    group sizes. Indices come from numpy's frozen legacy ``RandomState(seed)``, groups drawn in order, so
-    the interval is reproducible; quantiles by nearest rank as in :func:`bootstrap_ci`.
-    """
-    import numpy as np
-
-    if not groups or any(len(g) == 0 for g in groups):
-        raise ValueError("bootstrap of an empty group")
-    rng = np.random.RandomState(seed)
-    means = np.zeros(n_resamples, dtype=np.float64)
-    for g in groups:
-        vals = np.asarray(g, dtype=np.float64)
-        idx = rng.randint(0, len(vals), size=(n_resamples, len(vals)))
-        means += vals[idx].mean(axis=1)
-    means /= len(groups)
-    means.sort()
-    alpha = (1 - confidence) / 2
-    lo = means[max(0, math.ceil(alpha * n_resamples) - 1)]
-    hi = means[min(n_resamples - 1, math.ceil((1 - alpha) * n_resamples) - 1)]
-    return float(lo), float(hi)
+    """Percentile bootstrap interval of the mean of the group means, items redrawn within each group
+    (:func:`camels.core.stats.stratified_bootstrap_ci`): all-correct items give ``(1.0, 1.0)`` whatever the
+    group sizes."""
+    return stats.stratified_bootstrap_ci(groups, n_boot=n_resamples, seed=seed, confidence=confidence)
 
 
 # --- exact match ---------------------------------------------------------------------------------------
@@ -197,23 +154,3 @@ def squad_em(prediction: str, golds: str | Iterable[str]) -> float:
     return float(any(p == squad_normalize(g) for g in golds))
 
 
-# --- pass@k --------------------------------------------------------------------------------------------
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased estimate of pass@k from ``n`` samples of which ``c`` are correct.
-
-    ``1 - C(n-c, k) / C(n, k)``, computed as ``1 - prod_{i=n-c+1}^{n} (1 - k / i)`` so no binomial
-    coefficient is ever formed (they overflow floats for n in the hundreds).
-
-    >>> round(pass_at_k(5, 1, 1), 12), pass_at_k(5, 0, 3), pass_at_k(5, 3, 3)
-    (0.2, 0.0, 1.0)
-    """
-    if not 0 <= c <= n:
-        raise ValueError(f"need 0 <= c <= n, got c={c}, n={n}")
-    if not 1 <= k <= n:
-        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
-    if n - c < k:
-        return 1.0
-    prod = 1.0
-    for i in range(n - c + 1, n + 1):
-        prod *= 1.0 - k / i
-    return 1.0 - prod

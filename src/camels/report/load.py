@@ -18,8 +18,8 @@ from camels.core.config import read_yaml
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import iter_jsonl, read_json
 from camels.core.results import MANIFEST_FILE, METRICS_FILE, PREDICTIONS_FILE, RunManifest, TaskResult
+from camels.core.stats import pass_at_k
 from camels.report.columns import BY_KEY, Column, match, other_column
-from camels.report.stats import pass_at_k
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "configs" / "reference"
 #: Run folder names that fill a column when a run has no manifest to say its task and options.

@@ -5,13 +5,9 @@ versions and platforms, so the same inputs and seed give the same numbers (and t
 Quantiles are taken by nearest rank on the sorted resampled statistics: the interval of confidence ``c``
 is the ``ceil((1-c)/2 * B)``-th and the ``ceil((1+c)/2 * B)``-th of ``B`` sorted values.
 
-* :func:`bootstrap_ci` -- percentile bootstrap interval of a mean (a micro-average: MMLU's accuracy, GSM8K's
-  exact match, the mean of per-problem pass@k, a win rate).
-* :func:`stratified_bootstrap_ci` -- the same for a macro-average (BBH over subtasks, TydiQA over
-  languages): items are redrawn *within* each group, group sizes kept, and each resample is again the
-  mean of the group means. Resampling the pooled items instead would mix group sizes and no longer
-  measure the figure the table shows.
-* :func:`pass_at_k` -- the unbiased pass@k of one problem from its ``n`` samples and ``c`` passes.
+* :func:`bootstrap_ci`, :func:`stratified_bootstrap_ci` (a macro-average: BBH over subtasks, TydiQA over
+  languages, items redrawn within each group) and :func:`pass_at_k` come from :mod:`camels.core.stats`,
+  the same functions the tasks' metrics use; :func:`grouped_ci` picks one of the two by the column's groups.
 * :func:`paired_test` -- two models on the items they share: the difference of their (micro or macro)
   averages, a paired bootstrap interval of it and an exact or Monte Carlo sign-flip p-value (which is
   exactly McNemar's exact test when the scores are 0/1 and items weigh the same).
@@ -31,69 +27,15 @@ from fractions import Fraction
 
 import numpy as np
 
+from camels.core.stats import INDEX_CHUNK, bootstrap_ci, pass_at_k, stratified_bootstrap_ci
+
+__all__ = ["bootstrap_ci", "stratified_bootstrap_ci", "grouped_ci", "pass_at_k", "paired_test",
+           "share_of_reference", "wilson_ci"]
+
 #: Above this many non-zero paired differences the sign-flip p-value is estimated by Monte Carlo.
 EXACT_FLIPS_MAX = 16
 #: Monte Carlo sign flips (when the exact enumeration is too large).
 N_FLIPS = 10_000
-_CHUNK = 4_000_000  # bound the memory of index arrays: about 32 MB at a time
-
-
-def _quantiles(stats: np.ndarray, confidence: float) -> tuple[float, float]:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    stats = np.sort(stats)
-    b = len(stats)
-    alpha = (1 - confidence) / 2
-    lo = stats[max(0, math.ceil(alpha * b) - 1)]
-    hi = stats[min(b - 1, math.ceil((1 - alpha) * b) - 1)]
-    return float(lo), float(hi)
-
-
-def _resampled_means(rng: np.random.RandomState, values: np.ndarray, n_boot: int) -> np.ndarray:
-    n = len(values)
-    out = np.empty(n_boot, dtype=np.float64)
-    step = max(1, _CHUNK // n)
-    for start in range(0, n_boot, step):
-        stop = min(n_boot, start + step)
-        idx = rng.randint(0, n, size=(stop - start, n))
-        out[start:stop] = values[idx].sum(axis=1) / n
-    return out
-
-
-def bootstrap_ci(values: Sequence[float], *, n_boot: int = 1000, seed: int = 0,
-                 confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values``.
-
-    ``n_boot`` resamples of all ``n`` values, drawn with replacement; the interval is the nearest-rank
-    ``(1-c)/2`` and ``(1+c)/2`` quantiles of the resampled means (see the module doc).
-
-    >>> bootstrap_ci([0.5, 0.5, 0.5])
-    (0.5, 0.5)
-    """
-    vals = np.asarray(values, dtype=np.float64)
-    if vals.size == 0:
-        raise ValueError("bootstrap of no values")
-    rng = np.random.RandomState(seed)
-    return _quantiles(_resampled_means(rng, vals, n_boot), confidence)
-
-
-def stratified_bootstrap_ci(groups: Sequence[Sequence[float]], *, n_boot: int = 1000, seed: int = 0,
-                            confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of a macro-average: the mean over groups of each group's mean.
-
-    Each resample redraws every group's items with replacement *within the group* (group sizes kept, groups
-    drawn in the order given), so every resampled statistic is a macro-average as the reported one is.
-
-    >>> stratified_bootstrap_ci([[1.0], [0.0, 0.0, 0.0]])
-    (0.5, 0.5)
-    """
-    if not groups or any(len(g) == 0 for g in groups):
-        raise ValueError("bootstrap of an empty group")
-    rng = np.random.RandomState(seed)
-    total = np.zeros(n_boot, dtype=np.float64)
-    for g in groups:
-        total += _resampled_means(rng, np.asarray(g, dtype=np.float64), n_boot)
-    return _quantiles(total / len(groups), confidence)
 
 
 def grouped_ci(values: Sequence[float], groups: Sequence[str] | None, *, n_boot: int = 1000, seed: int = 0,
@@ -122,18 +64,6 @@ def macro_mean(values: Sequence[float], groups: Sequence[str] | None) -> float:
         return math.fsum(values) / len(values)
     parts = split(values, groups)
     return math.fsum(math.fsum(v) / len(v) for v in parts.values()) / len(parts)
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k of one problem: ``1 - C(n-c, k) / C(n, k)`` for ``c`` passing samples of ``n``
-    (the chance that ``k`` samples drawn without replacement contain a passing one). Exact in integers.
-
-    >>> pass_at_k(20, 1, 10), pass_at_k(5, 2, 2)
-    (0.5, 0.7)
-    """
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    return float(1 - Fraction(math.comb(n - c, k), math.comb(n, k)))
 
 
 def wilson_ci(count: int, n: int, *, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -203,7 +133,7 @@ def sign_flip_p(d: np.ndarray, w: np.ndarray, *, seed: int = 0, n_flips: int = N
         return float(np.count_nonzero(stats >= obs - tol)) / len(stats), "sign-flip-exact"
     rng = np.random.RandomState(seed)
     hits = 0
-    step = max(1, _CHUNK // m)
+    step = max(1, INDEX_CHUNK // m)
     for start in range(0, n_flips, step):
         rows = min(step, n_flips - start)
         signs = rng.randint(0, 2, size=(rows, m)) * 2.0 - 1.0
