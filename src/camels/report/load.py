@@ -47,7 +47,6 @@ class ModelRuns:
     """One row: a label, its cells by column key, the columns of its "Other" runs, and notes."""
 
     label: str
-    path: str = ""
     cells: dict[str, Cell] = field(default_factory=dict)
     others: dict[str, Column] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -156,7 +155,7 @@ def read_items(run: Path, col: Column) -> tuple[dict[str, float], dict[str, str]
 
 def read_model(folder: Path, label: str) -> ModelRuns:
     """Every finished run folder of one model folder, each into its column."""
-    row = ModelRuns(label=label, path=folder.name)
+    row = ModelRuns(label=label)
     for run in sorted(p for p in folder.iterdir() if p.is_dir()):
         if run.name.startswith("."):
             if ".partial-" in run.name:
@@ -241,7 +240,7 @@ def read_reference_yaml(path: Path, name: str | None = None) -> ModelRuns:
     scores = entry.get("scores") if isinstance(entry, dict) else None
     if not isinstance(scores, dict):
         raise ConfigError(f"{where}:{lines.get(f'models.{name}', 1)}: models.{name}.scores: expected a mapping")
-    row = ModelRuns(label=str(entry.get("label", name)), path=f"{path.name}:{name}", published=True)
+    row = ModelRuns(label=str(entry.get("label", name)), published=True)
     for key, value in scores.items():
         line = lines.get(f"models.{name}.scores.{key}", 1)
         if key not in BY_KEY:

@@ -162,11 +162,7 @@ def paired_test(a: Mapping[str, float], b: Mapping[str, float], groups: Mapping[
     labels = [groups[i] for i in ids] if groups is not None else None
     w = item_weights(labels, len(ids))
     diff = float(macro_mean(d.tolist(), labels))
-    if labels is None:
-        ci = bootstrap_ci(d, n_boot=n_boot, seed=seed, confidence=confidence)
-    else:
-        ci = stratified_bootstrap_ci(list(split(d.tolist(), labels).values()), n_boot=n_boot, seed=seed,
-                                     confidence=confidence)
+    ci = grouped_ci(d.tolist(), labels, n_boot=n_boot, seed=seed, confidence=confidence)
     nonzero = d[d != 0]
     if len(nonzero) == 0 or (np.allclose(np.abs(nonzero), abs(nonzero[0])) and np.allclose(w, w[0])):
         p, test = mcnemar_exact(int(np.count_nonzero(nonzero > 0)), int(np.count_nonzero(nonzero < 0))), \

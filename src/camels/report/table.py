@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from camels.report.columns import COLUMNS, HUMAN, OTHER, SKILLS, Column, short_header
-from camels.report.load import Cell, ModelRuns
+from camels.report.load import ModelRuns
 from camels.report.stats import PairedResult, Share, grouped_ci, macro_mean, paired_test, share_of_reference
 
 MISSING = "—"
@@ -47,9 +47,6 @@ class Table:
     @property
     def average_columns(self) -> list[Column]:
         return [c for c in self.columns if c.in_average and c.known_scale]
-
-    def cell(self, row: ModelRuns, col: Column) -> Cell | None:
-        return row.cells.get(col.key)
 
     def groups(self) -> list[tuple[str, list[Column]]]:
         out: list[tuple[str, list[Column]]] = []
@@ -362,7 +359,7 @@ def to_csv(table: Table) -> str:
             line += [_num(cell.value), _num(lo), _num(hi), "" if cell.n is None else str(cell.n)]
         avg, k = table.averages.get(row.label, (None, 0))
         share = table.shares.get(row.label)
-        line += [_num(avg), str(k) if avg is not None else "0",
+        line += [_num(avg), str(k),
                  _num(100 * share.mean) if share is not None and share.mean is not None else "", str(share.n) if share is not None else ""]
         w.writerow(line)
     return buf.getvalue()
