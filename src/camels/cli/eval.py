@@ -162,7 +162,7 @@ def _eval(args: argparse.Namespace) -> int:
                                                                       for o in args.backend_option)}
     if args.batch_size is not None:
         backend_options["batch_size"] = args.batch_size
-    from camels.pipeline.config import coerce_backend_options  # a typo named before any file or model
+    from camels.backends.options import coerce_backend_options  # a typo named before any file or model
 
     backend_options = coerce_backend_options(args.backend, backend_options, label=lambda k: f"--backend-option {k}")
     shard = _parse_shard(args.shard) if args.shard else None

@@ -27,13 +27,13 @@ a shipped config name and stays as written).
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camels.backends.options import coerce_backend_options
 from camels.core import config
 from camels.core.errors import ConfigError
 
@@ -250,37 +250,6 @@ def check_eval(cfg: PipelineConfig, *, origin: str) -> None:
         raise ConfigError(f"{origin}: eval: {e}") from None
 
 
-def backend_parameters(backend: str) -> dict[str, Any] | None:
-    """The keyword options a built-in backend's class takes (name -> annotation, ``Any`` when it is not a
-    plain type), read from its module's source without importing it (no torch or vLLM needed to check a
-    config); None when the options are open (``**options``) or the backend is not a built-in one."""
-    import ast
-    import importlib.util
-
-    from camels.backends import BACKENDS
-
-    if backend not in BACKENDS:
-        return None
-    module_name, class_name = BACKENDS[backend]
-    spec = importlib.util.find_spec(module_name)
-    if spec is None or spec.origin is None or not Path(spec.origin).is_file():
-        return None
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name), None)
-    init = next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None) if cls else None
-    if init is None or init.args.kwarg is not None:
-        return None
-    plain = {"int": int, "float": float, "str": str, "bool": bool, "None": None, "Any": Any}
-    out: dict[str, Any] = {}
-    for arg in [*init.args.args[2:], *init.args.kwonlyargs]:  # past self and the model
-        try:
-            tp = eval(ast.unparse(arg.annotation), {"__builtins__": {}}, plain) if arg.annotation else Any
-        except Exception:  # a type of another package (torch.dtype ...): the backend checks it
-            tp = Any
-        out[arg.arg] = tp if tp is not None else Any
-    return out
-
-
 def check_backend_options(cfg: PipelineConfig, *, origin: str, lines: Mapping[str, int],
                           overridden: set[str] | None = None) -> None:
     """Check ``eval.backend_options`` against the options the backend takes, when the config is read (an
@@ -288,26 +257,6 @@ def check_backend_options(cfg: PipelineConfig, *, origin: str, lines: Mapping[st
     where = config._Where(origin, lines, overridden)
     cfg.eval.backend_options = coerce_backend_options(cfg.eval.backend, cfg.eval.backend_options,
                                                       label=lambda k: f"eval.backend_options.{k}", where=where)
-
-
-def coerce_backend_options(backend: str, options: Mapping[str, Any], *, label: Callable[[str], str],
-                           where: Callable[[str], str] = lambda _: "") -> dict[str, Any]:
-    """``options`` checked against :func:`backend_parameters` (lossless conversions only); an unknown name or
-    a wrong type is a :class:`ConfigError` naming ``label(key)`` after ``where(label(key))`` (file and line).
-    Options of a backend that takes any (or of one of your own) are returned as they are."""
-    params = backend_parameters(backend)
-    if params is None:
-        return dict(options)
-    names = set(params)
-    out = {}
-    for key, value in options.items():
-        full = label(key)
-        if key not in names:
-            close = difflib.get_close_matches(key, sorted(names), n=1)
-            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(names))}"
-            raise ConfigError(f"{where(full)}{full}: not an option of backend {backend} ({hint})")
-        out[key] = config._coerce(full, params[key], value, where)
-    return out
 
 
 def _rel(base: Path, p: str) -> str:
