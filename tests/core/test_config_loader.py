@@ -86,6 +86,37 @@ def test_errors_name_file_line_and_key(tmp_path):
         config.load(Outer, write(tmp_path, "- a\n- b\n"))
 
 
+def test_read_with_overrides_keeps_where_each_key_came_from(tmp_path):
+    # one read of a file: its mapping with the overrides applied, each key's line, the overridden keys; a
+    # section of it is a config of its own (lines and overrides without the prefix), built like the whole
+    p = write(tmp_path, "name: n\ninner:\n  r: 1\n  on: maybe\nparts: {p1: {r: 2}}\n")
+    read = config.read_with_overrides(p, ["inner.r=5", "rate=0.5"])
+    assert read.data == {"name": "n", "inner": {"r": 5, "on": "maybe"}, "parts": {"p1": {"r": 2}}, "rate": 0.5}
+    assert read.origin == str(p) and read.overridden == {"inner.r", "rate"}
+    assert read.lines == {"name": 1, "inner": 2, "inner.r": 3, "inner.on": 4, "parts": 5, "parts.p1": 5,
+                          "parts.p1.r": 5}
+    assert read.where("inner.on") == f"{p}:4: " and read.where("inner.r") == "override: "
+    with pytest.raises(ConfigError, match=rf"^{p}:4: inner.on: expected true or false"):
+        read.build(Outer)
+    inner = read.section("inner", origin="the inner part")
+    assert (inner.data, inner.lines, inner.overridden) == ({"r": 5, "on": "maybe"}, {"r": 3, "on": 4}, {"r"})
+    with pytest.raises(ConfigError, match=r"^the inner part:4: on: expected true or false"):
+        inner.build(Inner)
+    inner.data["on"] = True
+    assert inner.build(Inner) == Inner(r=5, on=True) and read.data["inner"]["on"] == "maybe"  # a copy
+    # a mapping in memory, with the lines it was read from
+    mem = config.read_with_overrides({"name": "m", "inner": {"r": "x"}}, {"name": "o"}, origin="mem",
+                                     lines={"inner.r": 7})
+    with pytest.raises(ConfigError, match=r"^mem:7: inner.r: expected an integer, got 'x'$"):
+        mem.build(Outer)
+    assert mem.data["name"] == "o" and mem.overridden == {"name"}
+    with pytest.raises(ConfigError, match=r"^override: name.x: name is not a section$"):
+        config.read_with_overrides(p, ["name.x=1"])
+    assert config.coerce("opt", int, "7") == 7
+    with pytest.raises(ConfigError, match=rf"^{p}:4: inner.on: expected an integer, got 'x'$"):
+        config.coerce("inner.on", int, "x", read.where)
+
+
 def test_resolved_config_round_trips(tmp_path):
     c = config.load(Outer, None, ["name=yes", "tags=[a]", "parts={q: {r: 2}}", "rate=3e-4", "count=null"])
     path = config.write_resolved(c, tmp_path)

@@ -138,3 +138,22 @@ def test_sweep_overrides_reach_a_pipeline_file(tmp_path, inputs, capsys):
     assert [m.train["learning_rate"] for m in load_sweep(inline, {"pipeline.train.learning_rate": 0.5}).members] == [0.5]
     assert main(["sweep", str(path), "--dry-run", "pipeline.train.learning_rat=1"]) == 1
     assert "learning_rat" in capsys.readouterr().err
+
+
+def test_sweep_errors_with_overrides_name_the_line(tmp_path, inputs, capsys):
+    # the sweep file is read once: with overrides given, an error in an inline pipeline still names the
+    # sweep file's line, a bad override is named as one, and a sweep key's error names its line
+    pipeline = write_pipeline(tmp_path, inputs, name="study", output="unused").read_text()
+    inline = tmp_path / "inline.yaml"
+    inline.write_text("pipeline:\n" + "".join(f"  {line}\n" for line in pipeline.splitlines())
+                      .replace("max_steps: 6", "max_steps: six") + "sources: [alpaca]\noutput: sweep\n")
+    line = next(i for i, t in enumerate(inline.read_text().splitlines(), 1) if "max_steps: six" in t)
+    for overrides in ([], ["pipeline.train.learning_rate=0.5", "output=elsewhere"]):
+        assert main(["sweep", str(inline), "--dry-run", *overrides]) == 1
+        assert capsys.readouterr().err == (f"camels: error: {inline} (pipeline):{line}: train.max_steps: expected "
+                                           "an integer, got 'six'\n")
+    assert main(["sweep", str(inline), "--dry-run", "pipeline.train.max_steps=7", "pipeline.data.seed=x"]) == 1
+    assert capsys.readouterr().err == "camels: error: override: data.seed: expected an integer, got 'x'\n"
+    path = _sweep_file(tmp_path, inputs, "per_source: maybe\n")
+    assert main(["sweep", str(path), "--dry-run", "pipeline.train.learning_rate=0.5", "sources=[dolly]"]) == 1
+    assert capsys.readouterr().err.startswith(f"camels: error: {path}:4: per_source: expected true or false")

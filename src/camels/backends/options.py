@@ -58,5 +58,5 @@ def coerce_backend_options(backend: str, options: Mapping[str, Any], *, label: C
             close = difflib.get_close_matches(key, sorted(names), n=1)
             hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(names))}"
             raise ConfigError(f"{where(full)}{full}: not an option of backend {backend} ({hint})")
-        out[key] = config._coerce(full, params[key], value, where)
+        out[key] = config.coerce(full, params[key], value, where)
     return out

@@ -3,7 +3,9 @@
 Every configuration camels reads (training recipes, task options, mixtures) is a dataclass whose field
 annotations are the schema. :func:`load` reads a YAML file, applies ``key=value`` overrides (dotted keys
 reach nested sections: ``lora.r=16``) and builds the dataclass; :func:`build` does the same for a mapping
-already in memory and :func:`replace` for changes to an existing instance (task options).
+already in memory and :func:`replace` for changes to an existing instance (task options). A config that is
+more than one dataclass (a pipeline with its train section) is read with :func:`read_with_overrides`, which
+keeps the mapping and where each key came from (:class:`Read`) for building its parts.
 
 The rules, the same everywhere:
 
@@ -35,15 +37,16 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from camels.core.errors import ConfigError
 
 __all__ = [
-    "build", "dump", "field_help", "load", "parse_overrides", "parse_value", "read_yaml", "replace", "to_dict",
-    "write_resolved",
+    "Read", "Where", "build", "coerce", "dump", "field_help", "load", "parse_overrides", "parse_value",
+    "read_with_overrides", "read_yaml", "replace", "to_dict", "write_resolved",
 ]
 
 OVERRIDE = "override"  # the origin named in errors about key=value overrides
@@ -138,7 +141,7 @@ def parse_overrides(items: Sequence[str]) -> list[tuple[str, Any]]:
 # -- building -----------------------------------------------------------------------------------------------
 
 
-class _Where:
+class Where:
     """Names the origin of a key in errors: the file and line it was read from, or the override."""
 
     def __init__(self, origin: str = "", lines: Mapping[str, int] | None = None,
@@ -158,29 +161,71 @@ class _Where:
         return f"{self.origin}: " if self.origin else ""
 
 
+@dataclass
+class Read:
+    """A config as read, before it is built: its plain mapping with the overrides applied, and where each
+    key came from (``origin``: the file; ``lines``: the line of each dotted key; ``overridden``: the keys an
+    override set), which is what an error names."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""
+    lines: dict[str, int] = field(default_factory=dict)
+    overridden: set[str] = field(default_factory=set)
+
+    def override(self, overrides: Sequence[str] | Mapping[str, Any] = (), **values: Any) -> Read:
+        """Apply ``key=value`` texts (or a mapping of dotted keys to values), then keyword ``values``."""
+        pairs = list(overrides.items()) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+        for key, value in [*pairs, *values.items()]:
+            _set_path(self.data, key, value)
+            self.overridden.add(key)
+        return self
+
+    @property
+    def where(self) -> Where:
+        """Names a key's origin in an error: ``file:line: ``, ``override: `` or ``file: ``."""
+        return Where(self.origin, self.lines, self.overridden)
+
+    def section(self, key: str, *, origin: str | None = None) -> Read:
+        """The section ``key`` as a config of its own (a copy): its lines and overridden keys without the
+        ``key.`` prefix; ``origin``: another name for where it came from."""
+        n = len(key) + 1
+        value = self.data.get(key)
+        return Read(_plain(value) if isinstance(value, dict) else {}, self.origin if origin is None else origin,
+                    {k[n:]: v for k, v in self.lines.items() if k.startswith(key + ".")},
+                    {k[n:] for k in self.overridden if k.startswith(key + ".")})
+
+    def build(self, cls: type) -> Any:
+        """The dataclass ``cls`` from this mapping (:func:`build`; errors name file, line and key)."""
+        return build(cls, self.data, origin=self.origin, lines=self.lines, overridden=self.overridden)
+
+
+def read_with_overrides(path: str | Path | Mapping[str, Any] | None = None,
+                        overrides: Sequence[str] | Mapping[str, Any] = (), *, origin: str | None = None,
+                        lines: Mapping[str, int] | None = None, **values: Any) -> Read:
+    """A config file's top-level mapping with ``key=value`` ``overrides`` (then keyword ``values``) applied.
+
+    ``path`` is a YAML file, a mapping already in memory (``origin`` and ``lines`` then say where it was
+    read), or None (overrides alone). The file must hold a mapping at the top level; an empty one is ``{}``.
+    """
+    if path is None or isinstance(path, Mapping):
+        read = Read(_plain(dict(path or {})), origin or "", dict(lines or {}))
+    else:
+        data, found = read_yaml(path)
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+        read = Read(_plain(data), str(path) if origin is None else origin, found)
+    return read.override(overrides, **values)
+
+
 def load(cls: type, path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
          **values: Any) -> Any:
     """Build ``cls`` from a YAML file (optional), then ``key=value`` overrides, then keyword ``values``.
 
     ``overrides`` are ``"key=value"`` texts (the command line) or a mapping of dotted keys to values.
     """
-    data: dict[str, Any] = {}
-    lines: dict[str, int] = {}
-    origin = ""
-    if path is not None:
-        origin = str(path)
-        loaded, lines = read_yaml(path)
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, Mapping):
-            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-        data = _plain(loaded)
-    pairs = list(overrides.items()) if isinstance(overrides, Mapping) else parse_overrides(overrides)
-    overridden: set[str] = set()
-    for key, value in [*pairs, *values.items()]:
-        _set_path(data, key, value)
-        overridden.add(key)
-    return build(cls, data, origin=origin, lines=lines, overridden=overridden)
+    return read_with_overrides(path, overrides, **values).build(cls)
 
 
 def build(cls: type, data: Mapping[str, Any], *, origin: str = "", lines: Mapping[str, int] | None = None,
@@ -189,7 +234,7 @@ def build(cls: type, data: Mapping[str, Any], *, origin: str = "", lines: Mappin
 
     A :class:`ConfigError` raised by the class itself (its ``__post_init__`` checks) gets the origin too.
     """
-    where = _Where(origin, lines, overridden)
+    where = Where(origin, lines, overridden)
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where('')}expected a mapping of keys to values, got {type(data).__name__}")
     return _build(cls, data, "", where)
@@ -197,14 +242,14 @@ def build(cls: type, data: Mapping[str, Any], *, origin: str = "", lines: Mappin
 
 def replace(instance: Any, changes: Mapping[str, Any], *, origin: str = "") -> Any:
     """A copy of the dataclass ``instance`` with ``changes`` applied, typed and checked like :func:`build`."""
-    where = _Where(origin)
+    where = Where(origin)
     hints = typing.get_type_hints(type(instance))
     names = {f.name for f in dataclasses.fields(instance)}
     kwargs = {}
     for key, value in changes.items():
         if key not in names:
             raise ConfigError(f"{where(key)}{_unknown(key, names, '', type(instance))}")
-        kwargs[key] = _coerce(key, hints[key], value, where)
+        kwargs[key] = coerce(key, hints[key], value, where)
     try:
         return dataclasses.replace(instance, **kwargs)
     except ConfigError as e:
@@ -217,7 +262,7 @@ def _unknown(key: str, names: Sequence[str] | set[str], prefix: str, cls: type) 
     return f"{prefix}{key}: unknown key ({hint})"
 
 
-def _build(cls: type, data: Mapping[str, Any], prefix: str, where: _Where) -> Any:
+def _build(cls: type, data: Mapping[str, Any], prefix: str, where: Callable[[str], str]) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for k in data:
@@ -226,7 +271,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, where: _Where) -> An
     kwargs = {}
     for name, f in fields.items():
         if name in data:
-            kwargs[name] = _coerce(prefix + name, hints[name], data[name], where)
+            kwargs[name] = coerce(prefix + name, hints[name], data[name], where)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             help_ = f.metadata.get("help", "")
             raise ConfigError(f"{where(prefix.rstrip('.'))}{prefix}{name}: required key is missing"
@@ -237,8 +282,11 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, where: _Where) -> An
         raise ConfigError(f"{where(prefix.rstrip('.'))}{e}") from None
 
 
-def _coerce(key: str, tp: Any, value: Any, where: _Where) -> Any:
-    """Check ``value`` against the annotation ``tp``; convert only the lossless cases (module docstring)."""
+def coerce(key: str, tp: Any, value: Any, where: Callable[[str], str] = lambda _: "") -> Any:
+    """Check ``value`` against the annotation ``tp``; convert only the lossless cases (module docstring).
+
+    Errors name ``where(key)`` (file and line, see :class:`Where`) and ``key``; besides the fields of a
+    dataclass, this checks values that are not fields of one (a backend's options)."""
 
     def fail(expected: str) -> ConfigError:
         return ConfigError(f"{where(key)}{key}: {expected}, got {_show(value)}")
@@ -254,16 +302,16 @@ def _coerce(key: str, tp: Any, value: Any, where: _Where) -> Any:
             return None
         real = [a for a in args if a is not type(None)]
         if len(real) == 1:  # ``X | None``: the error of X (null was allowed above)
-            return _coerce(key, real[0], value, where)
+            return coerce(key, real[0], value, where)
         # Exact type matches first, so ``int | str`` keeps 3 an int and "all" a string.
         for a in args:
             if a is not type(None) and _exact(a, value):
-                return _coerce(key, a, value, where)
+                return coerce(key, a, value, where)
         for a in args:
             if a is type(None):
                 continue
             try:
-                return _coerce(key, a, value, where)
+                return coerce(key, a, value, where)
             except ConfigError:
                 continue
         raise fail(f"expected {type_name(tp)}")
@@ -283,14 +331,14 @@ def _coerce(key: str, tp: Any, value: Any, where: _Where) -> Any:
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise fail("expected a list")
-        out = [_coerce(f"{key}[{i}]", item, v, where) for i, v in enumerate(value)]
+        out = [coerce(f"{key}[{i}]", item, v, where) for i, v in enumerate(value)]
         return tuple(out) if (origin is tuple or tp is tuple) else out
     if origin in (dict, Mapping) or tp is dict:
         args = get_args(tp)
         vt = args[1] if len(args) == 2 else Any
         if not isinstance(value, Mapping):
             raise fail("expected a mapping")
-        return {str(k): _coerce(f"{key}.{k}", vt, {} if v is None and dataclasses.is_dataclass(vt) else v, where)
+        return {str(k): coerce(f"{key}.{k}", vt, {} if v is None and dataclasses.is_dataclass(vt) else v, where)
                 for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,30 +165,20 @@ def check_name(key: str, name: str) -> None:
 def load_pipeline(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> PipelineConfig:
     """Read, check and resolve a pipeline file (see the module docstring); ``overrides`` are ``key=value``."""
     path = Path(path)
-    data, lines = config.read_yaml(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-    return from_dict(dict(data), origin=str(path), lines=lines, base=path.parent, overrides=overrides)
+    return from_read(config.read_with_overrides(path, overrides), base=path.parent)
 
 
-def from_dict(data: Mapping[str, Any], *, origin: str, lines: Mapping[str, int] | None = None,
-              base: Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> PipelineConfig:
-    """Build a :class:`PipelineConfig` from a mapping; errors name ``origin``, the line and the key."""
-    data = config._plain(dict(data))
-    pairs = list(overrides.items()) if isinstance(overrides, Mapping) else config.parse_overrides(overrides)
-    overridden = set()
-    for key, value in pairs:
-        config._set_path(data, key, value)
-        overridden.add(key)
+def from_read(read: config.Read, *, base: Path | None = None) -> PipelineConfig:
+    """Build, check and resolve a :class:`PipelineConfig` from a config as read (overrides applied)."""
+    base = base if base is not None else Path.cwd()
+    data = read.data
     if isinstance(data.get("train"), Mapping) and "recipe" in data["train"]:
-        data["train"] = with_recipe(data["train"], base if base is not None else Path.cwd(), origin)
-    cfg = config.build(PipelineConfig, data, origin=origin, lines=lines, overridden=overridden)
-    check_train(cfg, origin=origin, lines=lines or {}, overridden=overridden)
-    check_eval(cfg, origin=origin)
-    check_backend_options(cfg, origin=origin, lines=lines or {}, overridden=overridden)
-    return resolve_paths(cfg, base if base is not None else Path.cwd())
+        data["train"] = with_recipe(data["train"], base, read.origin)
+    cfg = read.build(PipelineConfig)
+    check_train(cfg, read)
+    check_eval(cfg, origin=read.origin)
+    check_backend_options(cfg, read)
+    return resolve_paths(cfg, base)
 
 
 OWNED = ("train_files", "output_dir", "resume")  # train fields the pipeline sets itself
@@ -208,23 +198,20 @@ def with_recipe(train: Mapping[str, Any], base: Path, origin: str) -> dict[str, 
         shipped = sorted(p.stem for p in Path(recipe_path("tulu-v1")).parent.glob("*.yaml"))
         raise ConfigError(f"{origin}: train.recipe: {name!r} is neither a file nor a shipped recipe "
                           f"(shipped: {', '.join(shipped)})")
-    loaded, _ = config.read_yaml(path)
-    if not isinstance(loaded, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of training fields")
-    recipe = {k: v for k, v in config._plain(dict(loaded)).items() if k not in OWNED}
+    recipe = {k: v for k, v in config.read_with_overrides(path).data.items() if k not in OWNED}
     return {**recipe, **{k: v for k, v in train.items() if k != "recipe"}}
 
 
-def check_train(cfg: PipelineConfig, *, origin: str, lines: Mapping[str, int],
-                overridden: set[str] | None = None) -> None:
-    """Check the ``train`` section with :class:`TrainConfig` itself (train_files/output_dir stand-ins)."""
+def check_train(cfg: PipelineConfig, read: config.Read) -> None:
+    """Check the ``train`` section with :class:`TrainConfig` itself (train_files/output_dir stand-ins);
+    ``read`` is the pipeline as read (where each key came from)."""
     from camels.train.config import TrainConfig
 
-    sub = {k[len("train."):]: v for k, v in lines.items() if k.startswith("train.")}
-    over = {k[len("train."):] for k in overridden or () if k.startswith("train.")}
+    origin = read.origin
+    train = replace(read.section("train"), data={**cfg.train, "train_files": ["<data stage output>"],
+                                                 "output_dir": "<train>"})
     try:
-        config.build(TrainConfig, {**cfg.train, "train_files": ["<data stage output>"], "output_dir": "<train>"},
-                     origin=origin, lines=sub, overridden=over)
+        train.build(TrainConfig)
     except ConfigError as e:
         # name the key as the pipeline file spells it: train.<key>
         text = re.sub(rf"^((?:{re.escape(origin)}(?::\d+)?|{config.OVERRIDE}): )?",
@@ -250,13 +237,12 @@ def check_eval(cfg: PipelineConfig, *, origin: str) -> None:
         raise ConfigError(f"{origin}: eval: {e}") from None
 
 
-def check_backend_options(cfg: PipelineConfig, *, origin: str, lines: Mapping[str, int],
-                          overridden: set[str] | None = None) -> None:
+def check_backend_options(cfg: PipelineConfig, read: config.Read) -> None:
     """Check ``eval.backend_options`` against the options the backend takes, when the config is read (an
     unknown option or a wrong type would otherwise surface only at the eval stage, after the training)."""
-    where = config._Where(origin, lines, overridden)
     cfg.eval.backend_options = coerce_backend_options(cfg.eval.backend, cfg.eval.backend_options,
-                                                      label=lambda k: f"eval.backend_options.{k}", where=where)
+                                                      label=lambda k: f"eval.backend_options.{k}",
+                                                      where=read.where)
 
 
 def _rel(base: Path, p: str) -> str:

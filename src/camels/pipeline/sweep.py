@@ -35,7 +35,7 @@ from camels.pipeline.config import (
     PipelineConfig,
     ReportSection,
     check_name,
-    from_dict,
+    from_read,
     load_pipeline,
 )
 
@@ -83,14 +83,15 @@ def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = 
     pairs = list(overrides.items()) if isinstance(overrides, Mapping) else config.parse_overrides(overrides)
     prefix = "pipeline."
     to_pipeline = {k[len(prefix):]: v for k, v in pairs if k.startswith(prefix)}
-    sweep = config.load(SweepConfig, path, {k: v for k, v in pairs if not k.startswith(prefix)})
+    read = config.read_with_overrides(path, {k: v for k, v in pairs if not k.startswith(prefix)})
+    sweep = read.build(SweepConfig)
     here = path.resolve().parent
     if isinstance(sweep.pipeline, str):
         p = Path(sweep.pipeline)
         base = load_pipeline(p if p.is_absolute() else here / p, to_pipeline)
-    else:
-        sub = {k[len(prefix):]: v for k, v in config.read_yaml(path)[1].items() if k.startswith(prefix)}
-        base = from_dict(sweep.pipeline, origin=f"{path} (pipeline)", lines=sub, base=here, overrides=to_pipeline)
+    else:  # inline: errors name the sweep file's lines
+        inline = read.section("pipeline", origin=f"{path} (pipeline)")
+        base = from_read(inline.override(to_pipeline), base=here)
     root = Path(sweep.output).expanduser() if sweep.output else Path(base.output)
     root = (root if root.is_absolute() else here / root).resolve()
     mixtures: dict[str, MixtureSection | str] = {}
