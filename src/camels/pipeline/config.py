@@ -219,13 +219,15 @@ def check_train(cfg: PipelineConfig, read: config.Read) -> None:
         raise ConfigError(text) from None
 
 
-def eval_plan(cfg: PipelineConfig) -> Any:
-    """The evaluation plan of ``cfg`` (:func:`camels.evals.suite.plan`: tasks built, options checked)."""
+def eval_plan(cfg: PipelineConfig, suite: Any = None) -> Any:
+    """The evaluation plan of ``cfg`` (:func:`camels.evals.suite.plan`: tasks built, options checked);
+    ``suite``: ``cfg.eval.suite`` already loaded (:func:`camels.evals.suite.load_suite`)."""
     from camels.evals.suite import plan
 
     ev = cfg.eval
     if ev.suite is not None:
-        return plan(suite=ev.suite, options=ev.options, data=ev.data, task_data=ev.task_data)
+        return plan(suite=suite if suite is not None else ev.suite, options=ev.options, data=ev.data,
+                    task_data=ev.task_data)
     return plan(tasks=ev.tasks, options=ev.options, data=ev.data, task_data=ev.task_data)
 
 

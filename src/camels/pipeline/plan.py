@@ -18,13 +18,15 @@ evaluate, build_report): the pipeline adds keys and order, not another way of do
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from camels.core.config import dump, to_dict, write_resolved
+from camels.core.config import dump, to_dict
 from camels.core.errors import ConfigError
+from camels.core.io import atomic_write
 from camels.core.layout import run_dir
 from camels.core.results import METRICS_FILE
 from camels.pipeline.config import MixtureSection, PipelineConfig, ReportSection
@@ -75,8 +77,10 @@ class Built:
         self.layout.root.mkdir(parents=True, exist_ok=True)
         for cfg in self.configs:
             path = self.layout.root / f"pipeline.{cfg.name}.yaml"
-            if not path.is_file() or path.read_text(encoding="utf-8") != dump(cfg):  # unchanged: left as it is
-                write_resolved(cfg, path)
+            text = dump(cfg)
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:  # unchanged: left as it is
+                with atomic_write(path) as f:
+                    f.write(text)
         self.hasher.save()
 
 
@@ -112,6 +116,7 @@ def build(configs: Sequence[PipelineConfig], *, root: str | Path | None = None,
     runs: dict[str, Path] = {}
     files: dict[str, Path] = {}
     eval_keys: dict[str, str] = {}
+    plans = EvalPlans(hasher)
     for cfg in configs:
         converts = _convert_stages(cfg, layout, hasher, progress)
         for st in converts.values():
@@ -127,17 +132,18 @@ def build(configs: Sequence[PipelineConfig], *, root: str | Path | None = None,
         final = layout.train(cfg.name) / "final"
         if cfg.eval.untrained is not None:
             base = cfg.train["model"]
-            st = _eval_stage(cfg, layout, hasher, cfg.eval.untrained, base, f"model:{hasher.model(base)}", command)
+            st = _eval_stage(cfg, layout, plans.get(cfg), cfg.eval.untrained, base, f"model:{hasher.model(base)}",
+                             command)
             add(st)
             models[cfg.eval.untrained] = Path(base)
             eval_keys[cfg.eval.untrained] = st.key
-        st = _eval_stage(cfg, layout, hasher, cfg.name, str(final), f"train:{train_stage.key}", command)
+        st = _eval_stage(cfg, layout, plans.get(cfg), cfg.name, str(final), f"train:{train_stage.key}", command)
         add(st)
         models[cfg.name] = final
         eval_keys[cfg.name] = st.key
     rep = report if report is not None else first.report
     if rep.enabled:
-        add(_report_stage(rep, layout, eval_keys, {n: stages[f"train-{n}"].key for n in runs}, runs))
+        add(_report_stage(rep, layout, hasher, eval_keys, {n: stages[f"train-{n}"].key for n in runs}, runs))
     # train before eval before report, each model's data before its training; conversions first
     order = {"data": 0, "train": 1, "eval": 2, "report": 3}
     ordered = sorted(stages.values(), key=lambda s: order[s.kind])  # stable: data stages keep their order
@@ -315,23 +321,53 @@ def _train_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, data_key: 
 UNKEYED_BACKEND_OPTIONS = ("batch_size",)
 
 
-def _eval_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, row: str, model: str, model_key: str,
-                command: Sequence[str]) -> Stage:
-    from camels.evals.suite import load_suite
+@dataclass
+class EvalInputs:
+    """What every row evaluated with one eval section shares: the plan (tasks built, options checked) and
+    the key parts of its tasks, suite and benchmark files."""
 
+    plan: Any
+    tasks: dict[str, Any]
+    suite: dict[str, str] | None
+    data: dict[str, str | None]
+
+
+class EvalPlans:
+    """The eval plan of each distinct eval section, built once per run (its suite loaded and its benchmark
+    folders hashed once, however many rows and models share it)."""
+
+    def __init__(self, hasher: Hasher) -> None:
+        self.hasher = hasher
+        self._built: dict[str, EvalInputs] = {}
+
+    def get(self, cfg: PipelineConfig) -> EvalInputs:
+        ev = cfg.eval
+        known = json.dumps([ev.suite, ev.tasks, ev.options, ev.data, ev.task_data], sort_keys=True, default=str)
+        if known not in self._built:
+            self._built[known] = self._make(cfg)
+        return self._built[known]
+
+    def _make(self, cfg: PipelineConfig) -> EvalInputs:
+        from camels.evals.suite import load_suite
+
+        suite = load_suite(cfg.eval.suite) if cfg.eval.suite is not None else None
+        plan = config_eval_plan(cfg, suite)
+        # each task by the folder it reads (ROOT/<its folder> under a benchmarks root), not the whole root
+        data = {t.label: self.hasher.path(t.resolve_data_path(p)) if p is not None and Path(p).exists()
+                else (str(p) if p else None) for t, p in ((t, plan.data.get(t.label)) for t in plan.tasks)}
+        tasks = {t.label: {"task": t.name, "version": getattr(t, "version", None), "config": to_dict(t.config)}
+                 for t in plan.tasks}
+        return EvalInputs(plan, tasks, None if suite is None else {"name": suite.name,
+                                                                   "file": self.hasher.file(suite.path)}, data)
+
+
+def _eval_stage(cfg: PipelineConfig, layout: Layout, inputs: EvalInputs, row: str, model: str, model_key: str,
+                command: Sequence[str]) -> Stage:
     ev = cfg.eval
-    eval_plan = config_eval_plan(cfg)
+    eval_plan = inputs.plan
     labels = [t.label for t in eval_plan.tasks]
-    # each task by the folder it reads (ROOT/<its folder> under a benchmarks root), not the whole root
-    data = {t.label: hasher.path(t.resolve_data_path(p)) if p is not None and Path(p).exists()
-            else (str(p) if p else None) for t, p in ((t, eval_plan.data.get(t.label)) for t in eval_plan.tasks)}
-    suite = None
-    if ev.suite is not None:
-        s = load_suite(ev.suite)
-        suite = {"name": s.name, "file": hasher.file(s.path)}
-    tasks = {t.label: {"task": t.name, "version": getattr(t, "version", None), "config": to_dict(t.config)}
-             for t in eval_plan.tasks}
-    key = stage_key("eval", model=model_key, tasks=tasks, suite=suite, data=data, backend=ev.backend,
+    key = stage_key("eval", model=model_key, tasks=inputs.tasks, suite=inputs.suite, data=inputs.data,
+                    backend=ev.backend,
                     backend_options={k: v for k, v in ev.backend_options.items() if k not in UNKEYED_BACKEND_OPTIONS},
                     chat_format=ev.chat_format, pending=eval_plan.pending)
     runs = [run_dir(layout.eval, model, label, run_name=row) for label in labels]
@@ -367,13 +403,13 @@ def _eval_stage(cfg: PipelineConfig, layout: Layout, hasher: Hasher, row: str, m
 # -- report -------------------------------------------------------------------------------------------------
 
 
-def _report_stage(rep: ReportSection, layout: Layout, eval_keys: dict[str, str], train_keys: dict[str, str],
-                  runs: dict[str, Path]) -> Stage:
+def _report_stage(rep: ReportSection, layout: Layout, hasher: Hasher, eval_keys: dict[str, str],
+                  train_keys: dict[str, str], runs: dict[str, Path]) -> Stage:
     rows = list(eval_keys)
     ref = rep.reference
     ref_key = None
     if ref is not None:
-        ref_key = Hasher().path(ref) if Path(ref).exists() else ref
+        ref_key = hasher.path(ref) if Path(ref).exists() else ref
     key = stage_key("report", rows=eval_keys, training=train_keys, reference=ref_key, baseline=rep.baseline,
                     title=rep.title, seed=rep.seed, n_boot=rep.n_boot)
     out = layout.report
