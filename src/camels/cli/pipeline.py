@@ -43,6 +43,9 @@ def _flags(p: argparse.ArgumentParser, sweep: bool = False) -> argparse.Argument
                    help="print the stages, their keys and what would be reused or run (and why); run nothing")
     p.add_argument("--only", action="append", choices=KINDS, default=[],
                    help="run only stages of this kind (repeatable); earlier stages must be done")
+    p.add_argument("--rerun", action="append", default=[], metavar="STAGE[,STAGE]",
+                   help="run these stages again though done with the same key (e.g. after upgrading camels); "
+                        "later stages stay reused unless named too (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if sweep:
         p.add_argument("--launcher", choices=("slurm",), default=None,
@@ -59,6 +62,7 @@ def _split(args: argparse.Namespace, sweep: bool = False) -> argparse.Namespace:
         args.launcher = args.launcher or more.launcher
     args.dry_run = args.dry_run or more.dry_run
     args.only = [*args.only, *more.only]
+    args.rerun = [s.strip() for v in [*args.rerun, *more.rerun] for s in v.split(",") if s.strip()]
     args.no_progress = args.no_progress or more.no_progress
     args.overrides = more.overrides
     return args
@@ -69,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
 
     args = _split(args)
 
-    run_pipeline(args.config, args.overrides, dry_run=args.dry_run, only=args.only,
+    run_pipeline(args.config, args.overrides, dry_run=args.dry_run, only=args.only, rerun=args.rerun,
                  progress=not args.no_progress, command=["camels", "run", args.config, *args.overrides])
     return 0
 
@@ -79,5 +83,5 @@ def _sweep(args: argparse.Namespace) -> int:
 
     args = _split(args, sweep=True)
     run_sweep(args.config, args.overrides, dry_run=args.dry_run, launcher=args.launcher, only=args.only,
-              progress=not args.no_progress)
+              rerun=args.rerun, progress=not args.no_progress)
     return 0

@@ -36,11 +36,12 @@ class RunResult:
         return next(st.action for s, st in self.statuses if s.id == stage_id)
 
 
-def run_built(built: Built, *, dry_run: bool = False, only: Iterable[str] = (), title: str = "",
-              say: Callable[[str], None] = _say) -> RunResult:
-    """Run (or plan) the stages of ``built``; with ``dry_run`` print the plan and write nothing."""
+def run_built(built: Built, *, dry_run: bool = False, only: Iterable[str] = (), rerun: Iterable[str] = (),
+              title: str = "", say: Callable[[str], None] = _say) -> RunResult:
+    """Run (or plan) the stages of ``built``; with ``dry_run`` print the plan and write nothing. ``only``:
+    stage kinds to run; ``rerun``: stage ids run again though done (:func:`camels.pipeline.stages.execute`)."""
     if dry_run:
-        statuses = execute(built.stages, built.layout.root, dry_run=True, only=only)
+        statuses = execute(built.stages, built.layout.root, dry_run=True, only=only, rerun=rerun)
         n_run = sum(st.action != "reuse" for _, st in statuses)
         print(f"{title or 'plan'}: {len(statuses)} stages under {built.layout.root}, "
               f"{len(statuses) - n_run} reused, {n_run} to run", flush=True)
@@ -49,13 +50,13 @@ def run_built(built: Built, *, dry_run: bool = False, only: Iterable[str] = (), 
     if is_main_process():  # under accelerate launch every process runs this; the first one writes and says
         built.write_configs()
         say(f"{title or 'run'}: {len(built.stages)} stages under {built.layout.root}")
-    return RunResult(built, execute(built.stages, built.layout.root, only=only, say=say), False)
+    return RunResult(built, execute(built.stages, built.layout.root, only=only, rerun=rerun, say=say), False)
 
 
 def run_pipeline(config: str | Path | PipelineConfig, overrides: Sequence[str] | Mapping[str, Any] = (), *,
-                 dry_run: bool = False, only: Iterable[str] = (), progress: bool = True,
+                 dry_run: bool = False, only: Iterable[str] = (), rerun: Iterable[str] = (), progress: bool = True,
                  command: Sequence[str] | None = None) -> RunResult:
     """Run the pipeline of ``config`` (a file, with ``key=value`` ``overrides``, or a loaded config)."""
     cfg = config if isinstance(config, PipelineConfig) else load_pipeline(config, overrides)
     built = build([cfg], progress=progress, command=command or ["camels", "run", str(config)])
-    return run_built(built, dry_run=dry_run, only=only, title=f"camels run {cfg.name}")
+    return run_built(built, dry_run=dry_run, only=only, rerun=rerun, title=f"camels run {cfg.name}")

@@ -6,9 +6,11 @@ the pipeline does not write (raw data, benchmark files, a base model: hashed by 
 earlier stage (represented by that stage's key, not by its bytes). Keys are therefore known before anything
 runs, which is what ``--dry-run`` prints.
 
-When a stage finishes, a marker ``<output>/.camels/stages/<stage>.json`` holding its key is written
-atomically, after its outputs are complete. A stage is **reused** when its marker holds the current key and
-its outputs exist; otherwise it runs. While it runs, a ``<stage>.started.json`` marker holds the key, so a
+When a stage finishes, a marker ``<output>/.camels/stages/<stage>.json`` holding its key (and the version
+of camels that ran it) is written atomically, after its outputs are complete. A stage is **reused** when its
+marker holds the current key and its outputs exist; otherwise it runs. camels' own version is not part of a
+key (an upgrade would otherwise train every model again): a stage done by another version is reused, and its
+status says so and how to run it again (``rerun``: ``camels run --rerun STAGE``). While it runs, a ``<stage>.started.json`` marker holds the key, so a
 rerun after a crash knows whether what it finds belongs to the same inputs: training then **resumes** from
 its latest checkpoint and evaluation takes every answer it already has from the request cache; output of
 other inputs is cleared first.
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camels import __version__
 from camels.core.errors import ConfigError
 from camels.core.io import read_json, sha256_file, sha256_text, write_json
 
@@ -127,7 +130,7 @@ class StageState:
         self.dir = Path(root) / STATE_DIR / "stages"
 
     def done(self, stage_id: str) -> dict[str, Any] | None:
-        return _read(self.dir / f"{stage_id}.json")
+        return _read(self.marker(stage_id))
 
     def started(self, stage_id: str) -> dict[str, Any] | None:
         return _read(self.dir / f"{stage_id}.started.json")
@@ -135,21 +138,29 @@ class StageState:
     def mark_started(self, stage: Stage) -> None:
         write_json(self.dir / f"{stage.id}.started.json", {"stage": stage.id, "key": stage.key})
 
+    def marker(self, stage_id: str) -> Path:
+        return self.dir / f"{stage_id}.json"
+
     def mark_done(self, stage: Stage, seconds: float) -> None:
-        write_json(self.dir / f"{stage.id}.json", {"stage": stage.id, "key": stage.key, "kind": stage.kind,
-                                                  "seconds": round(seconds, 3)})
+        write_json(self.marker(stage.id), {"stage": stage.id, "key": stage.key, "kind": stage.kind,
+                                           "seconds": round(seconds, 3), "camels": __version__})
         (self.dir / f"{stage.id}.started.json").unlink(missing_ok=True)
 
     def forget(self, stage_id: str) -> None:
-        (self.dir / f"{stage_id}.json").unlink(missing_ok=True)
+        self.marker(stage_id).unlink(missing_ok=True)
 
     def status(self, stage: Stage) -> Status:
         done = self.done(stage.id)
         missing = [p for p in stage.outputs if not p.exists()]
         if done is not None and done.get("key") == stage.key:
-            if not missing:
+            if missing:
+                return Status("run", f"output missing: {missing[0]}")
+            version = done.get("camels")
+            if version == __version__:
                 return Status("reuse", "done with the same key")
-            return Status("run", f"output missing: {missing[0]}")
+            by = f"camels {version}" if version else "an earlier camels (its version not recorded)"
+            return Status("reuse", f"done with the same key by {by}, not camels {__version__}: to run it again, "
+                                   f"pass --rerun {stage.id} or delete {self.marker(stage.id)}")
         started = self.started(stage.id)
         if started is not None and started.get("key") == stage.key and stage.resumable and stage.can_resume():
             return Status("resume", "interrupted run of the same key")
@@ -185,18 +196,28 @@ def plan_table(stages: Sequence[Stage], statuses: Sequence[Status]) -> str:
 
 
 def execute(stages: Sequence[Stage], root: Path, *, dry_run: bool = False, only: Iterable[str] = (),
-            say: Callable[[str], None] = print) -> list[tuple[Stage, Status]]:
+            rerun: Iterable[str] = (), say: Callable[[str], None] = print) -> list[tuple[Stage, Status]]:
     """Run (or with ``dry_run`` only plan) ``stages`` in order; returns each stage with its status.
 
     ``only``: stage kinds (data, train, eval, report) to run; every earlier stage of another kind must be
-    done already (an error names it), later ones are left for another call.
+    done already (an error names it), later ones are left for another call. ``rerun``: stage ids run afresh
+    even when done with the same key (stale output, another camels version); their keys stay the same, so the
+    stages after them are still reused unless named too.
     """
     state = StageState(root)
-    statuses = [state.status(s) for s in stages]
     only = set(only)
     unknown = only - set(KINDS)
     if unknown:
         raise ConfigError(f"--only: unknown stage kind {sorted(unknown)[0]!r} (known: {', '.join(KINDS)})")
+    rerun = set(rerun)
+    ids = [s.id for s in stages]
+    absent = sorted(rerun - set(ids))
+    if absent:
+        raise ConfigError(f"--rerun: no stage {absent[0]!r} in this run (stages: {', '.join(ids)})")
+    for s in stages:
+        if s.id in rerun and only and s.kind not in only:
+            raise ConfigError(f"--rerun: stage {s.id} is a {s.kind} stage, not of the kinds asked for with --only")
+    statuses = [Status("run", "asked for with --rerun") if s.id in rerun else state.status(s) for s in stages]
     if dry_run:
         return list(zip(stages, statuses))
     main = is_main_process()

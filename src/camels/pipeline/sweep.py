@@ -123,7 +123,8 @@ def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = 
 
 
 def run_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = (), *, dry_run: bool = False,
-              launcher: str | None = None, only: Iterable[str] = (), progress: bool = True) -> Any:
+              launcher: str | None = None, only: Iterable[str] = (), rerun: Iterable[str] = (),
+              progress: bool = True) -> Any:
     """Run every model of the sweep through the pipeline, then one report; or write Slurm jobs."""
     from camels.pipeline import run_built
     from camels.pipeline.plan import build
@@ -132,10 +133,13 @@ def run_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = (
     if launcher is not None:
         if launcher not in LAUNCHERS:
             raise ConfigError(f"--launcher: unknown launcher {launcher!r} (known: {', '.join(LAUNCHERS)})")
+        if rerun:
+            raise ConfigError("--rerun: not with --launcher (the jobs run stages; give --rerun to camels run in a "
+                              "job's script)")
         return write_slurm_jobs(sweep, dry_run=dry_run)
     built = build(sweep.members, root=sweep.root, report=sweep.report, progress=progress,
                   command=["camels", "sweep", str(path)])
-    return run_built(built, dry_run=dry_run, only=only,
+    return run_built(built, dry_run=dry_run, only=only, rerun=rerun,
                      title=f"camels sweep ({', '.join(m.name for m in sweep.members)})")
 
 
