@@ -157,6 +157,23 @@ def test_two_processes_from_the_store_equal_two_processes_from_memory(setup, two
     assert [r["loss"] for r in _metrics(two_processes[0])] == [r["loss"] for r in _metrics(out)]
 
 
+def test_two_processes_encode_a_share_each_into_the_one_process_store(one_process, two_processes):
+    """Under ``accelerate launch`` each process encodes half the records into the shared temporary folder and
+    the main process joins them: the same key and the same bytes as the store one process encodes alone."""
+    from camels.train.store import FILES, MARKER
+
+    (one,) = (one_process[0] / "token_store").iterdir()
+    (two,) = (two_processes[0] / "token_store").iterdir()
+    assert one.name == two.name
+    for name in (*FILES, MARKER):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    build_one, build_two = (json.loads((s / "build.json").read_text()) for s in (one, two))
+    assert build_one["encoded_by"] == {"0": 13} and build_one["processes"] == 1
+    assert build_two["encoded_by"] == {"0": 6, "1": 7} and build_two["processes"] == 2
+    assert "(2 processes, a part each)" in two_processes[1].stdout
+    assert not list((two_processes[0] / "token_store").glob(".tmp-*"))
+
+
 def test_two_processes_really_ran_as_two(two_processes):
     out, proc = two_processes
     provenance = json.loads(next((out / "checkpoints").glob("step-*/provenance.json")).read_text())

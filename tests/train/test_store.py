@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +18,7 @@ torch = pytest.importorskip("torch")
 from camels.core.template import chat_format_for_tokenizer  # noqa: E402
 from camels.train import store as store_mod  # noqa: E402
 from camels.train.encode import IGNORE_INDEX, encode_files  # noqa: E402
-from camels.train.store import TokenStore, open_or_build, read_marker  # noqa: E402
+from camels.train.store import Shard, TokenStore, open_or_build, read_marker  # noqa: E402
 
 
 def _rows(n, long_every=7):
@@ -156,3 +161,141 @@ def test_training_from_the_store_equals_training_from_memory(tmp_path, tiny_tok,
     assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-3  # it trained
     assert [json.loads(x)["loss"] for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()] == \
         [json.loads(x)["loss"] for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+
+
+# -- encoding split over the processes of a machine ------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _build_in_parts(root, data, tok, fmt, count, *, pids=None, fail_in=None):
+    """The store built by ``count`` encoders: the joiner here, the helpers in threads of this process
+    (each with its own copy of the tokenizer), exactly as the processes of one machine do it."""
+    pids = pids or (os.getpid(),) * count
+    errors: dict[int, BaseException] = {}
+
+    def helper(i):
+        try:
+            open_or_build(root, data, copy.deepcopy(tok), fmt, 48, shard=Shard(i, count, pids, "b1"), poll_s=0.01)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            errors[i] = e
+
+    threads = [threading.Thread(target=helper, args=(i,), name=f"helper-{i}", daemon=True) for i in range(1, count)]
+    for t in threads:
+        t.start()
+    try:
+        return open_or_build(root, data, tok, fmt, 48, shard=Shard(0, count, pids, "b1"), say=lambda _: None,
+                             poll_s=0.01), errors
+    finally:
+        for t in threads:
+            t.join(timeout=60)
+            assert not t.is_alive(), "a helper never finished"
+
+
+def _store_bytes(path):
+    return {name: (path / name).read_bytes() for name in (*store_mod.FILES, store_mod.MARKER)}
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_a_store_encoded_in_parts_is_byte_identical_to_one_encoder(tmp_path, tiny_tok, data, count):
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    one = open_or_build(tmp_path / "one", data, tiny_tok, fmt, 48, say=lambda _: None)
+    parts, errors = _build_in_parts(tmp_path / "parts", data, tiny_tok, fmt, count)
+    assert errors == {}
+    assert parts.path.name == one.path.name  # the same key
+    assert _store_bytes(parts.path) == _store_bytes(one.path)
+    # 40 records (a.jsonl: 30 and a bad line, b.jsonl: 9), cut in contiguous shares; with 3 the last share
+    # spans both files
+    build = json.loads((parts.path / "build.json").read_text())
+    assert build["encoded_by"] == ({"0": 20, "1": 20} if count == 2 else {"0": 13, "1": 13, "2": 14})
+    assert build["processes"] == count and build["stale_tmp_removed"] == 0
+    assert json.loads((one.path / "build.json").read_text())["encoded_by"] == {"0": 40}
+    assert sorted(p.name for p in parts.path.iterdir()) == sorted([*store_mod.FILES, "COMPLETE", "build.json"])
+    assert not list((tmp_path / "parts").glob(".tmp-*"))
+
+
+def test_a_failed_helper_leaves_no_store(tmp_path, tiny_tok, data, monkeypatch):
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    real = store_mod.encode_conversation
+
+    def fails_in_helper(*a, **k):
+        if threading.current_thread().name == "helper-1":
+            raise ValueError("bad tokenizer state")
+        return real(*a, **k)
+
+    monkeypatch.setattr(store_mod, "encode_conversation", fails_in_helper)
+    with pytest.raises(RuntimeError, match="process 1 failed while encoding its part: ValueError: bad tokenizer"):
+        _build_in_parts(tmp_path / "c", data, tiny_tok, fmt, 2)
+    assert list((tmp_path / "c").iterdir()) == []  # no store, no marker, no temporary folder
+
+
+def test_a_helper_gone_without_its_part_fails_the_build(tmp_path, tiny_tok, data):
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    shard = Shard(0, 2, (os.getpid(), _dead_pid()), "b2")
+    with pytest.raises(RuntimeError, match=r"process 1 \(pid \d+\) ended without writing its part"):
+        open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, shard=shard, say=lambda _: None, poll_s=0.01)
+    assert list((tmp_path / "c").iterdir()) == []
+    # and a helper whose joiner is gone does not wait for ever
+    with pytest.raises(RuntimeError, match="the process that builds it .* has ended"):
+        open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, shard=Shard(1, 2, (_dead_pid(), os.getpid()), "b3"),
+                      poll_s=0.01)
+
+
+def test_a_part_that_lost_records_fails_the_build(tmp_path, tiny_tok, data, monkeypatch):
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    real = store_mod.iter_conversations
+
+    def loses_one(paths, dropped=None, *, ranges=None):
+        convs = list(real(paths, dropped, ranges=ranges))
+        return convs[:-1] if threading.current_thread().name == "helper-1" else convs
+
+    monkeypatch.setattr(store_mod, "iter_conversations", loses_one)
+    with pytest.raises(RuntimeError, match=r"part 1 does not match its counts: 19 records read, \[20, 40\] planned"):
+        _build_in_parts(tmp_path / "c", data, tiny_tok, fmt, 2)
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+# -- temporary folders left by killed builds ---------------------------------------------------------------
+
+
+def test_stale_temporary_folders_of_the_store_are_removed(tmp_path, tiny_tok, data):
+    from camels.core.stale import host, process_start
+    from camels.train.encode import data_sha256
+
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    key = store_mod.store_key(data_sha256(data), tiny_tok, fmt, 48)["key"]
+    root = tmp_path / "c"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        folders = {}
+        for name, owner in [("dead", {"host": host(), "pid": _dead_pid()}),
+                            ("live", {"host": host(), "pid": sleeper.pid, "start": process_start(sleeper.pid)}),
+                            ("reused", {"host": host(), "pid": sleeper.pid, "start": "1"}),  # pid of another process now
+                            ("remote-new", {"host": "elsewhere", "pid": 1}),
+                            ("remote-old", {"host": "elsewhere", "pid": 1}),
+                            ("no-owner-old", None),
+                            ("other-key", {"host": host(), "pid": _dead_pid()})]:
+            folder = root / (f".tmp-{key}-{name}" if name != "other-key" else f".tmp-{'0' * 24}-x")
+            folder.mkdir(parents=True)
+            (folder / "part-0.tokens").write_bytes(b"\0\0")
+            if owner is not None:
+                (folder / "owner.json").write_text(json.dumps(owner))
+            if name.endswith("-old"):
+                old = time.time() - 25 * 3600
+                for p in (*folder.iterdir(), folder):
+                    os.utime(p, (old, old))
+            folders[name] = folder
+        said: list[str] = []
+        st = open_or_build(root, data, tiny_tok, fmt, 48, say=said.append)
+        left = {name for name, folder in folders.items() if folder.exists()}
+        assert left == {"live", "remote-new", "other-key"}
+        assert json.loads((st.path / "build.json").read_text())["stale_tmp_removed"] == 4
+        assert any("removed 4 stale temporary folder(s)" in s for s in said)
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
 from camels.core.chat import Conversation
@@ -39,13 +40,17 @@ def iter_conversations(
     skipped: Counter | None = None,
     show_progress: bool = False,
     desc: str | None = None,
+    records: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, Conversation]]:
     """Yield ``(line number, conversation)`` for each valid line of a unified JSONL file (``.gz`` too).
 
     Strict: the first bad line raises :class:`RecordError` naming file, line and field. Lenient: it is
-    counted in ``skipped`` by reason and reading goes on.
+    counted in ``skipped`` by reason and reading goes on. ``records=(start, stop)`` reads only the
+    non-blank lines ``start`` to ``stop - 1`` (0-based); the lines before are skipped without parsing.
     """
-    lines = iter_lines(path)
+    lines: Iterator[tuple[int, str | RecordError]] = iter_lines(path)
+    if records is not None:
+        lines = islice(lines, *records)
     if show_progress:
         lines = progress(lines, desc=desc or Path(path).name, unit="conv")
     for n, raw in lines:

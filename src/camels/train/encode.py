@@ -155,12 +155,24 @@ class EncodedDataset:
         }
 
 
-def iter_conversations(paths: Iterable[str | Path], dropped: Counter | None = None) -> Iterable[Conversation]:
+def iter_conversations(
+    paths: Iterable[str | Path],
+    dropped: Counter | None = None,
+    *,
+    ranges: Sequence[tuple[int, int] | None] | None = None,
+) -> Iterable[Conversation]:
     """Conversations of unified JSONL files, in file order. Invalid records are counted (``record:<reason>``)
-    in ``dropped`` when it is given, else raised with file and line (the reader of :mod:`camels.data`)."""
-    for path in paths:
+    in ``dropped`` when it is given, else raised with file and line (the reader of :mod:`camels.data`).
+
+    ``ranges`` (one per file) limits each file to its records ``start`` to ``stop - 1`` (non-blank lines,
+    0-based); an empty range skips the file without opening it."""
+    for i, path in enumerate(paths):
+        records = None if ranges is None or ranges[i] is None else tuple(ranges[i])
+        if records is not None and records[0] >= records[1]:
+            continue
         skipped: Counter = Counter()
-        for _, conv in read_conversations(path, lenient=dropped is not None, skipped=skipped):
+        for _, conv in read_conversations(path, lenient=dropped is not None, skipped=skipped,
+                                          records=records):  # type: ignore[arg-type]
             yield conv
         for reason, n in skipped.items():
             dropped[f"record:{reason}"] += n  # type: ignore[index]
