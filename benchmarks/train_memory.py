@@ -103,7 +103,7 @@ def run(side: str, workdir: Path, model_dir: Path, data: Path, name: str, steps:
     assert len(ranks) == 2, proc.stdout[-2000:]
     if side == "store":
         store = Path(ranks[0]["store"])
-        encode_s = json.loads((store / "meta.json").read_text())["encode_s"]
+        encode_s = json.loads((store / "build.json").read_text())["encode_s"]
     else:
         encode_s = max(r["encode_s"] for r in ranks)
     return {"rss_mb": max(r["rss_mb"] for r in ranks), "rss_by_rank": [round(r["rss_mb"]) for r in ranks],
