@@ -11,26 +11,7 @@ from camels.core.errors import ConfigError, RecordError
 from camels.report import build_report
 from camels.report.load import read_human, read_losses, read_reference
 
-from .helpers import alpaca, bbh, mmlu, toxigen, write_run
-
-REF_YAML = "scale: percent\nmodels:\n  ref:\n    label: Ref\n    scores: {mmlu_0shot: 50, bbh_cot: 60, toxigen: 20}\n"
-
-
-def two_models(root):
-    """alpha and beta, with per-item scores chosen so that every figure can be worked out by hand."""
-    a, b = root / "runs" / "alpha", root / "runs" / "beta"
-    mmlu(a, [1, 1, 0, 1])                      # 75.0
-    mmlu(b, [1, 0, 0, 0])                      # 25.0
-    bbh(a, {"a": [1, 0], "b": [1]})            # macro (50 + 100) / 2 = 75.0 (micro would be 66.7)
-    bbh(b, {"a": [0, 0], "b": [1]})            # macro (0 + 100) / 2 = 50.0
-    toxigen(a, [0, 0, 1, 0])                   # 25.0 toxic
-    toxigen(b, [1, 1, 0, 0])                   # 50.0 toxic
-    alpaca(a, [2, 1.5, 1, 2])                  # 100 * (1 + .5 + 0 + 1) / 4 = 62.5; beta has no run
-    write_run(b, "mytask", "mytask", {}, "score", {"score": 3.5},   # an unknown task: "Other", as written
-              [("m0", {}, {"score": 3.0}), ("m1", {}, {"score": 4.0})])
-    (root / "ref.yaml").write_text(REF_YAML, encoding="utf-8")
-    return root / "runs"
-
+from .helpers import mmlu, two_models, write_run
 
 # Averages: MMLU, BBH and AlpacaEval (ToxiGen and Other are not averaged): alpha (75 + 75 + 62.5) / 3 = 70.8,
 # beta (25 + 50) / 2 = 37.5, Ref (50 + 60) / 2 = 55.0.
