@@ -12,12 +12,12 @@ from camels.report.table import (
     MISSING,
     PAIRED_HEADERS,
     Table,
-    average_text,
-    cell_text,
+    body,
     fmt_ci,
+    headers,
+    intervals,
     legend,
     paired_rows,
-    share_text,
 )
 
 STYLE = """
@@ -44,30 +44,25 @@ def _img(svg: str, alt: str) -> str:
 
 
 def results_table(table: Table) -> str:
-    out = ["<table>", '<tr><th class="model" rowspan="2">model</th>']
+    """The results table: the same header and row strings as the text and Markdown tables
+    (:func:`camels.report.table.headers`, :func:`~camels.report.table.body`), skills spanning their
+    columns, each cell with its interval below it."""
+    head, n = headers(table), len(table.columns)
+    out = ["<table>", f'<tr><th class="model" rowspan="2">{esc(head[0])}</th>']
     for skill, cols in table.groups():
         out.append(f'<th class="skill" colspan="{len(cols)}">{esc(skill)}</th>')
-    if table.average_columns:
-        out.append('<th rowspan="2">Average</th>')
-    if table.reference is not None:
-        out.append(f'<th rowspan="2">% of {esc(table.reference)}</th>')
-    out.append("</tr><tr>" + "".join(f"<th>{esc(c.header)}</th>" for c in table.columns) + "</tr>")
-    for row in table.rows:
+    out += [f'<th rowspan="2">{esc(text)}</th>' for text in head[1 + n:]]
+    out.append("</tr><tr>" + "".join(f"<th>{esc(text)}</th>" for text in head[1:1 + n]) + "</tr>")
+    for row, texts in zip(table.rows, body(table)):
         cls = ' class="published"' if row.published else ""
-        label = row.label + (" (reference)" if row.label == table.reference else "")
-        cells = [f'<td class="model">{esc(label)}</td>']
-        for col in table.columns:
-            text = cell_text(table, row, col)
-            cell = row.cells.get(col.key)
+        cells = [f'<td class="model">{esc(texts[0])}</td>']
+        for text, ci in zip(texts[1:1 + n], intervals(table, row)):
             if text == MISSING:
                 cells.append(f'<td class="missing">{MISSING}</td>')
                 continue
-            ci = f'<span class="ci">{esc(fmt_ci(cell.ci))}</span>' if cell is not None and cell.ci else ""
-            cells.append(f"<td>{esc(text)}{ci}</td>")
-        if table.average_columns:
-            cells.append(f"<td>{esc(average_text(table, row))}</td>")
-        if table.reference is not None:
-            cells.append(f"<td>{esc(MISSING if row.label == table.reference else share_text(table, row))}</td>")
+            span = f'<span class="ci">{esc(fmt_ci(ci))}</span>' if ci else ""
+            cells.append(f"<td>{esc(text)}{span}</td>")
+        cells += [f"<td>{esc(text)}</td>" for text in texts[1 + n:]]
         out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "".join(out)

@@ -208,6 +208,9 @@ def headers(table: Table, short: bool = False) -> list[str]:
 
 
 def body(table: Table) -> list[list[str]]:
+    """The table's rows as text, one list per row of :attr:`Table.rows`: the label (``(reference)``
+    added), a cell per column, then the average and the share of the reference when the table has them.
+    Every format prints these same strings."""
     out = []
     for row in table.rows:
         label = row.label + (" (reference)" if row.label == table.reference else "")
@@ -220,10 +223,15 @@ def body(table: Table) -> list[list[str]]:
     return out
 
 
+def intervals(table: Table, row: ModelRuns) -> list[tuple[float, float] | None]:
+    """The 95% interval of each of ``row``'s cells, in column order (None: none)."""
+    return [row.cells[c.key].ci if c.key in row.cells else None for c in table.columns]
+
+
 def interval_rows(table: Table) -> list[list[str]]:
     out = []
     for row in table.rows:
-        cis = [row.cells[c.key].ci if c.key in row.cells else None for c in table.columns]
+        cis = intervals(table, row)
         if any(ci is not None for ci in cis):
             out.append([row.label] + [fmt_ci(ci) for ci in cis])
     return out
