@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -114,6 +115,23 @@ def test_cli_prints_the_table_and_names_rows(tmp_path, capsys):
     assert [line.split(",")[0] for line in csv_lines[1:]] == ["tuned", "beta", "Ref"]
     rc = main(["report", str(runs), "--out", str(tmp_path / "o2"), "--baseline", "nobody"])
     assert rc == 1 and "baseline 'nobody' is not a row" in capsys.readouterr().err
+
+
+def test_cli_prints_the_text_it_wrote(tmp_path, capsys, monkeypatch):
+    runs = two_models(tmp_path)
+    real_read_text = Path.read_text
+
+    def no_read_back(self, *args, **kwargs):  # the printed table is the rendered one, not the file read back
+        assert self.name != "report.txt", "camels report read report.txt back"
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", no_read_back)
+    rc = main(["report", str(runs), "--out", str(tmp_path / "out"), "--reference", str(tmp_path / "ref.yaml"),
+               "--baseline", "beta", "--n-boot", "200"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert out.encode("utf-8") == (tmp_path / "out" / "report.txt").read_bytes()
+    assert out.startswith("camels report\n") and "Paired tests against beta" in out
 
 
 def test_bad_prediction_names_file_and_line(tmp_path):

@@ -53,6 +53,6 @@ def _run(args: argparse.Namespace) -> int:
                         baseline=args.baseline, training_runs=_pairs(args.training, "--training") or None,
                         human=args.human, title=args.title, seed=args.seed, n_boot=args.n_boot)
     if not args.quiet:
-        sys.stdout.write(outs.text.read_text(encoding="utf-8"))
+        sys.stdout.write(outs.rendered_text)
     print(f"camels: report written to {outs.markdown}, {outs.csv}, {outs.html}", file=sys.stderr)
     return 0

@@ -24,13 +24,15 @@ from camels.report.table import Table, build_table, to_csv, to_markdown, to_text
 
 @dataclass(frozen=True)
 class ReportOutputs:
-    """Where the report landed, and the computed table."""
+    """Where the report landed, the computed table, and the terminal table as written to ``text``
+    (``rendered_text``: what ``camels report`` prints, without reading the file back)."""
 
     markdown: Path
     csv: Path
     html: Path
     text: Path
     table: Table
+    rendered_text: str
 
 
 def _add_human(rows: list[ModelRuns], human: Mapping[str, tuple[int, int]], notes: list[str]) -> None:
@@ -106,4 +108,4 @@ def build_report(runs: list[str | Path] | str | Path, out_dir: str | Path, *, na
         with atomic_write(path) as f:
             f.write(contents[key])
     return ReportOutputs(markdown=paths["markdown"], csv=paths["csv"], html=paths["html"], text=paths["text"],
-                         table=table)
+                         table=table, rendered_text=contents["text"])
