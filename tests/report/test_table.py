@@ -213,6 +213,36 @@ def test_human_acceptance_and_losses(tmp_path):
     assert "- human acceptance of 'gpt' (9/10) matches no row (rows are named alpha, beta)" in md
 
 
+def test_each_reference_is_read_once(tmp_path, monkeypatch):
+    import camels.report.load as load
+    from camels.core.results import TaskResult
+
+    runs = two_models(tmp_path)
+    reads: dict[str, int] = {}
+    real_result, real_jsonl, real_yaml = TaskResult.read.__func__, load.iter_jsonl, load.read_yaml
+
+    def count(path):
+        reads[str(path)] = reads.get(str(path), 0) + 1
+
+    monkeypatch.setattr(TaskResult, "read", classmethod(lambda cls, path: (count(path), real_result(cls, path))[1]))
+    monkeypatch.setattr(load, "iter_jsonl", lambda path, **kw: (count(path), real_jsonl(path, **kw))[1])
+    monkeypatch.setattr(load, "read_yaml", lambda path: (count(path), real_yaml(path))[1])
+    # a reference folder that is also a row: its runs are read once, and the row is the reference
+    outs = build_report([runs], tmp_path / "o1", reference=runs / "beta", n_boot=20)
+    assert outs.table.reference == "beta" and [r.label for r in outs.table.rows] == ["alpha", "beta"]
+    assert reads and set(reads.values()) == {1}, {k: v for k, v in reads.items() if v != 1}
+    assert sum(k.endswith("metrics.json") for k in reads) == 8  # 4 runs each
+    reads.clear()
+    build_report([runs / "alpha"], tmp_path / "o2", reference="tulu-7b", n_boot=20)  # a shipped reference YAML
+    shipped = [k for k in reads if k.endswith("tulu-v1-published.yaml")]
+    assert len(shipped) == 1 and reads[shipped[0]] == 1
+    # a folder named like a row but holding other numbers cannot be told from it in the table
+    (tmp_path / "other" / "alpha").mkdir(parents=True)
+    mmlu(tmp_path / "other" / "alpha", [0, 0])
+    with pytest.raises(ConfigError, match="the reference and a row are both named 'alpha'"):
+        build_report([runs / "alpha"], tmp_path / "o3", reference=tmp_path / "other" / "alpha", n_boot=20)
+
+
 def test_reference_forms_and_column_matching(tmp_path):
     runs = two_models(tmp_path)
     # a model folder as the reference: beta's runs; alpha's share over MMLU, BBH, ToxiGen (Other is left out)

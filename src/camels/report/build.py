@@ -52,17 +52,19 @@ def _add_human(rows: list[ModelRuns], human: Mapping[str, tuple[int, int]], note
 
 
 def load_rows(runs: list[str | Path] | str | Path, names: Mapping[str, str] | None = None,
-              notes: list[str] | None = None) -> list[ModelRuns]:
-    """The rows of the given model folders / runs roots (see :func:`camels.report.load.model_folders`),
-    each named after its folder or ``names[path]`` (a path as given, or the folder's name)."""
+              notes: list[str] | None = None) -> dict[Path, ModelRuns]:
+    """The rows of the given model folders / runs roots (see :func:`camels.report.load.model_folders`), by
+    resolved model folder in the order given, each named after its folder or ``names[path]`` (a path as
+    given, or the folder's name)."""
     if isinstance(runs, (str, Path)):
         runs = [runs]
     names = dict(names or {})
     resolved = {str(Path(k).resolve()): v for k, v in names.items()}
-    rows = []
+    rows: dict[Path, ModelRuns] = {}
     for folder in model_folders(list(runs), notes):
-        label = resolved.get(str(folder.resolve())) or names.get(folder.name) or folder.name
-        rows.append(read_model(folder, label))
+        key = folder.resolve()
+        if key not in rows:
+            rows[key] = read_model(folder, resolved.get(str(key)) or names.get(folder.name) or folder.name)
     return rows
 
 
@@ -81,14 +83,14 @@ def build_report(runs: list[str | Path] | str | Path, out_dir: str | Path, *, na
     if n_boot < 1:
         raise ConfigError(f"n_boot must be at least 1, got {n_boot}")
     extra_notes: list[str] = []
-    rows = load_rows(runs, names, extra_notes)
+    by_folder = load_rows(runs, names, extra_notes)
+    rows = list(by_folder.values())
     if not rows:
         raise ConfigError("no model folder to report on")
-    ref = read_reference(reference) if reference is not None else None
-    if ref is not None:
-        same = next((r for r in rows if r.label == ref.label), None)
-        if same is not None:
-            ref = same
+    ref = read_reference(reference, by_folder) if reference is not None else None
+    if ref is not None and all(r is not ref for r in rows) and ref.label in {r.label for r in rows}:
+        raise ConfigError(f"the reference and a row are both named {ref.label!r} but hold other numbers: rename "
+                          "the row (--name DIR=LABEL)")
     if human is not None:
         _add_human(rows + ([ref] if ref is not None and ref not in rows else []), read_human(human), extra_notes)
     table = build_table(rows, title=title, reference=ref, baseline=baseline, n_boot=n_boot, seed=seed)

@@ -221,6 +221,11 @@ def read_reference_yaml(path: Path, name: str | None = None) -> ModelRuns:
     (``percent`` or ``fraction``) and ``models: {name: {label, scores: {column key: number}}}``; ``name``
     picks the model when the file has several."""
     data, lines = read_yaml(path)
+    return _reference_of(data, lines, path, name)
+
+
+def _reference_of(data: Any, lines: Mapping[str, int], path: Path, name: str | None) -> ModelRuns:
+    """The reference row of a parsed reference YAML (``data`` and its key -> line map, read from ``path``)."""
     where = str(path)
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict) or not data["models"]:
         raise ConfigError(f"{where}: a reference file needs a 'models' mapping of model name -> scores")
@@ -254,34 +259,42 @@ def read_reference_yaml(path: Path, name: str | None = None) -> ModelRuns:
     return row
 
 
-def shipped_references() -> dict[str, Path]:
-    """model name -> shipped reference YAML holding it (``configs/reference/*.yaml``)."""
-    out: dict[str, Path] = {}
+def _shipped() -> dict[str, tuple[Path, Any, Mapping[str, int]]]:
+    """model name -> (shipped reference YAML holding it, its parsed data, its line map); each file read once."""
+    out: dict[str, tuple[Path, Any, Mapping[str, int]]] = {}
     for path in sorted(REFERENCE_DIR.glob("*.yaml")):
-        data, _ = read_yaml(path)
+        data, lines = read_yaml(path)
         for name in (data or {}).get("models", {}) or {}:
-            out.setdefault(str(name), path)
+            out.setdefault(str(name), (path, data, lines))
     return out
 
 
-def read_reference(spec: str | Path) -> ModelRuns:
+def shipped_references() -> dict[str, Path]:
+    """model name -> shipped reference YAML holding it (``configs/reference/*.yaml``)."""
+    return {name: path for name, (path, _, _) in _shipped().items()}
+
+
+def read_reference(spec: str | Path, rows: Mapping[Path, ModelRuns] | None = None) -> ModelRuns:
     """A reference row from a model folder, a YAML file (``file.yaml`` or ``file.yaml:NAME``), or the name
-    of a model in a shipped reference file (``tulu-7b``)."""
+    of a model in a shipped reference file (``tulu-7b``). ``rows``: rows already read, by resolved model
+    folder; a reference folder among them is that row (not read again)."""
     text = str(spec)
     p = Path(text)
     if p.is_dir():
         folders = model_folders([p])
         if len(folders) != 1:
             raise ConfigError(f"{p}: a reference must be one model folder, found {len(folders)}")
-        return read_model(folders[0], folders[0].name)
+        known = (rows or {}).get(folders[0].resolve())
+        return known if known is not None else read_model(folders[0], folders[0].name)
     if p.is_file():
         return read_reference_yaml(p)
     head, sep, name = text.rpartition(":")
     if sep and Path(head).is_file():
         return read_reference_yaml(Path(head), name)
-    shipped = shipped_references()
+    shipped = _shipped()
     if text in shipped:
-        return read_reference_yaml(shipped[text], text)
+        path, data, lines = shipped[text]
+        return _reference_of(data, lines, path, text)
     raise ConfigError(f"reference {text!r}: no such folder or file, and no shipped reference model of that name "
                       f"(shipped: {', '.join(shipped) or 'none'})")
 
