@@ -79,6 +79,11 @@ def test_last_number_and_numeric_equality():
     assert last_number("The temperature fell to -7 degrees") == "-7"
     assert last_number("It costs $3.50 each") == "3.50"
     assert last_number("no digits here") is None
+    # thousands separators as the study removes them: a comma between two digits, left to right, so
+    # "1,000,000" is one number but the list "3,5,7" ends in 7 (its second comma is kept), and a comma
+    # followed by a space separates numbers
+    assert last_number("It grew to 1,000,000.") == "1000000" and last_number("The rolls were 3,5,7") == "7"
+    assert last_number("Totals: 12, 15") == "15" and last_number("x,5") == "5"
     assert numbers_equal("18.0", "18") and numbers_equal("1,000", "1000")
     assert not numbers_equal("18", "19") and not numbers_equal(None, "1")
 
@@ -90,7 +95,11 @@ def test_squad_f1_and_em():
     assert squad_f1("big red cat", "the red cat sat") == pytest.approx(2 / 3)
     # best over golds
     assert squad_f1("red cat", ["dog", "red cat"]) == 1.0
-    assert squad_f1("", "") == 1.0 and squad_f1("a", "cat") == 0.0
+    assert squad_f1("a", "cat") == 0.0
+    # SQuAD v1.1, the study's metric: no shared token is F1 0, even when both answers normalise to nothing
+    # (an empty output against the gold "The"); exact match still holds there
+    assert squad_f1("", "") == 0.0 and squad_f1("", "The") == 0.0 and squad_f1("the", "The.") == 0.0
+    assert squad_em("", "The") == 1.0
     assert squad_em("cat", ["dog", "bird"]) == 0.0
 
 

@@ -5,9 +5,9 @@
 * :func:`last_number` / :func:`numbers_equal` -- GSM8K answer extraction (the last number in the output,
   thousands separators removed) and numeric comparison (``"18.0"`` equals ``"18"``; the 2023 code compared
   strings, so ``"18.00"`` was wrong and ``"-5"`` lost its sign).
-* :func:`squad_normalize`, :func:`squad_f1`, :func:`squad_em` -- SQuAD-style answer scoring (lowercase,
-  drop punctuation and the articles a/an/the, collapse whitespace; F1 over bag-of-token overlap; the best
-  score over all gold answers).
+* :func:`squad_normalize`, :func:`squad_f1`, :func:`squad_em` -- SQuAD v1.1 answer scoring (lowercase,
+  drop punctuation and the articles a/an/the, collapse whitespace; F1 over bag-of-token overlap, 0 when
+  nothing is shared, even two empty answers; the best score over all gold answers).
 * :func:`pass_at_k`, :func:`bootstrap_ci`, :func:`stratified_ci` -- from :mod:`camels.core.stats` (the
   report uses the same ones): the unbiased pass@k, exact in integers; seeded percentile bootstrap intervals.
 """
@@ -88,17 +88,22 @@ def exact_match(prediction: str, gold: str | Iterable[str]) -> bool:
 
 # --- numbers (GSM8K) -----------------------------------------------------------------------------------
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)")
+_DIGIT_COMMA = re.compile(r"(\d),(\d)")
 
 
 def last_number(text: str) -> str | None:
-    """The last number in ``text`` after removing thousands separators (``","``), or ``None``.
+    """The last number in ``text`` after removing thousands separators, or ``None``.
+
+    A separator is a comma between two digits, removed left to right as the study does
+    (``re.sub(r"(\d),(\d)", ...)``): ``"1,000,000"`` is one number, while in a list written
+    ``"3,5,7"`` the second comma stays (its left digit was already used), so the last number is 7.
 
     >>> last_number("She pays 2 * $1,250 = $2,500. So the answer is 2500.")
     '2500'
-    >>> last_number("The answer is -3.5") , last_number("no digits")
-    ('-3.5', None)
+    >>> last_number("The answer is -3.5") , last_number("no digits"), last_number("rolls 3,5,7")
+    ('-3.5', None, '7')
     """
-    found = _NUMBER.findall(text.replace(",", ""))
+    found = _NUMBER.findall(_DIGIT_COMMA.sub(r"\1\2", text))
     return found[-1] if found else None
 
 
@@ -131,8 +136,8 @@ def squad_normalize(text: str) -> str:
 def _f1_one(prediction: str, gold: str) -> float:
     p = squad_normalize(prediction).split()
     g = squad_normalize(gold).split()
-    if not p or not g:
-        return float(p == g)
+    # SQuAD v1.1 (the study's ``evaluate`` "squad" metric): no common token is 0, also when both sides are
+    # empty after normalisation (v2.0's script would give 1 there)
     overlap = sum((Counter(p) & Counter(g)).values())
     if overlap == 0:
         return 0.0
