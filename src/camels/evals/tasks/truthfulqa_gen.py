@@ -1,10 +1,12 @@
 """TruthfulQA judged generation (Lin et al., 2022; SPEC §4): task ``truthfulqa_gen``.
 
 Model phase: the QA primer of the paper (:data:`camels.evals.tasks.truthfulqa.QA_PRIMER`), a blank line,
-``"Q: {question}"``; plain prompts end with ``"\\nA:"`` and stop at a blank line, chat models get ``"A:"``
-as the assistant prefix (as in the MC task); greedy, 50 new tokens. The answer kept is the first line of
-the output: stripped, a leading ``"A:"`` removed, cut before any ``"Q:"`` (the study's clean-up, then its
-first line).
+``"Q: {question}"``. A plain prompt ends right after the question, as in the study and the TruthfulQA
+authors' code (the model writes ``"\\nA: ..."`` itself; the clean-up below drops the ``"A:"``), and stops
+at a blank line; chat models get ``"A:"`` as the assistant prefix (the study meant to add it but its code
+dropped it, see docs/evaluation.md) and ``"\\nQ:"`` as a safety stop; greedy, 50 new tokens. The answer
+kept is the first line of the output: stripped, a leading ``"A:"`` removed, cut before any ``"Q:"`` (the
+study's clean-up, then its first line).
 
 Scoring phase (``judge_yesno`` requests): two judges by name, ``truth`` (prompt ``truthfulqa_truth``:
 ``"Q: {question}\\nA: {answer}\\nTrue:"``) and ``info`` (``truthfulqa_info``: ``"...\\nHelpful:"``); each
@@ -32,7 +34,7 @@ from typing import Any
 from camels.benchmarks.truthfulqa import read_csv_rows
 from camels.core.errors import RecordError
 from camels.core.io import sha256_file
-from camels.core.requests import Request, Result
+from camels.core.requests import GenerateRequest, Request, Result
 from camels.evals.scoring import register_scorer
 from camels.evals.task import (
     PLAIN,
@@ -97,7 +99,7 @@ def _item(prefix: str, index: int, row: Mapping[str, Any], where: str) -> Item:
 @register_task
 class TruthfulQAGen(Task):
     name = "truthfulqa_gen"
-    version = "1"
+    version = "2"
     Config = TruthfulQAGenConfig
     primary_metric = "truthful_informative"
     data_dir = "truthfulqa"
@@ -116,6 +118,8 @@ class TruthfulQAGen(Task):
 
     def requests(self, item: Item, ctx: RequestContext = PLAIN) -> list[Request]:
         text = (QA_PRIMER + "\n\n" if self.config.primer else "") + "Q: " + item.data["question"]
+        if not ctx.chat:  # no "A:" cue: the plain prompt ends with the question, as the study's does
+            return [GenerateRequest(messages=[("user", text)], max_tokens=self.config.max_tokens, stop=("\n\n",))]
         return [cued_generation(text, self.config.answer_prefix, ctx, max_tokens=self.config.max_tokens,
                                 plain_stop=("\n\n",), chat_stop=("\nQ:",))]
 
