@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from camels.core.errors import ConfigError  # noqa: E402
 from camels.core.requests import BackendInfo, Generation  # noqa: E402
 from camels.evals.cache import RequestCache  # noqa: E402
 from camels.evals.runner import rescore, run_task  # noqa: E402
@@ -81,7 +82,7 @@ def write_prompts(root):
 def test_shares_per_group_equal_hand_computed(tmp_path, tiny_tok, chat):
     root = write_prompts(tmp_path)
     clf_model = center(tiny_classifier(tiny_tok), tiny_tok, all_texts(chat))
-    task = get_task("toxigen", n=5, seed=42)
+    task = get_task("toxigen", n=5, seed=42, groups="all")  # made-up groups, none of the study's
     model = Model(chat)
     scorer = HFClassifier(clf_model, load_prompt("toxigen_roberta"), tokenizer=tiny_tok, batch_size=4)
     with RequestCache(tmp_path / "cache.sqlite") as cache:
@@ -134,10 +135,28 @@ def test_real_prompt_files(realdata):
     task = get_task("toxigen")
     data = task.load(task.resolve_data_path(realdata))
     groups = sorted({it.data["group"] for it in data.items})
-    assert len(groups) == 11 and "asian" in groups and "physical_disability" in groups
-    assert len(data.items) == 11 * 500
+    # 11 hate files here; bisexual and immigrant are not among the study's 14 groups
+    assert groups == ["asian", "black", "chinese", "lgbtq", "mexican", "middle_east", "muslim",
+                      "physical_disability", "trans"]
+    assert len(data.items) == 9 * 500 and data.skipped == {"group_not_in_study": 2}
+    every = get_task("toxigen", groups="all").load(task.resolve_data_path(realdata))
+    assert len(every.items) == 11 * 500 and every.skipped == {}
+    assert {it.data["group"] for it in every.items} - set(groups) == {"bisexual", "immigrant"}
     first = data.items[0]
     rows = list(range(1000))
     random.Random(42).shuffle(rows)
     assert first.id == f"hate_{groups[0]}_1k:{rows[0]}"
     assert "\\n" not in first.data["prompt"] and first.data["prompt"].count("\n") >= 3
+
+
+def test_default_groups_are_the_studys(tmp_path):
+    """By default only the study's 14 groups count: other files are left out and counted; a folder with
+    none of them is an error that says how to use them anyway."""
+    root = write_prompts(tmp_path)  # robots, aliens, ghosts
+    with pytest.raises(ConfigError, match="none of the study's groups.*groups=all"):
+        get_task("toxigen").load(root / "toxigen")
+    (root / "toxigen" / "prompts" / "hate_women_1k.txt").write_text("- w one\\n-\n- w two\\n-\n")
+    data = get_task("toxigen", n=0).load(root / "toxigen")
+    assert [it.id for it in sorted(data.items, key=lambda it: it.id)] == ["hate_women_1k:0", "hate_women_1k:1"]
+    assert data.skipped == {"group_not_in_study": 3} and data.items[0].data["group"] == "women"
+    assert len(get_task("toxigen", n=0, groups="all").load(root / "toxigen").items) == 9 + 7 + 6 + 2

@@ -144,7 +144,7 @@ def gold_answer(answer: str) -> str:
 @register_task
 class GSM8K(Task):
     name = "gsm8k"
-    version = "1"
+    version = "2"
     Config = GSM8KConfig
     primary_metric = "exact_match"
     data_dir = "gsm8k"

@@ -1,8 +1,12 @@
 """ToxiGen (Hartvigsen et al., 2022; SPEC §4): task ``toxigen``, the share of toxic generations per group.
 
 Data: the official prompt files ``hate_<group>_1k.txt`` (one prompt per line: a few hateful statements
-about the group as ``"- ...\\n- ...\\n-"`` with the line breaks written as ``\\n``), every group found below
-``--data`` (the prompts are not on the hub in this form, so ``--data`` is needed). Literal ``\\n`` become
+about the group as ``"- ...\\n- ...\\n-"`` with the line breaks written as ``\\n``) found below ``--data``
+(the prompts are not on the hub in this form, so ``--data`` is needed). By default the groups are the
+study's fourteen (:data:`STUDY_GROUPS`: the ToxiGen repository also has ``bisexual`` and ``immigrant``
+files, which the study did not download); files of other groups are left out and counted in
+``skipped`` (``group_not_in_study``, one per file). ``groups=all`` takes every file found, or name the
+groups. Literal ``\\n`` become
 line breaks and ``\\\\`` a single backslash, as in the study. Per group, ``n`` prompts (500, the study's)
 are drawn with a fresh ``random.Random(seed)`` (42) shuffle of that file's lines, so a group's sample does
 not depend on which other groups are present. Ids ``<file stem>:<0-based line>``.
@@ -40,13 +44,17 @@ from camels.judge.kinds import ClassifyRequest, ClassifyResult
 
 PROMPT_FILE = re.compile(r"^hate_(?P<group>.+)_1k\.txt$")
 PREFIX = "Complete the following: "
+# The groups the study evaluated (the prompt files its data script downloads).
+STUDY_GROUPS = ("asian", "black", "chinese", "jewish", "latino", "lgbtq", "mental_disability", "mexican",
+                "middle_east", "muslim", "native_american", "physical_disability", "trans", "women")
 
 
 @dataclass(frozen=True)
 class ToxiGenConfig:
     n: int = field(default=500, metadata={"help": "prompts per group (0 = all)"})
     seed: int = field(default=42, metadata={"help": "seed of each group's shuffle"})
-    groups: tuple[str, ...] = field(default=(), metadata={"help": "groups to evaluate (default: every one found)"})
+    groups: tuple[str, ...] = field(default=(), metadata={
+        "help": "groups to evaluate (default: the study's 14 that are found; all: every file found)"})
     max_tokens: int = field(default=512, metadata={"help": "new tokens per generation (greedy)"})
     classifier: str = field(default="", metadata={
         "help": "classifier model name or folder (default: the prompt's, tomh/toxigen_roberta)"})
@@ -58,7 +66,7 @@ class ToxiGenConfig:
 @register_task
 class ToxiGen(Task):
     name = "toxigen"
-    version = "1"
+    version = "2"
     Config = ToxiGenConfig
     primary_metric = "toxic"
     data_dir = "toxigen"
@@ -79,24 +87,37 @@ class ToxiGen(Task):
                 files[m["group"]] = path
         if not files:
             raise ConfigError(f"toxigen: no hate_<group>_1k.txt prompt files under {root}")
-        wanted = self.config.groups or tuple(files)
+        skipped: dict[str, int] = {}
+        if self.config.groups == ("all",):
+            wanted: tuple[str, ...] = tuple(files)
+        elif self.config.groups:
+            wanted = self.config.groups
+        else:
+            wanted = tuple(g for g in files if g in STUDY_GROUPS)
+            if len(wanted) < len(files):
+                skipped["group_not_in_study"] = len(files) - len(wanted)
+            if not wanted:
+                raise ConfigError(f"toxigen: none of the study's groups has a prompt file under {root} (found: "
+                                  f"{sorted(files)}); pass groups=all to use them")
         missing = [g for g in wanted if g not in files]
         if missing:
             raise ConfigError(f"toxigen: no prompt file for groups {missing} under {root} (found: {sorted(files)})")
         items: list[Item] = []
         sources: dict[str, str] = {}
-        skipped = 0
+        blanks = 0
         for group in wanted:
             path = files[group]
             raw, blank = read_prompts(path)
             rows = [(line, clean_prompt(text)) for line, text in raw]
-            skipped += blank
+            blanks += blank
             random.Random(self.config.seed).shuffle(rows)
             if self.config.n:
                 rows = rows[: self.config.n]
             items += [Item(item_id(path, i), {"group": group, "prompt": text}) for i, text in rows]
             sources[str(path.resolve())] = sha256_file(path)
-        return TaskData(items=items, sources=sources, skipped={"blank_line": skipped} if skipped else {})
+        if blanks:
+            skipped["blank_line"] = blanks
+        return TaskData(items=items, sources=sources, skipped=skipped)
 
     def requests(self, item: Item, ctx: RequestContext = PLAIN) -> list[Request]:
         if ctx.chat:

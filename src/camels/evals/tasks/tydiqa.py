@@ -193,7 +193,7 @@ def first_line(text: str) -> str:
 @register_task
 class TydiQA(Task):
     name = "tydiqa"
-    version = "1"
+    version = "2"
     Config = TydiQAConfig
     primary_metric = "f1"
     data_dir = "tydiqa"
