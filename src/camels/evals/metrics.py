@@ -92,7 +92,7 @@ _DIGIT_COMMA = re.compile(r"(\d),(\d)")
 
 
 def last_number(text: str) -> str | None:
-    """The last number in ``text`` after removing thousands separators, or ``None``.
+    r"""The last number in ``text`` after removing thousands separators, or ``None``.
 
     A separator is a comma between two digits, removed left to right as the study does
     (``re.sub(r"(\d),(\d)", ...)``): ``"1,000,000"`` is one number, while in a list written
