@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from camels.core.errors import ConfigError
 from camels.core.requests import BackendInfo, Generation
 from camels.core.results import read_predictions
 from camels.evals.cache import RequestCache
@@ -137,3 +138,24 @@ def test_single_order_preference_follows_position(tmp_path):
     lc = summarize_file(tmp_path / "run" / "annotations.json", lc_data=str(tmp_path / "df_gamed.csv"))
     assert 0 < result.metrics["length_controlled_win_rate"] < 100
     assert result.metrics["length_controlled_win_rate"] == pytest.approx(lc["length_controlled_win_rate"])
+
+
+@pytest.mark.realdata
+def test_position_as_alpaca_eval_draws_it(realdata):
+    """position=alpaca_eval: the model's answer is shown first exactly where alpaca_eval 0.3.1 (the version
+    the study pinned) switches its reference-first pair, a draw seeded by "is_switched_outputs" + the
+    instruction + the annotator seed (0); the default stays the hash of the item id."""
+    task = get_task("alpaca_eval", position="alpaca_eval")
+    items = task.load(task.resolve_data_path(realdata)).items
+    firsts = [task.model_first(it) for it in items]
+    # alpaca_eval's draws for the first 16 instructions of the eval set, and its count over all 805
+    assert [int(f) for f in firsts[:16]] == [1, 1, 1, 0, 0, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0]
+    assert sum(firsts) == 406
+    shown = task.scoring_requests(items[0], [Generation(("my answer",), ("eos",))])[0]
+    assert (shown.output_1, shown.output_2) == ("my answer", items[0].data["reference_output"])
+    shown = task.scoring_requests(items[3], [Generation(("my answer",), ("eos",))])[0]
+    assert (shown.output_1, shown.output_2) == (items[3].data["reference_output"], "my answer")
+    default = get_task("alpaca_eval")
+    assert [default.model_first(it) for it in items[:6]] == [model_shown_first(f"alpaca_eval:{i}", 0) for i in range(6)]
+    with pytest.raises(ConfigError, match="position must be one of hash, alpaca_eval"):
+        get_task("alpaca_eval", position="random").load(realdata / "alpaca_eval")

@@ -12,8 +12,9 @@ setting; the backend stops at the model's context), no stop string.
 
 Scoring phase (``judge_pair`` requests, answered by a :class:`camels.judge.pairwise.PairwiseJudge` built
 from the ``judge_*`` options): which answer the judge sees first is drawn from a seeded hash of the item
-id (:func:`camels.judge.pairwise.model_shown_first`), recorded in the scores, and un-swapped before
-aggregation; with ``both_orders`` each pair is judged in both orders, the item's preference is the mean of
+id (:func:`camels.judge.pairwise.model_shown_first`; ``position=alpaca_eval`` draws it as alpaca_eval 0.3.1,
+the version the study pinned, does: :func:`alpaca_eval_model_first`), recorded in the scores, and
+un-swapped before aggregation; with ``both_orders`` each pair is judged in both orders, the item's preference is the mean of
 its parsed verdicts, and ``self_consistency`` is the share of items whose two parsed verdicts name the same
 winner. A verdict the judge never made parseable is ``unparsed``: counted, in no rate.
 
@@ -31,6 +32,7 @@ holds ``model_outputs.json`` (instruction, output, generator, dataset) and ``ann
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,9 @@ class AlpacaEvalConfig:
     generator: str = field(default="", metadata={
         "help": "the judged model's name in alpaca_eval's files (default: the run's model name)"})
     seed: int = field(default=0, metadata={"help": "seed of the A/B position drawn per item id"})
+    position: str = field(default="hash", metadata={
+        "help": "how the A/B position is drawn: hash (of seed and item id) or alpaca_eval (from the instruction "
+                "and seed, as alpaca_eval 0.3.1, the study's version)"})
     both_orders: bool = field(default=False, metadata={
         "help": "judge every pair in both orders and report the judge's self-consistency"})
     judge_prompt: str = field(default="alpaca_eval_gpt4", metadata={
@@ -106,6 +111,16 @@ def _item(index: int, row: Mapping[str, Any], prefix: str = "alpaca_eval") -> It
                                       "reference_generator": row.get("generator", "reference")})
 
 
+POSITIONS = ("hash", "alpaca_eval")
+
+
+def alpaca_eval_model_first(instruction: str, seed: int = 0) -> bool:
+    """Whether alpaca_eval 0.3.1 shows the model's output first: its pairwise annotator puts the reference
+    first and switches the two with ``random.Random("is_switched_outputs" + instruction + str(seed))``
+    choosing among ``[False, True]`` (``choices``, k=1), the annotator's seed being 0 by default."""
+    return random.Random("is_switched_outputs" + instruction + str(seed)).choices([False, True], k=1)[0]
+
+
 @register_task
 class AlpacaEval(Task):
     name = "alpaca_eval"
@@ -116,6 +131,9 @@ class AlpacaEval(Task):
     scoring_kinds = ("judge_pair",)
 
     def load(self, data_path: str | Path | None = None) -> TaskData:
+        if self.config.position not in POSITIONS:  # said before any model time is spent
+            raise ConfigError(f"alpaca_eval: position must be one of {', '.join(POSITIONS)}, "
+                              f"got {self.config.position!r}")
         if data_path is None and not Path(self.config.reference).expanduser().is_file():
             ds = hub_dataset("tatsu-lab/alpaca_eval", "alpaca_eval", "eval")
             key, fp = hub_source(ds, "tatsu-lab/alpaca_eval", "alpaca_eval", "eval")
@@ -130,6 +148,11 @@ class AlpacaEval(Task):
 
     # -- scoring phase ---------------------------------------------------------------------------------
     def model_first(self, item: Item) -> bool:
+        if self.config.position == "alpaca_eval":
+            return alpaca_eval_model_first(item.data["instruction"], self.config.seed)
+        if self.config.position != "hash":
+            raise ConfigError(f"alpaca_eval: position must be one of {', '.join(POSITIONS)}, "
+                              f"got {self.config.position!r}")
         return model_shown_first(item.id, self.config.seed)
 
     def scoring_requests(self, item: Item, results: Sequence[Result]) -> list[Any]:
