@@ -291,3 +291,50 @@ def test_only_other_columns_has_no_average(tmp_path):
     assert "| model | skills |\n| --- | ---: |\n| m | 50.0 |\n" in md  # instruct_em: a fraction, shown in percent
     assert "Average" not in md and "Average" not in outs.html.read_text("utf-8")
     assert outs.csv.read_text("utf-8").splitlines()[1] == "m,no,50.0,0.0,100.0,2,,0,,"
+
+
+def test_truncated_predictions_stop_the_report_unless_lenient(tmp_path, capsys):
+    runs = two_models(tmp_path)
+    pred = runs / "alpha" / "mmlu_0shot" / "predictions.jsonl"
+    whole = pred.read_bytes()
+    assert whole.count(b"\n") == 4 and whole.endswith(b"\n")
+    pred.write_bytes(whole[:-40])  # a copy killed inside the 4th line
+    args = ["report", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "50", "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"camels: error: {pred}:4: the last line is cut off (malformed JSON: ")
+    assert err.endswith("no newline at its end): the file looks truncated (a run or a copy stopped midway); run or "
+                        "copy it again, or give --lenient to show the cell as missing\n")
+    assert not (tmp_path / "out").exists()
+    assert main(args + ["--lenient"]) == 0
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "| alpha | — | 75.0 | 25.0 | 62.5 | — | 68.8 (2/3) |" in md  # MMLU missing, not 0, not averaged
+    note = md.split("## Notes\n\n")[1].splitlines()
+    assert note[0].startswith("- alpha: mmlu_0shot/predictions.jsonl:4: the last line is cut off (malformed JSON")
+    assert note[0].endswith("no newline at its end): the file looks truncated (a run or a copy stopped midway); "
+                            "shown as missing (lenient)")
+    # cut exactly at a line's end: every line parses, but metrics.json counts 4 scored items
+    pred.write_bytes(whole[:whole.rindex(b"\n", 0, len(whole) - 1) + 1])
+    with pytest.raises(RecordError) as e:
+        build_report([runs], tmp_path / "o2", n_boot=50)
+    assert str(e.value) == (f"{pred}:4: the file ends after 3 records but metrics.json counts 4 scored items: the file "
+                            "looks truncated (a run or a copy stopped midway); run or copy it again, or give --lenient "
+                            "to show the cell as missing")
+    pred.write_bytes(whole)
+    # an unknown task's file is refused as well (it used to give no interval, silently)
+    other = runs / "beta" / "mytask" / "predictions.jsonl"
+    other.write_bytes(other.read_bytes()[:-5])
+    with pytest.raises(RecordError, match=r"mytask/predictions.jsonl:2: the last line is cut off"):
+        build_report([runs], tmp_path / "o3", n_boot=50)
+    outs = build_report([runs], tmp_path / "o3", n_boot=50, lenient=True)
+    beta = next(r for r in outs.table.rows if r.label == "beta")
+    assert beta.cells["other:mytask"].value is None and beta.cells["mmlu_0shot"].value == 25.0
+
+
+def test_unknown_task_without_per_item_scores_says_so(tmp_path):
+    write_run(tmp_path / "runs" / "m", "judged", "judged", {}, "rating", {"rating": 7.5},
+              [("j0", {}, {"verdict": "good"}), ("j1", {}, {"verdict": "bad"})])
+    outs = build_report([tmp_path / "runs"], tmp_path / "out", n_boot=20)
+    assert outs.table.rows[0].cells["other:judged"].value == 7.5
+    assert outs.table.notes == ["m: judged: no interval (predictions.jsonl line 1: no per-item score 'rating' for "
+                                "column judged)"]

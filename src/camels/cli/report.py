@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", default="camels report", help="the report's title")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--lenient", action="store_true",
+                   help="show a run whose predictions.jsonl is truncated or has a bad line as a missing cell "
+                        "(said in the notes) instead of stopping")
     p.add_argument("--quiet", action="store_true", help="do not print the table")
     p.set_defaults(func=_run)
 
@@ -51,7 +54,8 @@ def _run(args: argparse.Namespace) -> int:
 
     outs = build_report(args.runs, args.out, names=_pairs(args.name, "--name"), reference=args.reference,
                         baseline=args.baseline, training_runs=_pairs(args.training, "--training") or None,
-                        human=args.human, title=args.title, seed=args.seed, n_boot=args.n_boot)
+                        human=args.human, title=args.title, seed=args.seed, n_boot=args.n_boot,
+                        lenient=args.lenient)
     if not args.quiet:
         sys.stdout.write(outs.rendered_text)
     print(f"camels: report written to {outs.markdown}, {outs.csv}, {outs.html}", file=sys.stderr)

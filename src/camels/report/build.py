@@ -52,10 +52,10 @@ def _add_human(rows: list[ModelRuns], human: Mapping[str, tuple[int, int]], note
 
 
 def load_rows(runs: list[str | Path] | str | Path, names: Mapping[str, str] | None = None,
-              notes: list[str] | None = None) -> dict[Path, ModelRuns]:
+              notes: list[str] | None = None, *, lenient: bool = False) -> dict[Path, ModelRuns]:
     """The rows of the given model folders / runs roots (see :func:`camels.report.load.model_folders`), by
     resolved model folder in the order given, each named after its folder or ``names[path]`` (a path as
-    given, or the folder's name)."""
+    given, or the folder's name). ``lenient``: see :func:`camels.report.load.read_model`."""
     if isinstance(runs, (str, Path)):
         runs = [runs]
     names = dict(names or {})
@@ -64,14 +64,16 @@ def load_rows(runs: list[str | Path] | str | Path, names: Mapping[str, str] | No
     for folder in model_folders(list(runs), notes):
         key = folder.resolve()
         if key not in rows:
-            rows[key] = read_model(folder, resolved.get(str(key)) or names.get(folder.name) or folder.name)
+            rows[key] = read_model(folder, resolved.get(str(key)) or names.get(folder.name) or folder.name,
+                                   lenient=lenient)
     return rows
 
 
 def build_report(runs: list[str | Path] | str | Path, out_dir: str | Path, *, names: dict[str, str] | None = None,
                  reference: str | Path | None = None, baseline: str | None = None,
                  training_runs: dict[str, str | Path] | None = None, human: str | Path | None = None,
-                 title: str = "camels report", seed: int = 0, n_boot: int = 1000) -> ReportOutputs:
+                 title: str = "camels report", seed: int = 0, n_boot: int = 1000,
+                 lenient: bool = False) -> ReportOutputs:
     """Read the runs, compute the table and write ``report.txt``, ``report.md``, ``report.csv`` and
     ``report.html`` into ``out_dir`` (atomically; identical inputs give identical bytes).
 
@@ -79,15 +81,17 @@ def build_report(runs: list[str | Path] | str | Path, out_dir: str | Path, *, na
     row. ``reference``: a model folder, a reference YAML (``file.yaml[:NAME]``) or a shipped reference
     name (``tulu-7b``). ``baseline``: a row label to test every other row against. ``training_runs``: row
     label -> training output folder, for loss curves. ``human``: an annotate export ``results.json``.
+    A run whose ``predictions.jsonl`` is truncated or has a bad line stops the report with an error naming
+    the file and line; ``lenient`` shows its cell as missing instead and says why in the notes.
     """
     if n_boot < 1:
         raise ConfigError(f"n_boot must be at least 1, got {n_boot}")
     extra_notes: list[str] = []
-    by_folder = load_rows(runs, names, extra_notes)
+    by_folder = load_rows(runs, names, extra_notes, lenient=lenient)
     rows = list(by_folder.values())
     if not rows:
         raise ConfigError("no model folder to report on")
-    ref = read_reference(reference, by_folder) if reference is not None else None
+    ref = read_reference(reference, by_folder, lenient=lenient) if reference is not None else None
     if ref is not None and all(r is not ref for r in rows) and ref.label in {r.label for r in rows}:
         raise ConfigError(f"the reference and a row are both named {ref.label!r} but hold other numbers: rename "
                           "the row (--name DIR=LABEL)")

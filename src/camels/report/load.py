@@ -9,7 +9,7 @@ a task. Everything not used is said in :attr:`ModelRuns.notes`, never dropped si
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,15 +123,50 @@ def _item_score(col: Column, scores: Mapping[str, Any], file: str, line: int) ->
     return float(value)
 
 
-def read_items(run: Path, col: Column) -> tuple[dict[str, float], dict[str, str] | None, int]:
+#: Errors that say the file itself cannot be read (rather than that its items lack a per-item score).
+UNREADABLE = ("bad_json", "bad_utf8", "too_deep", "truncated")
+TRUNCATED = "the file looks truncated (a run or a copy stopped midway)"
+#: What the error of a truncated file advises (left out of the note when ``lenient`` shows the cell missing).
+ADVICE = "; run or copy it again, or give --lenient to show the cell as missing"
+
+
+def _records(path: Path, scored: int | None) -> Iterator[tuple[int, Any]]:
+    """:func:`iter_jsonl` of a predictions file that refuses a truncated one: a last line cut off (no
+    newline at its end and not readable as JSON) or, when ``metrics.json`` counts ``scored`` items, fewer
+    records than that (a cut at a line's end). Both are a ``truncated`` :class:`RecordError` naming the
+    file and the line where it stops."""
+    count = last = 0
+    try:
+        for last, obj in iter_jsonl(path):
+            count += 1
+            yield last, obj
+    except RecordError as e:
+        if e.reason in ("bad_json", "bad_utf8") and e.line is not None and _is_cut_line(path, e.line):
+            raise RecordError("truncated", f"the last line is cut off ({e.detail}, no newline at its end): "
+                              f"{TRUNCATED}{ADVICE}", file=str(path), line=e.line) from None
+        raise
+    if scored is not None and count < scored:
+        raise RecordError("truncated", f"the file ends after {count} records but metrics.json counts {scored} "
+                          f"scored items: {TRUNCATED}{ADVICE}", file=str(path), line=last + 1)
+
+
+def _is_cut_line(path: Path, line: int) -> bool:
+    """Whether ``line`` is the file's last line and has no newline at its end."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return not data.endswith(b"\n") and data.count(b"\n") + 1 == line
+
+
+def read_items(run: Path, col: Column, scored: int | None = None) -> tuple[dict[str, float], dict[str, str] | None, int]:
     """Per-item scores (item id -> score x 100 for fractions) and groups of a run's predictions; the
-    count of items the metric leaves out is returned third."""
+    count of items the metric leaves out is returned third. ``scored``: the items ``metrics.json``
+    counts, to tell a file cut at a line's end (see :func:`_records`)."""
     path = run / PREDICTIONS_FILE
     items: dict[str, float] = {}
     groups: dict[str, str] | None = {} if col.group_by else None
     left_out = 0
     factor = 100.0 if col.known_scale else 1.0  # per-item scores are fractions for every known column
-    for line, obj in iter_jsonl(path):
+    for line, obj in _records(path, scored):
         if not isinstance(obj, dict) or "id" not in obj:
             raise RecordError("missing_field", "missing field 'id'", field="id", file=str(path), line=line)
         scores = obj.get("scores") or {}
@@ -153,8 +188,11 @@ def read_items(run: Path, col: Column) -> tuple[dict[str, float], dict[str, str]
     return items, groups, left_out
 
 
-def read_model(folder: Path, label: str) -> ModelRuns:
-    """Every finished run folder of one model folder, each into its column."""
+def read_model(folder: Path, label: str, *, lenient: bool = False) -> ModelRuns:
+    """Every finished run folder of one model folder, each into its column. A run whose
+    ``predictions.jsonl`` cannot be read (cut off, a malformed line, a missing per-item score) stops the
+    report with an error naming the file and line; with ``lenient`` its cell is shown as missing and the
+    error goes to the notes."""
     row = ModelRuns(label=label)
     for run in sorted(p for p in folder.iterdir() if p.is_dir()):
         if run.name.startswith("."):
@@ -182,11 +220,11 @@ def read_model(folder: Path, label: str) -> ModelRuns:
         if col is None:
             col = other_column(run.name, task, result.primary_metric)
             row.others[col.key] = col
-        row.cells[col.key] = _cell(run, col, result, row)
+        row.cells[col.key] = _cell(run, col, result, row, lenient)
     return row
 
 
-def _cell(run: Path, col: Column, result: TaskResult, row: ModelRuns) -> Cell:
+def _cell(run: Path, col: Column, result: TaskResult, row: ModelRuns, lenient: bool = False) -> Cell:
     raw = result.metrics.get(col.metric)
     if raw is None or isinstance(raw, bool) or not isinstance(raw, (int, float)):
         row.notes.append(f"{row.label}: {run.name}/{METRICS_FILE} has no number {col.metric!r}; shown as missing")
@@ -196,10 +234,20 @@ def _cell(run: Path, col: Column, result: TaskResult, row: ModelRuns) -> Cell:
     if not (run / PREDICTIONS_FILE).is_file():
         row.notes.append(f"{row.label}: {run.name} has no {PREDICTIONS_FILE}; no interval")
         return cell
-    if col.scale is None:
-        items, groups, left = _try_items(run, col)
-    else:
-        items, groups, left = read_items(run, col)
+    scored = result.counts.get("scored")
+    scored = scored if isinstance(scored, int) and not isinstance(scored, bool) else None
+    try:
+        if col.scale is None:
+            items, groups, left = _try_items(run, col, scored, row)
+        else:
+            items, groups, left = read_items(run, col, scored)
+    except RecordError as e:
+        if not lenient:
+            raise
+        where = RecordError(e.reason, e.detail.removesuffix(ADVICE), field=e.field,
+                            file=f"{run.name}/{PREDICTIONS_FILE}", line=e.line)
+        row.notes.append(f"{row.label}: {where}; shown as missing (lenient)")
+        return Cell(None, source=run.name)
     if left:
         row.notes.append(f"{row.label}: {run.name}: {left} item(s) without a parsed verdict left out, as the "
                          "metric leaves them out")
@@ -207,11 +255,16 @@ def _cell(run: Path, col: Column, result: TaskResult, row: ModelRuns) -> Cell:
     return cell
 
 
-def _try_items(run: Path, col: Column) -> tuple[dict[str, float], dict[str, str] | None, int]:
-    """Per-item scores of an unknown task: its primary metric's key when every item has it as a number."""
+def _try_items(run: Path, col: Column, scored: int | None, row: ModelRuns
+               ) -> tuple[dict[str, float], dict[str, str] | None, int]:
+    """Per-item scores of an unknown task: its primary metric's key when every item has it as a number
+    (else no interval, said in the notes). A file that cannot be read is an error as for any column."""
     try:
-        return read_items(run, col)
-    except RecordError:
+        return read_items(run, col, scored)
+    except RecordError as e:
+        if e.reason in UNREADABLE:
+            raise
+        row.notes.append(f"{row.label}: {run.name}: no interval ({PREDICTIONS_FILE} line {e.line}: {e.detail})")
         return {}, None, 0
 
 
@@ -274,10 +327,12 @@ def shipped_references() -> dict[str, Path]:
     return {name: path for name, (path, _, _) in _shipped().items()}
 
 
-def read_reference(spec: str | Path, rows: Mapping[Path, ModelRuns] | None = None) -> ModelRuns:
+def read_reference(spec: str | Path, rows: Mapping[Path, ModelRuns] | None = None, *,
+                   lenient: bool = False) -> ModelRuns:
     """A reference row from a model folder, a YAML file (``file.yaml`` or ``file.yaml:NAME``), or the name
     of a model in a shipped reference file (``tulu-7b``). ``rows``: rows already read, by resolved model
-    folder; a reference folder among them is that row (not read again)."""
+    folder; a reference folder among them is that row (not read again). ``lenient``: as for
+    :func:`read_model`."""
     text = str(spec)
     p = Path(text)
     if p.is_dir():
@@ -285,7 +340,7 @@ def read_reference(spec: str | Path, rows: Mapping[Path, ModelRuns] | None = Non
         if len(folders) != 1:
             raise ConfigError(f"{p}: a reference must be one model folder, found {len(folders)}")
         known = (rows or {}).get(folders[0].resolve())
-        return known if known is not None else read_model(folders[0], folders[0].name)
+        return known if known is not None else read_model(folders[0], folders[0].name, lenient=lenient)
     if p.is_file():
         return read_reference_yaml(p)
     head, sep, name = text.rpartition(":")
