@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camels.benchmarks.truthfulqa import MC_FILE, mc_prefix, read_mc
+from camels.benchmarks.truthfulqa import MC_FILE, mc_prefix, read_csv_rows, read_mc
 from camels.core.errors import ConfigError, RecordError
 from camels.core.io import sha256_file
 from camels.core.requests import LoglikelihoodRequest, LoglikelihoodResult, Request, Result
@@ -55,6 +55,8 @@ from camels.evals.task import (
     register_preset,
     register_task,
 )
+
+CSV_FILE = "TruthfulQA.csv"
 
 # The "QA prompt" of the TruthfulQA paper: six question/answer pairs, one of them ("square root of banana")
 # showing that "I have no comment." is an acceptable answer.
@@ -80,6 +82,8 @@ class TruthfulQAConfig:
         "help": "mc: MC1/MC2 by summed log-probabilities (gen: judged generation, not built yet)"})
     primer: bool = field(default=True, metadata={"help": "put the six-pair QA primer before the question"})
     answer_prefix: str = field(default="A:", metadata={"help": "assistant prefix for chat models"})
+    answers: str = field(default="mc_task", metadata={
+        "help": "answer sets: mc_task (mc_task.json) or csv (TruthfulQA.csv split as the study's code does)"})
     bootstrap_seed: int = field(default=0, metadata={"help": "seed of the bootstrap confidence interval"})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "bootstrap resamples (0: no interval)"})
 
@@ -168,6 +172,37 @@ def answers_of(item: Item) -> list[str]:
     return list(seen)
 
 
+def split_answers(text: str) -> list[str]:
+    """A ``;``-separated answer cell of ``TruthfulQA.csv`` as the study's code reads it: each answer
+    stripped, empty ones left out, a final period added where there is none.
+
+    >>> split_answers("Nothing happens; You eat them ;I have no comment.")
+    ['Nothing happens.', 'You eat them.', 'I have no comment.']
+    """
+    parts = [a.strip() for a in text.strip().split(";")]
+    return [a if a.endswith(".") else a + "." for a in parts if a]
+
+
+def csv_item(prefix: str, index: int, row: Mapping[str, Any], where: str) -> Item | None:
+    """One question of ``TruthfulQA.csv`` with the study's answer sets (``None`` when it has no incorrect
+    answer: the study skipped those). MC1: the best answer against every incorrect one; MC2: the correct
+    answers against the incorrect ones, an answer listed on both sides counting on both."""
+    question, best = row.get("Question"), row.get("Best Answer")
+    if not isinstance(question, str) or not question.strip():
+        raise RecordError("bad_item", f"row {index}: missing or empty question", field="Question", file=where)
+    if not isinstance(best, str) or not best.strip():
+        raise RecordError("bad_item", f"row {index}: missing or empty best answer", field="Best Answer", file=where)
+    true, false = split_answers(row.get("Correct Answers") or ""), split_answers(row.get("Incorrect Answers") or "")
+    if not false:
+        return None
+    if not true:
+        raise RecordError("bad_item", f"row {index}: no correct answer", field="Correct Answers", file=where)
+    best = split_answers(best)[0]
+    return Item(f"{prefix}:{index}", {"question": question, "mc1_choices": [best, *false],
+                                      "mc1_labels": [1] + [0] * len(false), "mc2_choices": [*true, *false],
+                                      "mc2_labels": [1] * len(true) + [0] * len(false)})
+
+
 def find_mc_file(root: Path) -> Path:
     """``root`` itself when it is a file, else the one ``mc_task.json`` below it."""
     return root if root.is_file() else find_one_file(root, MC_FILE, "truthfulqa")
@@ -185,6 +220,17 @@ class TruthfulQA(Task):
         if self.config.mode != "mc":
             raise ConfigError(f"truthfulqa: mode {self.config.mode!r} is not available; only 'mc' is built "
                               "(the judged generation part comes with the judges)")
+        if self.config.answers not in ("mc_task", "csv"):
+            raise ConfigError(f"truthfulqa: answers must be mc_task or csv, got {self.config.answers!r}")
+        if self.config.answers == "csv":
+            if data_path is None:
+                raise ConfigError("truthfulqa: answers=csv reads TruthfulQA.csv; pass --data with a folder holding it")
+            root = Path(data_path)
+            path = root if root.is_file() else find_one_file(root, CSV_FILE, "truthfulqa")
+            found = [csv_item(path.stem, i, r, str(path)) for i, r in enumerate(read_csv_rows(path))]
+            items = [it for it in found if it is not None]
+            left_out = {"no_incorrect_answer": len(found) - len(items)} if len(items) < len(found) else {}
+            return TaskData(items=items, sources={str(path.resolve()): sha256_file(path)}, skipped=left_out)
         if data_path is None:
             ds = hub_dataset("truthful_qa", "multiple_choice", "validation")
             key, fp = hub_source(ds, "truthful_qa", "multiple_choice", "validation")

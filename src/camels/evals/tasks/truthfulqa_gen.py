@@ -49,11 +49,10 @@ from camels.evals.task import (
     hub_source,
     register_task,
 )
-from camels.evals.tasks.truthfulqa import QA_PRIMER
+from camels.evals.tasks.truthfulqa import CSV_FILE, QA_PRIMER
 from camels.judge.identity import JudgeIdentity, require_one_identity
 from camels.judge.kinds import JudgeYesNoRequest, YesNoVerdict
 
-CSV_FILE = "TruthfulQA.csv"
 ROLES = ("truth", "info")
 
 
