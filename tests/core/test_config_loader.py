@@ -104,12 +104,10 @@ def test_read_with_overrides_keeps_where_each_key_came_from(tmp_path):
         inner.build(Inner)
     inner.data["on"] = True
     assert inner.build(Inner) == Inner(r=5, on=True) and read.data["inner"]["on"] == "maybe"  # a copy
-    # a mapping in memory, with the lines it was read from
-    mem = config.read_with_overrides({"name": "m", "inner": {"r": "x"}}, {"name": "o"}, origin="mem",
-                                     lines={"inner.r": 7})
-    with pytest.raises(ConfigError, match=r"^mem:7: inner.r: expected an integer, got 'x'$"):
-        mem.build(Outer)
-    assert mem.data["name"] == "o" and mem.overridden == {"name"}
+    # no file: the overrides alone
+    only = config.read_with_overrides(None, {"name": "o"}, count=3)
+    assert (only.data, only.origin, only.lines, only.overridden) == ({"name": "o", "count": 3}, "", {},
+                                                                      {"name", "count"})
     with pytest.raises(ConfigError, match=r"^override: name.x: name is not a section$"):
         config.read_with_overrides(p, ["name.x=1"])
     assert config.coerce("opt", int, "7") == 7

@@ -199,23 +199,18 @@ class Read:
         return build(cls, self.data, origin=self.origin, lines=self.lines, overridden=self.overridden)
 
 
-def read_with_overrides(path: str | Path | Mapping[str, Any] | None = None,
-                        overrides: Sequence[str] | Mapping[str, Any] = (), *, origin: str | None = None,
-                        lines: Mapping[str, int] | None = None, **values: Any) -> Read:
-    """A config file's top-level mapping with ``key=value`` ``overrides`` (then keyword ``values``) applied.
-
-    ``path`` is a YAML file, a mapping already in memory (``origin`` and ``lines`` then say where it was
-    read), or None (overrides alone). The file must hold a mapping at the top level; an empty one is ``{}``.
-    """
-    if path is None or isinstance(path, Mapping):
-        read = Read(_plain(dict(path or {})), origin or "", dict(lines or {}))
-    else:
-        data, found = read_yaml(path)
+def read_with_overrides(path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
+                        **values: Any) -> Read:
+    """A YAML file's top-level mapping (``{}`` for an empty file or no ``path``) with ``key=value``
+    ``overrides`` (or a mapping of dotted keys to values), then keyword ``values``, applied."""
+    read = Read()
+    if path is not None:
+        data, read.lines = read_yaml(path)
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-        read = Read(_plain(data), str(path) if origin is None else origin, found)
+        read.data, read.origin = _plain(data), str(path)
     return read.override(overrides, **values)
 
 
