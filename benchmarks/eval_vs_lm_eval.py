@@ -19,7 +19,14 @@ machine may be shared: each lm-eval run is followed by a camels run, and camels'
 Measured: the predicted letter of every question on both sides (agreement), and questions per second
 of the evaluation proper (request building + model calls; model loading and CSV reading excluded on both
 sides). Output: one line per dtype,
-``dtype=... speedup=... agreement=... camels_qps=... lm_eval_best_qps=... scoring_path=...``.
+``dtype=... speedup=... agreement=... camels_qps=... lm_eval_best_qps=... scoring_path=... ceiling=...``.
+
+``ceiling`` is the most any exact prefix-sharing method could gain over the lm-eval run measured here
+with this model's kernels: lm-eval's time divided by the time of the least exact work (every distinct
+prompt-prefix token once, attending to each of its predecessors once), priced by a cost per token and a
+cost per attention score fitted on plain causal forwards of the same model, dtype and threads
+(:func:`fit_costs`). ``token_ratio`` and ``score_ratio`` are lm-eval's tokens and causal attention scores
+over that least work.
 Run: ``.venv/bin/python benchmarks/eval_vs_lm_eval.py [--dtypes float32,bfloat16] [--lm-eval-batch-sizes 1,4,16]``.
 """
 
@@ -47,6 +54,16 @@ def camels_items(data: Path):
     task = MMLU(shots=5, subjects=SUBJECTS)
     items = task.load(data).items
     return items, (lambda item: task.requests(item)[0]), (lambda item: item.data["answer"])
+
+
+def camels_contexts(backend, items, make_request) -> list[tuple[int, ...]]:
+    """The token ids every question's choices are scored after (the prompt, as camels splits it)."""
+    from camels.backends.tokens import split_choices_shared
+
+    requests = [make_request(it) for it in items]
+    prompts = [backend.prompt_text(r) for r in requests]
+    splits = split_choices_shared(backend.tokenizer, prompts, [r.choices for r in requests])
+    return [tuple(split[0][0]) for split in splits]
 
 
 def run_camels(model_dir: Path, data: Path, dtype: str):
@@ -143,6 +160,51 @@ def count_rows(data: Path) -> dict[str, int]:
     return counts
 
 
+def least_work(contexts: list[tuple[int, ...]]) -> dict[str, int]:
+    """Tokens and causal attention scores (query-key pairs) of scoring every context whole, and of the least
+    exact prefix-sharing computation: each distinct prefix token once (the nodes of the contexts' trie)."""
+    whole_tokens = sum(len(c) for c in contexts)
+    whole_scores = sum(len(c) * (len(c) + 1) // 2 for c in contexts)
+    least_tokens = least_scores = 0
+    prev: tuple[int, ...] = ()
+    for c in sorted(set(contexts)):
+        shared = 0
+        while shared < min(len(prev), len(c)) and prev[shared] == c[shared]:
+            shared += 1
+        least_tokens += len(c) - shared
+        least_scores += (len(c) * (len(c) + 1) - shared * (shared + 1)) // 2
+        prev = c
+    return {"whole_tokens": whole_tokens, "whole_scores": whole_scores,
+            "least_tokens": least_tokens, "least_scores": least_scores}
+
+
+def fit_costs(model_dir: Path, dtype: str, repeats: int = 5) -> tuple[float, float]:
+    """Seconds per causal attention score and per token of plain forwards of the model (no padding, no
+    cache, PyTorch's causal attention), fastest of ``repeats``: the token cost from 64 rows of 32 tokens
+    (attention negligible), the score cost from one row of 2,048 tokens minus its tokens' cost.
+    Returns ``(a, b)``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype)).eval()
+    gen = torch.Generator().manual_seed(0)
+
+    def fastest(rows: int, n: int) -> float:
+        ids = torch.randint(0, model.config.vocab_size, (rows, n), generator=gen)
+        times = []
+        with torch.inference_mode():
+            for _ in range(repeats + 1):  # the first is a warm-up
+                t0 = time.perf_counter()
+                model(input_ids=ids, use_cache=False, logits_to_keep=1)
+                times.append(time.perf_counter() - t0)
+        return min(times[1:])
+
+    b = fastest(64, 32) / (64 * 32)
+    n = 2048
+    a = max(0.0, fastest(1, n) - b * n) / (n * (n + 1) / 2)
+    return a, b
+
+
 def median(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
@@ -176,6 +238,14 @@ def compare(model_dir: Path, data: Path, dtype: str, lm_batch_sizes: list[int]) 
     best_bs = min(lm_runs, key=lambda b: lm_runs[b][1])
     preds_l, t_l = lm_runs[best_bs]
     t_c = median(camels_times)
+    work = least_work(camels_contexts(backend, *camels_items(data)[:2]))
+    a, b = fit_costs(model_dir, dtype)
+    least_t = a * work["least_scores"] + b * work["least_tokens"]
+    token_ratio = work["whole_tokens"] / work["least_tokens"]
+    score_ratio = work["whole_scores"] / work["least_scores"]
+    print(f"[{dtype}] least exact work: {work['least_tokens']:,} tokens, {work['least_scores']:,} scores (whole prompts: "
+          f"{work['whole_tokens']:,} and {work['whole_scores']:,}); fitted cost {b * 1e6:.2f} us/token, {a * 1e9:.2f} "
+          f"ns/score, so {least_t:.2f}s at best, of which attention {a * work['least_scores'] / least_t:.0%}")
     agree = sum(preds_c[k] == preds_l.get(k) for k in preds_c) / n
     acc_c = sum(preds_c[k] == golds[k] for k in preds_c) / n
     acc_l = sum(preds_l.get(k) == golds[k] for k in preds_c) / n
@@ -184,7 +254,8 @@ def compare(model_dir: Path, data: Path, dtype: str, lm_batch_sizes: list[int]) 
           f"right after it): {', '.join(f'{r:.1f}' for r in pair_ratios)}")
     return (f"dtype={dtype} speedup={t_l / t_c:.1f} agreement={agree:.3f} camels_qps={n / t_c:.1f} "
             f"lm_eval_best_qps={n / t_l:.1f} questions={n} prompt_match={same_prompt / n:.3f} "
-            f"paired_speedup_median={median(pair_ratios):.1f} scoring_path={details['scoring_path']}")
+            f"paired_speedup_median={median(pair_ratios):.1f} scoring_path={details['scoring_path']} "
+            f"ceiling={t_l / least_t:.1f} token_ratio={token_ratio:.2f} score_ratio={score_ratio:.2f}")
 
 
 def main() -> None:
