@@ -536,9 +536,12 @@ class HFBackend(LocalPrompts, GenerationLoop):
         reads: dict[int, list[tuple[_ScoreItem, int, int]]] = {}  # node -> (item, k, column)
         run: dict[int, _Node] = {}
         for it in wave:
+            j = 0  # the read positions rise, so the block holding each is found by walking forward once
             for k in range(len(it.targets)):
                 p = it.first + k
-                node = next(nd for nd in it.nodes if nd.start <= p < nd.end)
+                while it.nodes[j].end <= p:
+                    j += 1
+                node = it.nodes[j]
                 reads.setdefault(id(node), []).append((it, k, p - node.start))
             for nd in it.nodes:
                 self.stats["prefix_tokens_reused"] += nd.width
