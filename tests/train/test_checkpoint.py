@@ -119,6 +119,26 @@ def test_a_crash_mid_save_leaves_the_previous_checkpoint_as_latest(tiny_tok, tmp
     assert find_latest_checkpoint(tmp_path / "run") == new
 
 
+def test_a_save_removes_only_the_tmp_folders_whose_process_is_gone(tiny_tok, tmp_path, dead_pid, live_pid):
+    from camels.core.stale import host, process_start
+
+    run = Run(tiny_tok, _cfg(tmp_path))
+    root = run.save(2).parent
+    leftovers = {"dead": {"host": host(), "pid": dead_pid},
+                 "live": {"host": host(), "pid": live_pid, "start": process_start(live_pid)},
+                 "no-owner": None}  # judged by its age: kept for 24 hours
+    for name, owner in leftovers.items():
+        (root / f".tmp-step-3-{name}").mkdir()
+        (root / f".tmp-step-3-{name}" / "optimizer.bin").write_bytes(b"half")
+        if owner is not None:
+            (root / f".tmp-step-3-{name}" / "owner.json").write_text(json.dumps(owner))
+    run.save(4)
+    assert sorted(p.name for p in root.iterdir()) == [".tmp-step-3-live", ".tmp-step-3-no-owner", "step-2",
+                                                      "step-4"]
+    assert (root / ".tmp-step-3-live" / "optimizer.bin").read_bytes() == b"half"
+    assert "owner.json" not in {p.name for p in (root / "step-4").iterdir()}
+
+
 def test_a_damaged_newest_checkpoint_is_named_and_set_aside_not_erased(tiny_tok, tmp_path):
     run = Run(tiny_tok, _cfg(tmp_path))
     run.save(2, keep_last=2)

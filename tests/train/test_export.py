@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from camels.core.stale import host, process_start  # noqa: E402
 from camels.core.template import (  # noqa: E402
     HFTemplateFormat,
     chat_format_for_tokenizer,
     chat_format_from_dict,
 )
+from camels.train import export as export_mod  # noqa: E402
 from camels.train.export import hf_chat_template, read_export_info, write_model_folder  # noqa: E402
 
 CONVERSATION = [
@@ -65,7 +69,7 @@ def test_tulu_template_text_is_exact(tiny_tok):
         tok.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)
 
 
-def test_exported_folder_loads_as_is_and_gives_the_same_logits(tiny_tok, tmp_path):
+def test_exported_folder_loads_as_is_and_gives_the_same_logits(tiny_tok, tmp_path, dead_pid):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from camels.tiny import tiny_llama
@@ -87,6 +91,7 @@ def test_exported_folder_loads_as_is_and_gives_the_same_logits(tiny_tok, tmp_pat
     target.mkdir()
     (target / "stale.txt").write_text("from an older export")
     (tmp_path / ".tmp-final-99999").mkdir()  # an export killed midway
+    (tmp_path / ".tmp-final-99999" / "owner.json").write_text(json.dumps({"host": host(), "pid": dead_pid}))
     write_model_folder(model, tiny_tok, target, chat_format=fmt, config_dict={"model": "tiny", "lr": 1e-3},
                        data_sha256="a" * 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]  # replaced atomically, no tmp left
@@ -109,6 +114,63 @@ def test_exported_folder_loads_as_is_and_gives_the_same_logits(tiny_tok, tmp_pat
     assert info["config"] == {"model": "tiny", "lr": 1e-3} and info["data_sha256"] == "a" * 64
     assert info["lora_merged"] is True and info["chat_format_fingerprint"] == fmt.fingerprint()
     assert tiny_tok.chat_template is None  # the caller's tokenizer is left as it was
+
+
+def test_an_export_removes_only_the_leftovers_of_exports_whose_process_is_gone(tiny_tok, tmp_path, dead_pid,
+                                                                               live_pid, monkeypatch):
+    from camels.tiny import tiny_llama
+
+    def folder(name, owner, hours_old=0.0):
+        f = tmp_path / name
+        f.mkdir()
+        (f / "model.safetensors").write_bytes(b"half written")
+        if owner is not None:
+            (f / "owner.json").write_text(json.dumps(owner))
+        when = time.time() - hours_old * 3600
+        for p in (*f.iterdir(), f):
+            os.utime(p, (when, when))
+        return f
+
+    mine = {"host": host()}
+    folders = {
+        "dead": folder(".tmp-final-h-1", {**mine, "pid": dead_pid}),
+        "dead old": folder(".old-final-h-2", {**mine, "pid": dead_pid, "start": None}),
+        "live": folder(".tmp-final-h-3", {**mine, "pid": live_pid, "start": process_start(live_pid)}),
+        "live old": folder(".old-final-h-4", {**mine, "pid": live_pid}),
+        "pid reused": folder(".tmp-final-h-5", {**mine, "pid": live_pid, "start": "1"}),
+        "other host": folder(".tmp-final-h-6", {"host": "elsewhere", "pid": dead_pid}),
+        "other host, a day old": folder(".tmp-final-h-7", {"host": "elsewhere", "pid": dead_pid}, hours_old=25),
+        "no owner": folder(".tmp-final-h-8", None),
+        "no owner, a day old": folder(".tmp-final-h-9", None, hours_old=25),
+        "another target": folder(".tmp-finale-h-10", {**mine, "pid": dead_pid}),
+    }
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    target = tmp_path / "final"
+    write_model_folder(tiny_llama(tiny_tok, seed=0), tiny_tok, target, chat_format=fmt)
+    left = {name for name, f in folders.items() if f.exists()}
+    assert left == {"live", "live old", "other host", "no owner", "another target"}
+    assert (folders["live"] / "model.safetensors").read_bytes() == b"half written"
+    assert "owner.json" not in {p.name for p in target.iterdir()}
+    first = (target / "model.safetensors").read_bytes()
+
+    # A failed rename into place puts the previous export back and leaves no folder of its own.
+    real_rename = os.rename
+
+    def fails_into_place(src, dst):
+        if str(src).startswith(str(tmp_path / ".tmp-final-")):
+            raise OSError("no space left")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(export_mod.os, "rename", fails_into_place)
+    with pytest.raises(OSError, match="no space left"):
+        write_model_folder(tiny_llama(tiny_tok, seed=1), tiny_tok, target, chat_format=fmt)
+    monkeypatch.undo()
+    assert (target / "model.safetensors").read_bytes() == first
+    assert {p.name for p in tmp_path.iterdir()} == {"final", *(folders[n].name for n in left)}
+    # and a new export replaces it, through a folder of its own that it removes
+    write_model_folder(tiny_llama(tiny_tok, seed=1), tiny_tok, target, chat_format=fmt)
+    assert (target / "model.safetensors").read_bytes() != first
+    assert {p.name for p in tmp_path.iterdir()} == {"final", *(folders[n].name for n in left)}
 
 
 def test_train_exports_a_loadable_model(tmp_path, monkeypatch):

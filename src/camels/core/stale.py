@@ -1,10 +1,10 @@
 """Temporary folders that name their owner, and the removal of those whose owner is gone.
 
-Work that is published by renaming a folder into place (the token store, an export) first writes a
-temporary folder beside the target. A process killed mid-way leaves that folder behind. To tell such a
-leftover from a folder that another process is still writing, the writer puts a small ``owner.json`` in
-it first: host name, process id and the process's start time (from ``/proc`` where there is one, so a
-reused process id is not mistaken for the owner).
+Work that is published by renaming a folder into place (the token store, an export, a checkpoint)
+first writes a temporary folder beside the target. A process killed mid-way leaves that folder behind.
+To tell such a leftover from a folder that another process is still writing, the writer puts a small
+``owner.json`` in it first: host name, process id and the process's start time (from ``/proc`` where
+there is one, so a reused process id is not mistaken for the owner).
 
 :func:`remove_stale` then removes a folder only when
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -38,6 +39,12 @@ MAX_AGE_S = 24 * 3600
 def host() -> str:
     """This machine's host name."""
     return socket.gethostname()
+
+
+def tag(pid: int | None = None) -> str:
+    """``<host>-<pid>`` (this process by default), usable in a file name: what a temporary folder's name
+    carries so that two writers, on one host or on two that share a file system, never pick the same one."""
+    return f"{re.sub(r'[^A-Za-z0-9.-]', '_', host())[:40]}-{os.getpid() if pid is None else pid}"
 
 
 def process_start(pid: int) -> str | None:
@@ -71,6 +78,17 @@ def write_owner(folder: str | Path, **extra: Any) -> None:
     write_json(Path(folder) / OWNER, {"host": host(), "pid": pid, "start": process_start(pid), **extra})
 
 
+def owned_folder(folder: str | Path, **extra: Any) -> Path:
+    """``folder``, new and empty, with this process named as its owner (:func:`write_owner`). Its name is
+    meant to carry this process's :func:`tag`: a folder of that name can only be the leftover of a gone
+    process of this host that had this pid, and is removed first."""
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    write_owner(folder, **extra)
+    return folder
+
+
 def read_owner(folder: str | Path) -> dict[str, Any] | None:
     try:
         owner = json.loads((Path(folder) / OWNER).read_text(encoding="utf-8"))
@@ -79,11 +97,16 @@ def read_owner(folder: str | Path) -> dict[str, Any] | None:
     return owner if isinstance(owner, dict) else None
 
 
-def is_stale(folder: str | Path, *, max_age_s: float = MAX_AGE_S, now: float | None = None) -> bool:
-    """Whether ``folder`` is a leftover (see the module docstring)."""
+def is_stale(folder: str | Path, *, max_age_s: float = MAX_AGE_S, now: float | None = None,
+             own: bool = False) -> bool:
+    """Whether ``folder`` is a leftover (see the module docstring). With ``own``, a folder of this very
+    process is one too: for a writer that writes one such folder at a time and is not writing now (a save
+    of its own that failed half-way left it)."""
     folder = Path(folder)
     owner = read_owner(folder)
     if owner is not None and owner.get("host") == host() and isinstance(owner.get("pid"), int):
+        if own and owner["pid"] == os.getpid() and owner.get("start") == process_start(os.getpid()):
+            return True
         return not alive(owner["pid"], owner.get("start"))
     return (time.time() if now is None else now) - last_change(folder) > max_age_s
 
@@ -99,11 +122,11 @@ def last_change(folder: Path) -> float:
     return newest
 
 
-def remove_stale(folders: Iterable[Path], *, max_age_s: float = MAX_AGE_S) -> list[Path]:
-    """Remove the stale ones of ``folders``; return those removed."""
+def remove_stale(folders: Iterable[Path], *, max_age_s: float = MAX_AGE_S, own: bool = False) -> list[Path]:
+    """Remove the stale ones of ``folders`` (``own``: see :func:`is_stale`); return those removed."""
     removed = []
     for folder in folders:
-        if folder.is_dir() and is_stale(folder, max_age_s=max_age_s):
+        if folder.is_dir() and is_stale(folder, max_age_s=max_age_s, own=own):
             shutil.rmtree(folder, ignore_errors=True)
             if not folder.exists():
                 removed.append(folder)

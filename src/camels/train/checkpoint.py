@@ -12,12 +12,16 @@ Layout of ``output_dir/checkpoints/step-N/`` (everything accelerate's ``save_sta
     provenance.json            sha256 of the training data, package versions
     COMPLETE                   written last: step and the sha256 and size of every file above
 
-**Atomicity.** Every process writes into ``checkpoints/.tmp-step-N-<pid>`` (the main process's pid);
-the main process adds its files, fsyncs everything, renames the folder to ``step-N`` and only then writes
-``COMPLETE``. :func:`find_latest_checkpoint` only considers ``step-N`` folders whose ``COMPLETE`` lists
+**Atomicity.** Every process writes into ``checkpoints/.tmp-step-N-<pid>`` (the main process's pid, named
+as its owner in ``owner.json``, see :mod:`camels.core.stale`); the main process adds its files, fsyncs
+everything, renames the folder to ``step-N`` and only then writes ``COMPLETE`` (``owner.json`` is removed
+before it and is not among the files it lists). :func:`find_latest_checkpoint` only considers ``step-N`` folders whose ``COMPLETE`` lists
 files that all exist with their recorded sizes, so a run killed at any moment leaves either the previous
-checkpoint or the new one as the latest, never a partial one. Leftovers of interrupted saves (tmp
-folders, ``step-N`` folders without a marker) are deleted by the next save. A checkpoint whose marker
+checkpoint or the new one as the latest, never a partial one. Leftovers of interrupted saves are
+deleted by the next save: ``step-N`` folders without a marker, and tmp folders whose owner is gone (or is
+the saving process itself, whose earlier save failed); a tmp folder of another live process (a second
+run writing into the same folder) is left alone, as is one of another host or without an owner file
+until nothing in it changed for 24 hours. A checkpoint whose marker
 exists but does not hold (a file truncated or missing after it was written) is *damaged*: it is named in a
 one-line warning and moved to ``checkpoints/damaged-step-N`` (kept, never deleted by rotation), and the
 run resumes from the previous complete one. :func:`load_checkpoint` also checks every file's sha256.
@@ -44,6 +48,7 @@ from typing import Any
 
 from camels.core.errors import ConfigError
 from camels.core.io import fsync_dir
+from camels.core.stale import OWNER, owned_folder, remove_stale
 
 CHECKPOINTS = "checkpoints"
 MARKER = "COMPLETE"
@@ -190,21 +195,20 @@ def _damage(original: Path, path: Path) -> str:
 
 def clean_stale(out_dir: str | Path, keep: Path | None = None,
                 say: Callable[[str], None] | None = None) -> list[Path]:
-    """Delete tmp folders and ``step-N`` folders without a marker (interrupted saves); return them.
-    Damaged checkpoints are moved aside instead (:func:`set_aside_damaged`), never deleted.
+    """Delete the leftovers of interrupted saves (see the module docstring); return them. Damaged
+    checkpoints are moved aside instead (:func:`set_aside_damaged`), never deleted.
 
-    Only the process that writes checkpoints may call this (it would delete a save in progress).
+    Only the process that writes checkpoints may call this, between its saves (it would delete a
+    ``step-N`` folder that a save in progress has renamed but not yet marked).
     """
     set_aside_damaged(out_dir, say=say)
     root = checkpoints_dir(out_dir)
-    removed = []
     if not root.is_dir():
-        return removed
-    for p in root.iterdir():
-        if keep is not None and p == keep:
-            continue
-        stale = p.name.startswith(TMP_PREFIX) or (checkpoint_step(p) is not None and read_marker(p) is None)
-        if stale and p.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p != keep and p.is_dir()]
+    removed = remove_stale([p for p in found if p.name.startswith(TMP_PREFIX)], own=True)
+    for p in found:
+        if checkpoint_step(p) is not None and read_marker(p) is None:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
@@ -244,6 +248,8 @@ def save_checkpoint(
     pid = _main_process_pid(accelerator)
     tmp = root / f"{TMP_PREFIX}{state.global_step}-{pid}"
     final = root / f"step-{state.global_step}"
+    if main:
+        owned_folder(tmp)
     accelerator.wait_for_everyone()
     with _adapter_hooks(accelerator):
         accelerator.save_state(str(tmp))
@@ -261,6 +267,8 @@ def save_checkpoint(
             (final / MARKER).unlink(missing_ok=True)
             shutil.rmtree(final)
         os.rename(tmp, final)
+        (final / OWNER).unlink()  # kept until the rename: a failed save's folder names its owner
+        fsync_dir(final)
         fsync_dir(root)
         marker = {"version": MARKER_VERSION, "step": state.global_step, "files": files}
         _write_json(final / MARKER, marker)
@@ -292,8 +300,9 @@ def _hash_files(paths: list[Path], fsync: bool = False) -> list[str]:
 
 
 def _describe_files(folder: Path) -> dict[str, dict[str, Any]]:
-    """``{relative path: {"sha256", "bytes"}}`` for every file under ``folder`` (each fsynced)."""
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    """``{relative path: {"sha256", "bytes"}}`` for every file under ``folder`` but its owner file (each
+    fsynced)."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p != folder / OWNER]
     digests = _hash_files(files, fsync=True)
     out = {p.relative_to(folder).as_posix(): {"sha256": d, "bytes": p.stat().st_size} for p, d in zip(files, digests)}
     for d in sorted({p.parent for p in folder.rglob("*")}):

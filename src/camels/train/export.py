@@ -13,8 +13,12 @@
 multi-turn conversations. Tokenize that text with ``add_special_tokens=False`` (transformers'
 ``apply_chat_template(tokenize=True)`` does), or BOS is doubled.
 
-**Atomic**: the folder is written as ``.tmp-final-<pid>`` beside the target, fsynced, and renamed; an
-older export is replaced only once the new one is complete.
+**Atomic**: the folder is written as ``.tmp-final-<host>-<pid>`` beside the target, fsynced, and renamed;
+an older export is replaced only once the new one is complete (it is first moved into
+``.old-final-<host>-<pid>/``, then removed). Both folders name their owner (``owner.json``, see
+:mod:`camels.core.stale`, removed before the rename into place); an export removes only the leftovers
+of exports whose process is gone, never the folder of another export still running on the same file
+system.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError
+from camels.core.stale import OWNER, owned_folder, remove_stale, tag
 
 
 def _lit(s: str) -> str:
@@ -114,14 +119,28 @@ def write_model_folder(
     state_dict: dict[str, Any] | None = None,
 ) -> Path:
     """Single-process export (what :func:`export_model` runs on the main process)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale([*target.parent.glob(f".tmp-{target.name}-*"), *target.parent.glob(f".old-{target.name}-*")])
+    tmp = owned_folder(target.parent / f".tmp-{target.name}-{tag()}")
+    try:
+        _write_folder(model, tokenizer, tmp, chat_format=chat_format, config_dict=config_dict,
+                      data_sha256=data_sha256, state_dict=state_dict)
+        (tmp / OWNER).unlink()
+        _fsync_tree(tmp)
+        _replace(target, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_folder(model: Any, tokenizer: Any, tmp: Path, *, chat_format: Any, config_dict: dict[str, Any] | None,
+                  data_sha256: str | None, state_dict: dict[str, Any] | None) -> None:
+    """The export's files, written into ``tmp``."""
     from camels.core.io import versions, write_json
     from camels.train.model import is_peft_model
 
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
-    for stale in (*target.parent.glob(f".tmp-{target.name}-*"), *target.parent.glob(f".old-{target.name}-*")):
-        shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
     merged = False
     if is_peft_model(model):
         model = _merge_for_export(model, tmp, config_dict or {})
@@ -142,17 +161,25 @@ def write_model_folder(
         "lora_merged": merged,
         "versions": versions("torch", "transformers", "accelerate", "peft"),
     })
-    _fsync_tree(tmp)
+
+
+def _replace(target: Path, tmp: Path) -> None:
+    """Rename ``tmp`` to ``target``; an existing ``target`` is moved into an owned ``.old-`` folder first
+    (and put back if the rename fails), then removed."""
     old = None
     if target.exists():
-        old = target.parent / f".old-{target.name}-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(target, old)
-    os.rename(tmp, target)
+        old = owned_folder(target.parent / f".old-{target.name}-{tag()}")
+        os.rename(target, old / target.name)
+    try:
+        os.rename(tmp, target)
+    except BaseException:
+        if old is not None and not target.exists():
+            os.rename(old / target.name, target)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
     _fsync_tree(target.parent, files=False)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 def _merge_for_export(model: Any, tmp: Path, config_dict: dict[str, Any]) -> Any:
@@ -163,7 +190,7 @@ def _merge_for_export(model: Any, tmp: Path, config_dict: dict[str, Any]) -> Any
     quantised = bool(getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_quantized", False))
     if not quantised:
         return merge_lora(model)
-    adapter = tmp.parent / f"{tmp.name}-adapter"
+    adapter = tmp / "merge-adapter"  # inside the export's folder: removed with it if the process is killed
     model.save_pretrained(str(adapter))
     try:
         dtype = config_dict.get("dtype", "bf16")

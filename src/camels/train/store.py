@@ -49,7 +49,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 import time
@@ -64,7 +63,7 @@ import numpy as np
 
 from camels.core.io import fsync_dir, iter_lines, write_json
 from camels.core.progress import progress
-from camels.core.stale import OWNER, alive, host, remove_stale, write_owner
+from camels.core.stale import OWNER, alive, host, owned_folder, remove_stale, tag
 from camels.core.template import ChatFormat
 from camels.train.encode import (
     IGNORE_INDEX,
@@ -236,12 +235,9 @@ def build_store(
     if removed:
         say(f"camels train: removed {len(removed)} stale temporary folder(s) of the token store (their "
             f"process is gone): {', '.join(p.name for p in removed)}")
-    tmp = _tmp_path(path, os.getpid())
-    shutil.rmtree(tmp, ignore_errors=True)  # left by a dead process that had this pid
-    tmp.mkdir()
+    tmp = owned_folder(_tmp_path(path, os.getpid()), build=group.build_id)
     dtype = _dtype(tokenizer)
     try:
-        write_owner(tmp, build=group.build_id)
         plan = _plan(paths, group.count)
         write_json(tmp / PLAN, {"build": group.build_id, "parts": plan})
         _encode_part(tmp, 0, plan[0], paths, tokenizer, chat_format, max_length, dtype, strict, bar=True)
@@ -314,7 +310,7 @@ def encode_share(
 
 def _tmp_path(path: Path, pid: int) -> Path:
     """Where the store is built by the process ``pid`` of this host."""
-    return path.parent / f".tmp-{path.name}-{re.sub(r'[^A-Za-z0-9.-]', '_', host())[:40]}-{pid}"
+    return path.parent / f".tmp-{path.name}-{tag(pid)}"
 
 
 def _dtype(tokenizer: Any) -> np.dtype:
