@@ -16,7 +16,8 @@ What is measured
   The two stores are also compared byte for byte (``identical``).
 
 Summary line: ``encode_s_1proc= encode_s_2proc= encode_speedup=`` (1-process seconds / 2-process seconds),
-``tokens=``, ``repeats=``, ``identical=``. The speed-up can only be as good as the free cores: on a
+``tokens=``, ``data_mb=`` (the data file's size, what ``encode_processes: auto`` decides by),
+``repeats=``, ``identical=``. The speed-up can only be as good as the free cores: on a
 machine whose cores other work is using, it is lower than on an idle one.
 """
 
@@ -95,6 +96,7 @@ def main() -> None:
         tiny_tokenizer().save_pretrained(workdir / "tokenizer")
         data = workdir / "data.jsonl"
         make_data(data, int(a.tokens), a.seed)
+        data_mb = data.stat().st_size / 1e6
         for rep in range(a.repeats):
             for processes in (1, 2):
                 r = run(processes, workdir / f"stores-{processes}-{rep}", workdir / "tokenizer", data)
@@ -107,7 +109,8 @@ def main() -> None:
     print(f"{'processes':>9} {'encode s (median)':>18}")
     print(f"{1:>9} {one:18.2f}\n{2:>9} {two:18.2f}")
     print(f"encode_s_1proc={one:.2f} encode_s_2proc={two:.2f} encode_speedup={one / two:.2f} "
-          f"tokens={results[1][0]['tokens']} repeats={a.repeats} identical={str(identical).lower()}")
+          f"tokens={results[1][0]['tokens']} data_mb={data_mb:.2f} repeats={a.repeats} "
+          f"identical={str(identical).lower()}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ def test_yaml_then_overrides(tmp_path):
     ("warmup_ratio=1.5", "warmup_ratio: must be in [0, 1)"),
     ("max_tokens_per_batch=100", "max_tokens_per_batch: must be at least max_length (2048)"),
     ("qlora=true", "qlora: QLoRA trains adapters"),
+    ("encode_processes=0", "encode_processes: must be auto or at least 1, got 0"),
+    ("encode_processes=all", "encode_processes: expected int | 'auto', got 'all'"),
     ("nonsense", "expected key=value"),
 ])
 def test_errors_name_the_key(override, message):

@@ -18,7 +18,14 @@ torch = pytest.importorskip("torch")
 from camels.core.template import chat_format_for_tokenizer  # noqa: E402
 from camels.train import store as store_mod  # noqa: E402
 from camels.train.encode import IGNORE_INDEX, encode_files  # noqa: E402
-from camels.train.store import Shard, TokenStore, open_or_build, read_marker  # noqa: E402
+from camels.train.store import (  # noqa: E402
+    Shard,
+    TokenStore,
+    encoding_processes,
+    local_group,
+    open_or_build,
+    read_marker,
+)
 
 
 def _rows(n, long_every=7):
@@ -217,6 +224,73 @@ def test_a_store_encoded_in_parts_is_byte_identical_to_one_encoder(tmp_path, tin
     assert json.loads((one.path / "build.json").read_text())["encoded_by"] == {"0": 40}
     assert sorted(p.name for p in parts.path.iterdir()) == sorted([*store_mod.FILES, "COMPLETE", "build.json"])
     assert not list((tmp_path / "parts").glob(".tmp-*"))
+
+
+class _Local:
+    """What :func:`local_group` reads of an Accelerator: process ``index`` of ``count``, all on this machine."""
+
+    def __init__(self, index, count):
+        self.num_processes, self.local_process_index, self.is_local_main_process = count, index, index == 0
+
+
+def _build_as_processes(root, data, tok, fmt, count, setting, monkeypatch):
+    """The store as ``count`` processes of one machine build it with ``encode_processes=setting`` (as
+    ``camels train`` does; each process a thread, accelerate's gather_object a barrier); and the number of
+    collectives run."""
+    import accelerate.utils
+
+    barrier, lock, gathered, calls = threading.Barrier(count), threading.Lock(), [], []
+
+    def gather_object(items):
+        with lock:
+            gathered.extend(items)
+            calls.append(1)
+        barrier.wait(timeout=60)
+        return list(gathered)
+
+    monkeypatch.setattr(accelerate.utils, "gather_object", gather_object)
+    stores, errors = {}, {}
+
+    def process(i):
+        try:
+            shard = local_group(_Local(i, count), encoding_processes(setting, data))
+            stores[i] = open_or_build(root, data, tok if i == 0 else copy.deepcopy(tok), fmt, 48, build=i == 0,
+                                      shard=shard, say=lambda _: None, poll_s=0.01)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            errors[i] = e
+
+    threads = [threading.Thread(target=process, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive(), "a process never finished"
+    assert errors == {}
+    assert {st.path for st in stores.values()} == {stores[0].path}
+    return stores[0], len(calls)
+
+
+def test_encode_processes_says_who_encodes_and_the_store_is_the_same_bytes(tmp_path, tiny_tok, data,
+                                                                              monkeypatch):
+    fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
+    one = open_or_build(tmp_path / "one", data, tiny_tok, fmt, 48, say=lambda _: None)
+    size = sum(os.path.getsize(p) for p in data)
+    assert size < store_mod.AUTO_SHARE_BYTES  # small data: auto encodes in the main process alone
+    # 3 processes on the machine; 40 records
+    for setting, encoded_by, collectives in [(1, {"0": 40}, 0), ("auto", {"0": 40}, 0),
+                                             (2, {"0": 20, "1": 20}, 3), (8, {"0": 13, "1": 13, "2": 14}, 3)]:
+        st, n = _build_as_processes(tmp_path / f"s-{setting}", data, tiny_tok, fmt, 3, setting, monkeypatch)
+        assert _store_bytes(st.path) == _store_bytes(one.path), setting
+        assert json.loads((st.path / "build.json").read_text())["encoded_by"] == encoded_by, setting
+        assert n == collectives, setting
+    # auto shares from AUTO_SHARE_BYTES of training files on
+    monkeypatch.setattr(store_mod, "AUTO_SHARE_BYTES", size)
+    assert encoding_processes("auto", data) is None and encoding_processes(3, data) == 3
+    st, n = _build_as_processes(tmp_path / "s-auto-large", data, tiny_tok, fmt, 3, "auto", monkeypatch)
+    assert _store_bytes(st.path) == _store_bytes(one.path)
+    assert json.loads((st.path / "build.json").read_text())["encoded_by"] == {"0": 13, "1": 13, "2": 14}
+    monkeypatch.setattr(store_mod, "AUTO_SHARE_BYTES", size + 1)
+    assert encoding_processes("auto", data) == 1
 
 
 def test_a_failed_helper_leaves_no_store(tmp_path, tiny_tok, data, monkeypatch):

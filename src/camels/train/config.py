@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from camels.core import config
 from camels.core.errors import ConfigError
@@ -67,6 +67,12 @@ class TrainConfig:
     token_cache: str | None = _f(
         None, help="Folder where encoded training data (token stores) is kept and shared between runs, one "
         "sub-folder per data + tokenizer + chat format; default: output_dir/token_store."
+    )
+    encode_processes: int | Literal["auto"] = _f(
+        "auto", help="Processes of a machine that encode the token store, a share each: auto (all of them when "
+        "the training files hold at least 2 MB, else the main process alone: on less data sharing measured "
+        "slower, docs/training.md), 1 (the main process alone) or N (at most N). The store is the same byte "
+        "for byte whatever the setting."
     )
     # -- sequence handling --------------------------------------------------------------------------
     max_length: int = _f(2048, help="Tokens per conversation; longer ones are cut at the end (start kept).")
@@ -155,6 +161,8 @@ class TrainConfig:
                     "logging_every", "keep_last_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be at least 1, got {getattr(self, key)}")
+        if self.encode_processes != "auto" and self.encode_processes < 1:
+            raise ConfigError(f"encode_processes: must be auto or at least 1, got {self.encode_processes}")
         for key in ("max_steps", "gradient_accumulation", "num_threads"):
             v = getattr(self, key)
             if v is not None and v < 1:

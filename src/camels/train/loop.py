@@ -331,13 +331,14 @@ def _setup(cfg: TrainConfig) -> _Run:
 
 
 def _token_store(cfg: TrainConfig, run: _Run) -> TokenStore:
-    """The training data, encoded once per machine into the token store (each local process a share)."""
-    from camels.train.store import local_group, open_or_build
+    """The training data, encoded once per machine into the token store (each local process a share, as
+    ``encode_processes`` says)."""
+    from camels.train.store import encoding_processes, local_group, open_or_build
 
     root = Path(cfg.token_cache) if cfg.token_cache else run.out_dir / "token_store"
+    shard = local_group(run.accelerator, encoding_processes(cfg.encode_processes, cfg.train_files))
     return open_or_build(root, cfg.train_files, run.tokenizer, run.chat_format, cfg.max_length,
-                         build=run.accelerator.is_local_main_process, shard=local_group(run.accelerator),
-                         say=run.say)
+                         build=run.accelerator.is_local_main_process, shard=shard, say=run.say)
 
 
 def _plan(cfg: TrainConfig, run: _Run, data: EncodedDataset | TokenStore) -> _Plan:

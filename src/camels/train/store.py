@@ -25,10 +25,11 @@ tokenizer or chat format gives another key and so another store; the same inputs
 so a resumed run and every rank reuse it. Stores live in ``output_dir/token_store/<key>/`` or, with
 ``token_cache`` set, in ``<token_cache>/<key>/`` where several runs share them.
 
-**Encoded by every process of the machine**: with several processes (``accelerate launch``), the records
-(non-blank lines of all files, in order) are cut into one contiguous share per local process. Each process
-encodes its share into part files of the temporary folder; the local main process then checks every part
-against its counts and joins them in order. The files are byte for byte those of a one-process build, so
+**Encoded by the processes of the machine**: with several processes (``accelerate launch``), the records
+(non-blank lines of all files, in order) are cut into one contiguous share per local process (at most
+``encode_processes`` of them; with ``auto``, only when the data is large enough for sharing to pay, see
+:func:`encoding_processes`). Each process encodes its share into part files of the temporary folder; the
+local main process then checks every part against its counts and joins them in order. The files are byte for byte those of a one-process build, so
 the key and training are unchanged. The tokenizer's own thread pool is off meanwhile (unless
 ``TOKENIZERS_PARALLELISM`` is set) and only the main process shows a progress bar.
 
@@ -80,6 +81,9 @@ FILES = ("tokens.bin", "trained.bin", "offsets.npy", "lengths.npy", "targets.npy
 BUILD = "build.json"  # how this copy was built (times, parts): not part of the content, not in the marker
 PLAN = "plan.json"  # in the temporary folder only: the parts, for the helper processes
 _FLUSH_TOKENS = 1 << 20  # tokens buffered before a write (8 MB at most)
+#: ``encode_processes: auto`` shares the encoding from this many bytes of training files on (measured with
+#: benchmarks/store_encode.py: below about 1.5 MB, the cost of sharing exceeded the time it saved).
+AUTO_SHARE_BYTES = 2_000_000
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -188,20 +192,38 @@ class Shard:
         return cls(0, 1, (os.getpid(),), secrets.token_hex(8))
 
 
-def local_group(accelerator: Any) -> Shard | None:
-    """This process's share when every process of its machine encodes a part; None with one process.
+def encoding_processes(setting: int | str, paths: Sequence[str | Path]) -> int | None:
+    """How many processes of a machine encode a store, from the ``encode_processes`` setting: ``N`` (at most
+    N), or with ``auto`` all of them (None) when ``paths`` hold at least :data:`AUTO_SHARE_BYTES`, else 1.
 
-    One collective, before any encoding: every process gives its host, local index, pid and a random id; the
+    The same in every process (it reads the settings and the files' sizes only), so that all of them take
+    part in :func:`local_group`'s collective, or none does.
+    """
+    if setting != "auto":
+        return int(setting)
+    return None if sum(os.path.getsize(p) for p in paths) >= AUTO_SHARE_BYTES else 1
+
+
+def local_group(accelerator: Any, encoders: int | None = None) -> Shard | None:
+    """This process's share when the processes of its machine encode a part each; None when it encodes
+    alone or not at all (``build`` of :func:`open_or_build` then says which).
+
+    ``encoders``: at most that many processes of a machine encode (those of the lowest local indexes; the
+    others wait for the store); None: all of them. With one encoder, or one process, there is no collective.
+    Else one, before any encoding: every process gives its host, local index, pid and a random id; the
     processes of a host form a group whose local main process (index 0) joins. Hosts that share a name
     (local indexes that are not 0..n-1) get None: the local main process encodes alone, as with one process.
     """
-    if accelerator.num_processes == 1:
+    if accelerator.num_processes == 1 or encoders == 1:
         return None
     from accelerate.utils import gather_object
 
     me = (host(), accelerator.local_process_index, os.getpid(), secrets.token_hex(8))
     group = sorted(tuple(e) for e in gather_object([me]) if e[0] == me[0])
     if [e[1] for e in group] != list(range(len(group))):
+        return None
+    group = group[:encoders]
+    if len(group) == 1 or me[1] >= len(group):
         return None
     return Shard(me[1], len(group), tuple(e[2] for e in group), group[0][3])
 
