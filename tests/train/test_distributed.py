@@ -110,7 +110,8 @@ def two_processes(setup):
     config.write_text(TrainConfig.load(None, _overrides(model_dir, data, out)).to_yaml())
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIGS / "ddp.yaml"),
            "--num_processes", "2", "--main_process_port", str(_free_port()),
-           "-m", "camels", "train", str(config), "logging_every=1"]
+           "-m", "camels", "train", str(config), "logging_every=1",
+           "encode_processes=2"]  # the data is far below the size from which auto shares
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "CAMELS_PROGRESS": "0",
            "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(root), timeout=600)
