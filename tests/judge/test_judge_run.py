@@ -34,7 +34,7 @@ N = 12
 
 @pytest.fixture()
 def server():
-    s = JudgeServer(timeout_sleep=1.0)
+    s = JudgeServer(timeout_sleep=120.0)  # a "timeout" fault holds its call (until released at the end)
     yield s
     s.release.set()
     s.close()
@@ -66,8 +66,10 @@ def test_faults_every_annotation_parsed_or_counted(server, tmp_path):
     mo, ref, refs, mods = write_inputs(tmp_path, {3: " GARBLE", 8: " GARBLE"})
     server.faults[:] = ["429", "500", "timeout", "malformed", "shape", "500", "429", "malformed", "timeout"]
     server.garble = 2
+    # A "timeout" call is held for 120 s, so only the client's timeout ends it; every other call is answered
+    # at once (the scripted judge runs no model), in milliseconds: 4 s leaves them room on a loaded machine.
     report = judge_outputs(mo, reference=str(ref), output=tmp_path / "out", base_url=server.url,
-                           judge_model="judge-model", judge_options={"max_concurrency": "3", "timeout": "0.5",
+                           judge_model="judge-model", judge_options={"max_concurrency": "3", "timeout": "4",
                                                                      "backoff_base": "0.001", "backoff_max": "0.01"},
                            chunk_size=4)
     ann = json.loads((tmp_path / "out" / "annotations.json").read_text())
