@@ -230,3 +230,37 @@ def test_a_folder_holding_a_live_cache_is_rewritten_in_place(tmp_path):
     assert db.stat().st_ino == inode  # the cache was not moved or copied
     assert (out / "metrics.json").read_text() == "new" and (out / "coverage.json").read_text() == "kept"
     assert not list(tmp_path.glob(".scored.partial-*"))
+
+
+def _open_and_write(path: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        with RequestCache(path, timeout=20) as cache:
+            req = ChoiceRequest([("user", f"from {os.getpid()}")], choices=(" A", " B"))
+            cache.put_many("fp", [req], [ChoiceResult((0.0, -1.0))])
+        results.put("ok")
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(e).__name__}: {e}")
+
+
+def test_processes_opening_a_new_cache_together_all_succeed(tmp_path):
+    # SQLite refuses at once ("database is locked", no busy wait) when a new file is switched to WAL while
+    # another process opens it; before the opening steps were retried, about one round in six failed here.
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(25):
+        path = str(tmp_path / f"{round_}.sqlite")
+        barrier, results = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_open_and_write, args=(path, barrier, results)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        got = [results.get(timeout=5) for _ in procs]
+        failures += [g for g in got if g != "ok"]
+        with RequestCache(path) as cache:  # each process's row is there and verifies
+            keys = [k for (k,) in sqlite3.connect(path).execute("SELECT key FROM results")]
+            assert len(keys) == 3 and len(cache.lookup_keys(keys)) == 3
+    assert failures == []

@@ -138,11 +138,31 @@ class RequestCache:
                     problems = " ".join("; ".join(bad).split())  # one line
                     raise sqlite3.DatabaseError(f"integrity check failed: {problems[:200]}")
             self._inspect()
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._while_locked(timeout, lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
             self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._setup()
+            self._while_locked(timeout, self._setup)
 
     # -- opening ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _while_locked(timeout: float, step) -> None:
+        """Run ``step``, again while SQLite says the database is locked, for up to ``timeout`` seconds.
+
+        SQLite answers "database is locked" at once, without waiting for ``busy_timeout``, where waiting could
+        deadlock: switching a new file to WAL while another process opens it, or a transaction that began by
+        reading and then writes. Processes opening one cache together (``camels eval`` twice on one folder)
+        meet exactly these, so the opening steps are retried here."""
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            try:
+                step()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         try:
