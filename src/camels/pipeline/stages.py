@@ -91,7 +91,8 @@ class Hasher:
         return stage_key("folder", entries=entries)
 
     def model(self, name: str) -> str:
-        """A local model folder by content; a hub name by its name (pin a revision in the name to fix it)."""
+        """A local model folder by content; a hub name by its name only (a folder downloaded at a fixed
+        revision ties the key to exact weights; see docs/pipeline.md)."""
         return self.path(name) if Path(name).exists() else f"hub:{name}"
 
     def save(self) -> None:
