@@ -53,6 +53,7 @@ from typing import Any
 from camels.backends.base import BackendError, LocalPrompts
 from camels.backends.generation import GenerationLoop
 from camels.backends.tokens import split_at_boundary, split_choices_shared
+from camels.core.io import load_pretrained
 from camels.core.requests import (
     BackendInfo,
     ChoiceRequest,
@@ -232,7 +233,7 @@ class HFBackend(LocalPrompts, GenerationLoop):
         if isinstance(self.tokenizer, (str, os.PathLike)):
             from transformers import AutoTokenizer
 
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.tokenizer))
+            self.tokenizer = load_pretrained(AutoTokenizer, self.tokenizer)
         self.model.eval()
         self.model_name = model_name
         self.chat_format = resolve_chat_format(chat_format, self.tokenizer, model_dir)
@@ -265,9 +266,9 @@ class HFBackend(LocalPrompts, GenerationLoop):
         else:
             torch_dtype = getattr(torch, dtype)
         try:
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-            tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(
-                name, trust_remote_code=trust_remote_code)
+            model = load_pretrained(AutoModelForCausalLM, name, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+            tok = tokenizer if tokenizer is not None else load_pretrained(
+                AutoTokenizer, name, trust_remote_code=trust_remote_code)
         except OSError as e:
             raise BackendError(f"cannot load model {name!r}: {e}") from e
         model.to(self.device)

@@ -59,10 +59,11 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from transformers import AutoTokenizer
 
+    from camels.core.io import load_pretrained
     from camels.core.template import chat_format_for_tokenizer
     from camels.train.encode import Dropped, encode_conversation, inspect_report, iter_conversations
 
-    tok = AutoTokenizer.from_pretrained(args.tokenizer)
+    tok = load_pretrained(AutoTokenizer, args.tokenizer)
     fmt = chat_format_for_tokenizer(tok, args.format)
     dropped: Counter = Counter()
     shown = 0

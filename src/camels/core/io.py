@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from camels.core.errors import RecordError, file_error
+from camels.core.errors import ConfigError, RecordError, file_error
 
 BOM = "\ufeff"
 
@@ -341,3 +341,24 @@ def versions(*packages: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def hub_revision(name: str | os.PathLike) -> tuple[str, str | None]:
+    """``ORG/NAME@REVISION`` -> ``("ORG/NAME", "REVISION")``: a hub model or tokenizer pinned to a commit,
+    branch or tag. A name without ``@``, or a local path that exists, comes back whole, with no revision."""
+    text = str(name)
+    if "@" not in text or Path(text).expanduser().exists():
+        return text, None
+    repo, _, revision = text.rpartition("@")
+    if not repo or not revision or "@" in repo:
+        raise ConfigError(f"{text!r}: a hub name pinned to a revision reads ORG/NAME@REVISION")
+    return repo, revision
+
+
+def load_pretrained(cls: Any, name: str | os.PathLike, **kwargs: Any) -> Any:
+    """``cls.from_pretrained`` (a transformers or peft class) for a folder or a hub name, with the revision of
+    ``ORG/NAME@REVISION`` passed as ``revision=`` (see :func:`hub_revision`)."""
+    repo, revision = hub_revision(name)
+    if revision is not None:
+        kwargs["revision"] = revision
+    return cls.from_pretrained(repo, **kwargs)

@@ -42,7 +42,7 @@ from typing import Any
 
 from camels.core.chat import EMPTY_ANSWER, Conversation
 from camels.core.errors import ConfigError, RecordError
-from camels.core.io import iter_lines, parse_json, read_text
+from camels.core.io import iter_lines, load_pretrained, parse_json, read_text
 from camels.core.progress import progress as progress_bar
 from camels.data.manifest import Manifest, publish_with_manifest
 from camels.data.sources import Context, Skip, Source, get_source, whitespace_tokens
@@ -295,7 +295,7 @@ def token_counter(tokenizer: Any = None) -> Callable[[str], int]:
     if isinstance(tokenizer, (str, os.PathLike)):
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(str(tokenizer))
+        tok = load_pretrained(AutoTokenizer, tokenizer)
     elif callable(getattr(tokenizer, "encode", None)):
         tok = tokenizer
     else:

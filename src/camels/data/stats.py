@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.chat import Conversation
-from camels.core.io import atomic_write
+from camels.core.io import atomic_write, load_pretrained
 from camels.data.records import format_table, iter_conversations
 
 CountFn = Callable[[list[str]], list[int]]  # a batch of texts -> token counts
@@ -57,7 +57,7 @@ def load_counter(tokenizer: str | None) -> tuple[CountFn, str]:
         return whitespace_counter, "whitespace"
     from transformers import AutoTokenizer
 
-    return tokenizer_counter(AutoTokenizer.from_pretrained(tokenizer)), tokenizer
+    return tokenizer_counter(load_pretrained(AutoTokenizer, tokenizer)), tokenizer
 
 
 @dataclass

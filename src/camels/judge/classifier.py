@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from camels.core.io import hub_revision
 from camels.core.requests import BackendInfo
 from camels.judge.identity import JudgeIdentity
 from camels.judge.kinds import ClassifyRequest, ClassifyResult
@@ -48,8 +49,12 @@ class HFClassifier:
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
             name = str(model)
-            self.model = AutoModelForSequenceClassification.from_pretrained(name, revision=revision)
-            self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(name,
+            repo, pinned = hub_revision(name)
+            if revision is not None and pinned is not None and revision != pinned:
+                raise ValueError(f"{name}: revision {revision!r} given as well as {pinned!r} in the name")
+            revision = revision or pinned
+            self.model = AutoModelForSequenceClassification.from_pretrained(repo, revision=revision)
+            self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(repo,
                                                                                                 revision=revision)
             folder = Path(name) if Path(name).is_dir() else None
             weights = _weights_digest_files(folder) if folder else _weights_digest_state(self.model)

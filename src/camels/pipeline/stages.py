@@ -91,8 +91,8 @@ class Hasher:
         return stage_key("folder", entries=entries)
 
     def model(self, name: str) -> str:
-        """A local model folder by content; a hub name by its name only (a folder downloaded at a fixed
-        revision ties the key to exact weights; see docs/pipeline.md)."""
+        """A local model folder by content; a hub name by its name only (``ORG/NAME@COMMIT`` ties the key to
+        exact weights; see docs/pipeline.md)."""
         return self.path(name) if Path(name).exists() else f"hub:{name}"
 
     def save(self) -> None:

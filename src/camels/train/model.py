@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError
+from camels.core.io import load_pretrained
 
 # Linear layers that are never given adapters even under "all-linear": the output head(s).
 _NEVER_ADAPT = ("lm_head", "embed_out", "output_layer", "score", "classifier")
@@ -55,7 +56,7 @@ def load_tokenizer(name: str) -> Any:
 
     _check_local(name, "tokenizer")
     try:
-        tok = AutoTokenizer.from_pretrained(name)
+        tok = load_pretrained(AutoTokenizer, name)
     except OSError as e:
         raise ConfigError(f"tokenizer: cannot load {name!r} ({e})") from e
     if not getattr(tok, "is_fast", False):
@@ -91,7 +92,7 @@ def load_model_and_tokenizer(cfg: Any) -> tuple[Any, Any]:
         kwargs["quantization_config"] = qlora_quantization_config(cfg.dtype)
         kwargs["device_map"] = _local_device_map()
     try:
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+        model = load_pretrained(AutoModelForCausalLM, cfg.model, **kwargs)
     except OSError as e:
         raise ConfigError(f"model: cannot load {cfg.model!r} ({e})") from e
     ensure_pad_token(tok, model)
