@@ -163,14 +163,14 @@ def count_rows(data: Path) -> dict[str, int]:
 def least_work(contexts: list[tuple[int, ...]]) -> dict[str, int]:
     """Tokens and causal attention scores (query-key pairs) of scoring every context whole, and of the least
     exact prefix-sharing computation: each distinct prefix token once (the nodes of the contexts' trie)."""
+    from camels.backends.tokens import common_prefix_len
+
     whole_tokens = sum(len(c) for c in contexts)
     whole_scores = sum(len(c) * (len(c) + 1) // 2 for c in contexts)
     least_tokens = least_scores = 0
     prev: tuple[int, ...] = ()
     for c in sorted(set(contexts)):
-        shared = 0
-        while shared < min(len(prev), len(c)) and prev[shared] == c[shared]:
-            shared += 1
+        shared = common_prefix_len(prev, c)
         least_tokens += len(c) - shared
         least_scores += (len(c) * (len(c) + 1) - shared * (shared + 1)) // 2
         prev = c
