@@ -45,8 +45,8 @@ from typing import Any, Literal, get_args, get_origin
 from camels.core.errors import ConfigError
 
 __all__ = [
-    "Read", "Where", "build", "coerce", "dump", "field_help", "load", "parse_overrides", "parse_value",
-    "read_with_overrides", "read_yaml", "replace", "to_dict", "write_resolved",
+    "Read", "Where", "build", "coerce", "dump", "field_help", "load", "override_pairs", "parse_overrides",
+    "parse_value", "read_with_overrides", "read_yaml", "replace", "to_dict", "write_resolved",
 ]
 
 OVERRIDE = "override"  # the origin named in errors about key=value overrides
@@ -138,6 +138,11 @@ def parse_overrides(items: Sequence[str]) -> list[tuple[str, Any]]:
     return out
 
 
+def override_pairs(overrides: Sequence[str] | Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``key=value`` texts (:func:`parse_overrides`) or a mapping of dotted keys to values, as pairs."""
+    return list(overrides.items()) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+
+
 # -- building -----------------------------------------------------------------------------------------------
 
 
@@ -174,8 +179,7 @@ class Read:
 
     def override(self, overrides: Sequence[str] | Mapping[str, Any] = (), **values: Any) -> Read:
         """Apply ``key=value`` texts (or a mapping of dotted keys to values), then keyword ``values``."""
-        pairs = list(overrides.items()) if isinstance(overrides, Mapping) else parse_overrides(overrides)
-        for key, value in [*pairs, *values.items()]:
+        for key, value in [*override_pairs(overrides), *values.items()]:
             _set_path(self.data, key, value)
             self.overridden.add(key)
         return self

@@ -80,7 +80,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = 
     """Read a sweep file and make one pipeline config per model."""
     path = Path(path)
     # `pipeline.KEY=VALUE` changes the pipeline (a file or inline alike); every other key is the sweep's
-    pairs = list(overrides.items()) if isinstance(overrides, Mapping) else config.parse_overrides(overrides)
+    pairs = config.override_pairs(overrides)
     prefix = "pipeline."
     to_pipeline = {k[len(prefix):]: v for k, v in pairs if k.startswith(prefix)}
     read = config.read_with_overrides(path, {k: v for k, v in pairs if not k.startswith(prefix)})
