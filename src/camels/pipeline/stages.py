@@ -134,18 +134,19 @@ class StageState:
         return _read(self.marker(stage_id))
 
     def started(self, stage_id: str) -> dict[str, Any] | None:
-        return _read(self.dir / f"{stage_id}.started.json")
+        return _read(self.marker(stage_id, started=True))
 
     def mark_started(self, stage: Stage) -> None:
-        write_json(self.dir / f"{stage.id}.started.json", {"stage": stage.id, "key": stage.key})
+        write_json(self.marker(stage.id, started=True), {"stage": stage.id, "key": stage.key})
 
-    def marker(self, stage_id: str) -> Path:
-        return self.dir / f"{stage_id}.json"
+    def marker(self, stage_id: str, *, started: bool = False) -> Path:
+        """The done-marker of ``stage_id``; ``started``: the marker of its run under way."""
+        return self.dir / (f"{stage_id}.started.json" if started else f"{stage_id}.json")
 
     def mark_done(self, stage: Stage, seconds: float) -> None:
         write_json(self.marker(stage.id), {"stage": stage.id, "key": stage.key, "kind": stage.kind,
                                            "seconds": round(seconds, 3), "camels": __version__})
-        (self.dir / f"{stage.id}.started.json").unlink(missing_ok=True)
+        self.marker(stage.id, started=True).unlink(missing_ok=True)
 
     def forget(self, stage_id: str) -> None:
         self.marker(stage_id).unlink(missing_ok=True)
