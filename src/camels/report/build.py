@@ -92,11 +92,12 @@ def build_report(runs: list[str | Path] | str | Path, out_dir: str | Path, *, na
     if not rows:
         raise ConfigError("no model folder to report on")
     ref = read_reference(reference, by_folder, lenient=lenient) if reference is not None else None
-    if ref is not None and all(r is not ref for r in rows) and ref.label in {r.label for r in rows}:
+    extra_ref = ref is not None and all(r is not ref for r in rows)  # a reference that is not also a row
+    if extra_ref and ref.label in {r.label for r in rows}:
         raise ConfigError(f"the reference and a row are both named {ref.label!r} but hold other numbers: rename "
                           "the row (--name DIR=LABEL)")
     if human is not None:
-        _add_human(rows + ([ref] if ref is not None and ref not in rows else []), read_human(human), extra_notes)
+        _add_human(rows + ([ref] if extra_ref else []), read_human(human), extra_notes)
     table = build_table(rows, title=title, reference=ref, baseline=baseline, n_boot=n_boot, seed=seed)
     table.notes.extend(extra_notes)
     losses = {}
