@@ -188,14 +188,14 @@ def with_recipe(train: Mapping[str, Any], base: Path, origin: str) -> dict[str, 
     """``train.recipe`` (a training config file, or the name of a shipped recipe: ``tulu-v1``) as the
     defaults of the ``train`` section: the recipe's fields (but train_files, output_dir, resume), then the
     section's own on top. The resolved config holds the merged fields, so it stands on its own."""
-    from camels.train.config import recipe_path
+    from camels.train.config import RECIPE_DIR, recipe_path
 
     name = train["recipe"]
     if not isinstance(name, str):
         raise ConfigError(f"{origin}: train.recipe: expected a recipe name or a YAML path, got {name!r}")
     path = base / name if (base / name).is_file() else Path(recipe_path(name))
     if not path.is_file():
-        shipped = sorted(p.stem for p in Path(recipe_path("tulu-v1")).parent.glob("*.yaml"))
+        shipped = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
         raise ConfigError(f"{origin}: train.recipe: {name!r} is neither a file nor a shipped recipe "
                           f"(shipped: {', '.join(shipped)})")
     recipe = {k: v for k, v in config.read_with_overrides(path).data.items() if k not in OWNED}

@@ -227,9 +227,12 @@ class TrainConfig:
         return config.load(cls, path, overrides, **kw)
 
 
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "configs" / "train"  # the shipped recipes (<name>.yaml)
+
+
 def recipe_path(config: str) -> str:
     """A config path as given, or the recipe of that name shipped with camels (``tulu-v1``, ``tiny-cpu``)."""
-    shipped = Path(__file__).resolve().parents[1] / "configs" / "train" / f"{config}.yaml"
+    shipped = RECIPE_DIR / f"{config}.yaml"
     return str(shipped) if not Path(config).exists() and shipped.is_file() else config
 
 
