@@ -60,6 +60,8 @@ def _free_port() -> int:
 
 
 def run(processes: int, root: Path, tokenizer_dir: Path, data: Path) -> dict:
+    from camels.train.store import BUILD, FILES
+
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP),
            "--num_processes", str(processes), "--main_process_port", str(_free_port()),
            str(Path(__file__).resolve()), "--worker", str(root), str(tokenizer_dir), str(data)]
@@ -68,10 +70,10 @@ def run(processes: int, root: Path, tokenizer_dir: Path, data: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{processes}-process encode failed:\n{proc.stderr[-4000:]}")
     (store,) = [p for p in root.iterdir() if not p.name.startswith(".")]
-    build = json.loads((store / "build.json").read_text())
+    build = json.loads((store / BUILD).read_text())
     meta = json.loads((store / "meta.json").read_text())
     digest = hashlib.sha256()
-    for name in ("tokens.bin", "trained.bin", "offsets.npy", "lengths.npy", "targets.npy", "meta.json"):
+    for name in FILES:
         digest.update((store / name).read_bytes())
     return {"encode_s": build["encode_s"], "encoded_by": build["encoded_by"], "tokens": meta["tokens"],
             "sha256": digest.hexdigest()}
