@@ -47,6 +47,19 @@ def tag(pid: int | None = None) -> str:
     return f"{re.sub(r'[^A-Za-z0-9.-]', '_', host())[:40]}-{os.getpid() if pid is None else pid}"
 
 
+def beside(target: str | Path, kind: str, pid: int | None = None) -> Path:
+    """``.<kind>-<target's name>-<tag>`` beside ``target``: the temporary folder of this process (or of
+    process ``pid`` of this host) for work published at ``target``."""
+    target = Path(target)
+    return target.parent / f".{kind}-{target.name}-{tag(pid)}"
+
+
+def leftovers(target: str | Path, *kinds: str) -> list[Path]:
+    """Every folder :func:`beside` ``target`` of these ``kinds``, whatever its process."""
+    target = Path(target)
+    return [p for kind in kinds for p in target.parent.glob(f".{kind}-{target.name}-*")]
+
+
 def process_start(pid: int) -> str | None:
     """When process ``pid`` started (clock ticks since boot, from ``/proc``), or None where unknown."""
     try:
@@ -80,8 +93,8 @@ def write_owner(folder: str | Path, **extra: Any) -> None:
 
 def owned_folder(folder: str | Path, **extra: Any) -> Path:
     """``folder``, new and empty, with this process named as its owner (:func:`write_owner`). Its name is
-    meant to carry this process's :func:`tag`: a folder of that name can only be the leftover of a gone
-    process of this host that had this pid, and is removed first."""
+    meant to carry this process's :func:`tag` (as :func:`beside` gives): a folder of that name can only be
+    the leftover of a gone process of this host that had this pid, and is removed first."""
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from camels.core.errors import ConfigError
-from camels.core.stale import OWNER, owned_folder, remove_stale, tag
+from camels.core.stale import OWNER, beside, leftovers, owned_folder, remove_stale
 
 
 def _lit(s: str) -> str:
@@ -121,8 +121,8 @@ def write_model_folder(
     """Single-process export (what :func:`export_model` runs on the main process)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale([*target.parent.glob(f".tmp-{target.name}-*"), *target.parent.glob(f".old-{target.name}-*")])
-    tmp = owned_folder(target.parent / f".tmp-{target.name}-{tag()}")
+    remove_stale(leftovers(target, "tmp", "old"))
+    tmp = owned_folder(beside(target, "tmp"))
     try:
         _write_folder(model, tokenizer, tmp, chat_format=chat_format, config_dict=config_dict,
                       data_sha256=data_sha256, state_dict=state_dict)
@@ -168,7 +168,7 @@ def _replace(target: Path, tmp: Path) -> None:
     (and put back if the rename fails), then removed."""
     old = None
     if target.exists():
-        old = owned_folder(target.parent / f".old-{target.name}-{tag()}")
+        old = owned_folder(beside(target, "old"))
         os.rename(target, old / target.name)
     try:
         os.rename(tmp, target)

@@ -64,7 +64,7 @@ import numpy as np
 
 from camels.core.io import fsync_dir, iter_lines, write_json
 from camels.core.progress import progress
-from camels.core.stale import OWNER, alive, host, owned_folder, remove_stale, tag
+from camels.core.stale import OWNER, alive, beside, host, leftovers, owned_folder, remove_stale
 from camels.core.template import ChatFormat
 from camels.train.encode import (
     IGNORE_INDEX,
@@ -253,7 +253,7 @@ def build_store(
     path.parent.mkdir(parents=True, exist_ok=True)
     group = shard or Shard.alone()
     start = time.perf_counter()
-    removed = remove_stale(path.parent.glob(f".tmp-{path.name}-*"))
+    removed = remove_stale(leftovers(path, "tmp"))
     if removed:
         say(f"camels train: removed {len(removed)} stale temporary folder(s) of the token store (their "
             f"process is gone): {', '.join(p.name for p in removed)}")
@@ -332,7 +332,7 @@ def encode_share(
 
 def _tmp_path(path: Path, pid: int) -> Path:
     """Where the store is built by the process ``pid`` of this host."""
-    return path.parent / f".tmp-{path.name}-{tag(pid)}"
+    return beside(path, "tmp", pid)
 
 
 def _dtype(tokenizer: Any) -> np.dtype:
