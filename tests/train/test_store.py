@@ -173,13 +173,6 @@ def test_training_from_the_store_equals_training_from_memory(tmp_path, tiny_tok,
 # -- encoding split over the processes of a machine ------------------------------------------------------
 
 
-def _dead_pid() -> int:
-    """The pid of a process that has ended (and been reaped)."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def _build_in_parts(root, data, tok, fmt, count, *, pids=None, fail_in=None):
     """The store built by ``count`` encoders: the joiner here, the helpers in threads of this process
     (each with its own copy of the tokenizer), exactly as the processes of one machine do it."""
@@ -308,15 +301,15 @@ def test_a_failed_helper_leaves_no_store(tmp_path, tiny_tok, data, monkeypatch):
     assert list((tmp_path / "c").iterdir()) == []  # no store, no marker, no temporary folder
 
 
-def test_a_helper_gone_without_its_part_fails_the_build(tmp_path, tiny_tok, data):
+def test_a_helper_gone_without_its_part_fails_the_build(tmp_path, tiny_tok, data, dead_pid):
     fmt = chat_format_for_tokenizer(tiny_tok, "tulu")
-    shard = Shard(0, 2, (os.getpid(), _dead_pid()), "b2")
+    shard = Shard(0, 2, (os.getpid(), dead_pid), "b2")
     with pytest.raises(RuntimeError, match=r"process 1 \(pid \d+\) ended without writing its part"):
         open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, shard=shard, say=lambda _: None, poll_s=0.01)
     assert list((tmp_path / "c").iterdir()) == []
     # and a helper whose joiner is gone does not wait for ever
     with pytest.raises(RuntimeError, match="the process that builds it .* has ended"):
-        open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, shard=Shard(1, 2, (_dead_pid(), os.getpid()), "b3"),
+        open_or_build(tmp_path / "c", data, tiny_tok, fmt, 48, shard=Shard(1, 2, (dead_pid, os.getpid()), "b3"),
                       poll_s=0.01)
 
 
@@ -337,7 +330,7 @@ def test_a_part_that_lost_records_fails_the_build(tmp_path, tiny_tok, data, monk
 # -- temporary folders left by killed builds ---------------------------------------------------------------
 
 
-def test_stale_temporary_folders_of_the_store_are_removed(tmp_path, tiny_tok, data):
+def test_stale_temporary_folders_of_the_store_are_removed(tmp_path, tiny_tok, data, dead_pid):
     from camels.core.stale import host, process_start
     from camels.train.encode import data_sha256
 
@@ -347,13 +340,13 @@ def test_stale_temporary_folders_of_the_store_are_removed(tmp_path, tiny_tok, da
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         folders = {}
-        for name, owner in [("dead", {"host": host(), "pid": _dead_pid()}),
+        for name, owner in [("dead", {"host": host(), "pid": dead_pid}),
                             ("live", {"host": host(), "pid": sleeper.pid, "start": process_start(sleeper.pid)}),
                             ("reused", {"host": host(), "pid": sleeper.pid, "start": "1"}),  # pid of another process now
                             ("remote-new", {"host": "elsewhere", "pid": 1}),
                             ("remote-old", {"host": "elsewhere", "pid": 1}),
                             ("no-owner-old", None),
-                            ("other-key", {"host": host(), "pid": _dead_pid()})]:
+                            ("other-key", {"host": host(), "pid": dead_pid})]:
             folder = root / (f".tmp-{key}-{name}" if name != "other-key" else f".tmp-{'0' * 24}-x")
             folder.mkdir(parents=True)
             (folder / "part-0.tokens").write_bytes(b"\0\0")
